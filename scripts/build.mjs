@@ -1,0 +1,25 @@
+// Bundles src/cli.ts into dist/ with code splitting, so `sos --help` loads only commander and the
+// command definitions; every handler and backend is a lazily imported chunk.
+import { cpSync, rmSync } from 'node:fs';
+import { build } from 'esbuild';
+
+rmSync('dist', { recursive: true, force: true });
+await build({
+  entryPoints: ['src/cli.ts'],
+  outdir: 'dist',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: 'linked',
+  chunkNames: 'chunks/[name]-[hash]',
+  // Native addons and heavy optional backends stay external (resolved from node_modules when a
+  // command needs them); small pure-JS libraries are bundled so startup reads few files.
+  external: ['better-sqlite3', 'pg', 'pg-native', 'ioredis', 'ink', 'react', 'node-pty', '@modelcontextprotocol/*'],
+  // Bundled CommonJS dependencies (commander) call require() for Node built-ins.
+  banner: { js: "import { createRequire as __sosCreateRequire } from 'node:module'; const require = __sosCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+// Migrations are read at run time from `<dir of the running module>/migrations/<dialect>`.
+cpSync('src/core/store/migrations', 'dist/chunks/migrations', { recursive: true });

@@ -1,0 +1,24 @@
+import { agentsCommand } from './agents.js';
+import { completionCommand } from './completion.js';
+import { configCommand } from './config.js';
+import type { CommandSpec } from './define.js';
+import { doctorCommand } from './doctor.js';
+import { initCommand, migrateCommand } from './init.js';
+import { projectsCommand } from './projects.js';
+import { squadsCommand } from './squads.js';
+import { tokensCommand } from './tokens.js';
+import { whoamiCommand } from './whoami.js';
+
+/** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
+export const COMMANDS: readonly CommandSpec[] = [
+  initCommand,
+  migrateCommand,
+  configCommand,
+  doctorCommand,
+  projectsCommand,
+  agentsCommand,
+  squadsCommand,
+  tokensCommand,
+  whoamiCommand,
+  completionCommand,
+];

@@ -1,0 +1,59 @@
+import { type Caller, resolveCaller } from '../core/auth/caller.js';
+import { type ResolvedConfig, resolveConfig } from '../core/config/resolve.js';
+import type { VariableKey } from '../core/config/variables.js';
+import { PermissionDenied } from '../core/errors.js';
+import { openStore, parseStoreTarget } from '../core/store/open.js';
+import type { Store } from '../core/store/port.js';
+import type { Invocation } from './define.js';
+
+export interface Session {
+  config: ResolvedConfig;
+  store: Store;
+  caller: Caller;
+}
+
+export function loadConfig(inv: Invocation): Promise<ResolvedConfig> {
+  const flags: Partial<Record<VariableKey, string>> = {};
+  if (inv.globals.db !== undefined) flags.db = inv.globals.db;
+  if (inv.globals.project !== undefined) flags.project = inv.globals.project;
+  if (inv.globals.as !== undefined) flags.agent = inv.globals.as;
+  if (inv.globals.token !== undefined) flags.token = inv.globals.token;
+  return resolveConfig({ env: inv.env, flags });
+}
+
+/**
+ * Resolves configuration, opens the Store, checks its schema is current, works out the caller,
+ * runs `fn`, and always closes the Store. `init` passes `create` and skips the readiness check.
+ */
+export async function withSession<T>(
+  inv: Invocation,
+  fn: (session: Session) => Promise<T>,
+  options: { create?: boolean; requireReady?: boolean; localOnly?: boolean } = {},
+): Promise<T> {
+  const config = await loadConfig(inv);
+  if (options.localOnly && config.values.token !== undefined) {
+    throw new PermissionDenied('this command needs local operator access to the database, not a token', {
+      hint: 'unset SOS_TOKEN / drop --token and run it where the database is',
+    });
+  }
+  const store = await openStore({
+    target: parseStoreTarget(config.values.db, inv.cwd),
+    pgSchema: config.values.pgSchema,
+    busyTimeoutMs: config.values.busyTimeoutMs,
+    create: options.create ?? false,
+  });
+  try {
+    if (options.requireReady !== false) await store.assertReady();
+    const caller: Caller = options.localOnly
+      ? { project: config.values.project, agent: config.values.agent ?? null, role: 'operator', via: 'local' }
+      : await resolveCaller(store, {
+          token: config.values.token,
+          project: config.values.project,
+          projectExplicit: config.sources.project !== 'default',
+          agent: config.values.agent,
+        });
+    return await fn({ config, store, caller });
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { NAME_PATTERN } from '../names.js';
+
+/**
+ * Every `SOS_*` variable, declared once: its config-file key, the global flag that overrides it,
+ * its schema, default and one line of doc. `sos config`, the help text and the README print from
+ * this table; nothing else reads `SOS_*` from the environment.
+ */
+
+export interface DefaultContext {
+  /** `$XDG_DATA_HOME/sos` (or `~/.local/share/sos`) unless SOS_DATA_DIR says otherwise. */
+  dataDir: string;
+}
+
+export interface VariableSpec<T> {
+  env: `SOS_${string}`;
+  /** Key in the config file (`config.json` / `config.toml`). */
+  key: string;
+  /** Global CLI flag that overrides the variable, if any. */
+  flag?: string;
+  schema: z.ZodType<T>;
+  default: (ctx: DefaultContext) => T;
+  doc: string;
+  /** Printed redacted by `sos config`. */
+  secret?: boolean;
+}
+
+const booleanish = z
+  .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off', ''])])
+  .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes' || v === 'on');
+
+const positiveInt = z.coerce.number().int().positive();
+
+const slug = z.string().regex(NAME_PATTERN, 'lowercase letters, digits and -, starting with a letter, ≤ 40 chars');
+
+function variable<T>(spec: VariableSpec<T>): VariableSpec<T> {
+  return spec;
+}
+
+export const VARIABLES = {
+  dataDir: variable({
+    env: 'SOS_DATA_DIR',
+    key: 'data_dir',
+    schema: z.string().min(1),
+    default: (ctx) => ctx.dataDir,
+    doc: 'Directory for the embedded database and logs (default $XDG_DATA_HOME/sos).',
+  }),
+  db: variable({
+    env: 'SOS_DB',
+    key: 'db',
+    flag: '--db',
+    schema: z.string().min(1),
+    default: (ctx) => `${ctx.dataDir}/sos.db`,
+    doc: 'Store database: a SQLite file path or sqlite: URL, or a postgres:// URL.',
+  }),
+  pgSchema: variable({
+    env: 'SOS_PG_SCHEMA',
+    key: 'pg_schema',
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lowercase PostgreSQL identifier'),
+    default: () => 'sos',
+    doc: 'PostgreSQL schema that holds this installation (one schema per installation).',
+  }),
+  memoryDb: variable({
+    env: 'SOS_MEMORY_DB',
+    key: 'memory_db',
+    schema: z.string().min(1).optional(),
+    default: () => undefined,
+    doc: 'Memory database (SQLite path or postgres:// URL); defaults to SOS_DB.',
+  }),
+  redisUrl: variable({
+    env: 'SOS_REDIS_URL',
+    key: 'redis_url',
+    schema: z
+      .string()
+      .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+      .optional(),
+    default: () => undefined,
+    doc: 'Redis URL for the bus; absent means the bus uses the Store database.',
+    secret: true,
+  }),
+  token: variable({
+    env: 'SOS_TOKEN',
+    key: 'token',
+    flag: '--token',
+    schema: z.string().min(1).optional(),
+    default: () => undefined,
+    doc: 'Bearer token; the caller and project are taken from it.',
+    secret: true,
+  }),
+  project: variable({
+    env: 'SOS_PROJECT',
+    key: 'project',
+    flag: '--project',
+    schema: slug,
+    default: () => 'default',
+    doc: 'Project to act in when no token is given (local trust).',
+  }),
+  agent: variable({
+    env: 'SOS_AGENT',
+    key: 'agent',
+    flag: '--as',
+    schema: slug.optional(),
+    default: () => undefined,
+    doc: 'Agent to act as in local trust (the operator may act as any agent).',
+  }),
+  busyTimeoutMs: variable({
+    env: 'SOS_BUSY_TIMEOUT_MS',
+    key: 'busy_timeout_ms',
+    schema: positiveInt,
+    default: () => 10_000,
+    doc: 'How long a SQLite writer waits for the lock before giving up, in milliseconds.',
+  }),
+  debug: variable({
+    env: 'SOS_DEBUG',
+    key: 'debug',
+    schema: booleanish,
+    default: () => false,
+    doc: 'Print stack traces with errors.',
+  }),
+} as const;
+
+export type VariableKey = keyof typeof VARIABLES;
+
+export type ConfigValues = {
+  [K in VariableKey]: (typeof VARIABLES)[K] extends VariableSpec<infer T> ? T : never;
+};

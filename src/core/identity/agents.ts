@@ -1,0 +1,69 @@
+import { type Caller, requireAdmin } from '../auth/caller.js';
+import { NotFound, UsageError } from '../errors.js';
+import { assertCapability, assertName } from '../names.js';
+import type { Store } from '../store/port.js';
+import { AGENT_KINDS, AGENT_ROLES, type Agent, type AgentKind, type AgentRole } from '../store/types.js';
+import { requireProject } from './projects.js';
+
+export interface AddAgentInput {
+  name: string;
+  kind?: string;
+  role?: string;
+  capabilities?: string[];
+  session?: string;
+}
+
+function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`invalid ${what} ${JSON.stringify(value)}: use one of ${allowed.join(', ')}`);
+  }
+  return value as T;
+}
+
+/** `tmux:<session>[:<window>.<pane>]` or `pty:<command>`. */
+export function parseSessionSpec(value: string): string {
+  const match = /^(tmux|pty):(.+)$/.exec(value);
+  if (!match || match[2]!.trim() === '') {
+    throw new UsageError(`invalid session ${JSON.stringify(value)}: use tmux:<target> or pty:<command>`);
+  }
+  if (match[1] === 'tmux' && !/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_-]+(\.[0-9]+)?)?$/.test(match[2]!)) {
+    throw new UsageError(`invalid tmux target ${JSON.stringify(match[2])}: use <session>[:<window>.<pane>]`);
+  }
+  return value;
+}
+
+/** Validates everything before writing anything, so a bad input changes nothing. */
+export async function addAgent(store: Store, caller: Caller, input: AddAgentInput): Promise<Agent> {
+  const name = assertName('agent', input.name);
+  const kind: AgentKind = oneOf('kind', input.kind ?? 'custom', AGENT_KINDS);
+  const role: AgentRole = oneOf('role', input.role ?? 'worker', AGENT_ROLES);
+  const capabilities = (input.capabilities ?? []).map(assertCapability);
+  const session = input.session === undefined ? null : parseSessionSpec(input.session);
+  await requireAdmin(store, caller, 'adding an agent');
+  await requireProject(store, caller.project);
+  return store.agents.add({ project: caller.project, name, kind, role, capabilities, session });
+}
+
+export async function getAgent(store: Store, caller: Caller, name: string): Promise<Agent> {
+  assertName('agent', name);
+  const agent = await store.agents.get(caller.project, name);
+  if (!agent) {
+    throw new NotFound(`agent "${name}" does not exist in project "${caller.project}"`, {
+      hint: 'list agents with `sos agents list`',
+    });
+  }
+  return agent;
+}
+
+export async function listAgents(store: Store, caller: Caller): Promise<Agent[]> {
+  await requireProject(store, caller.project);
+  return store.agents.list(caller.project);
+}
+
+export async function removeAgent(store: Store, caller: Caller, name: string): Promise<Agent> {
+  assertName('agent', name);
+  await requireAdmin(store, caller, 'removing an agent');
+  const agent = await getAgent(store, caller, name);
+  await store.agents.remove(caller.project, name);
+  return agent;
+}

@@ -1,0 +1,54 @@
+import { actingAgent, type Caller, requireAdmin } from '../auth/caller.js';
+import { NotFound, UsageError } from '../errors.js';
+import { assertName } from '../names.js';
+import type { Store } from '../store/port.js';
+import type { Squad } from '../store/types.js';
+import { getAgent } from './agents.js';
+import { requireProject } from './projects.js';
+
+export async function createSquad(store: Store, caller: Caller, name: string, description?: string): Promise<Squad> {
+  assertName('squad', name);
+  if (description !== undefined && description.length > 500) throw new UsageError('squad description is over 500 characters');
+  await requireAdmin(store, caller, 'creating a squad');
+  await requireProject(store, caller.project);
+  return store.squads.create(caller.project, name, description ?? null);
+}
+
+export async function getSquad(store: Store, caller: Caller, name: string): Promise<Squad> {
+  assertName('squad', name);
+  const squad = await store.squads.get(caller.project, name);
+  if (!squad) {
+    throw new NotFound(`squad "${name}" does not exist in project "${caller.project}"`, {
+      hint: 'list squads with `sos squads list`',
+    });
+  }
+  return squad;
+}
+
+export async function listSquads(store: Store, caller: Caller): Promise<Squad[]> {
+  await requireProject(store, caller.project);
+  return store.squads.list(caller.project);
+}
+
+export interface MembershipChange {
+  squad: string;
+  agent: string;
+  changed: boolean;
+}
+
+export async function joinSquad(store: Store, caller: Caller, squad: string, agent?: string): Promise<MembershipChange> {
+  assertName('squad', squad);
+  if (agent !== undefined) assertName('agent', agent);
+  const who = await actingAgent(store, caller, agent, 'joining a squad');
+  await getSquad(store, caller, squad);
+  await getAgent(store, caller, who);
+  return { squad, agent: who, changed: await store.squads.join(caller.project, squad, who) };
+}
+
+export async function leaveSquad(store: Store, caller: Caller, squad: string, agent?: string): Promise<MembershipChange> {
+  assertName('squad', squad);
+  if (agent !== undefined) assertName('agent', agent);
+  const who = await actingAgent(store, caller, agent, 'leaving a squad');
+  await getSquad(store, caller, squad);
+  return { squad, agent: who, changed: await store.squads.leave(caller.project, squad, who) };
+}

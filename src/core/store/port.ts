@@ -1,0 +1,81 @@
+import type {
+  Agent,
+  NewAgent,
+  NewToken,
+  Project,
+  SecurityEvent,
+  Squad,
+  TokenRecord,
+} from './types.js';
+
+/**
+ * What each Store adapter can do. Callers branch on these flags, never on the adapter's class, so
+ * a new adapter only has to fill in the table (later: the claim path picks SKIP LOCKED from it).
+ */
+export interface StoreCapabilities {
+  dialect: 'sqlite' | 'postgres';
+  /** Several hosts can share the database. */
+  multiHost: boolean;
+  /** More than one writer transaction can run at once. */
+  concurrentWriters: boolean;
+  /** `SELECT … FOR UPDATE SKIP LOCKED`. */
+  skipLocked: boolean;
+  /** `LISTEN/NOTIFY` for cross-process wake-ups. */
+  listenNotify: boolean;
+}
+
+export interface MigrationStatus {
+  /** Versions recorded as applied, ascending. */
+  applied: { version: number; name: string; checksum: string; appliedAt: number }[];
+  /** Migration files this build ships that are not applied yet. */
+  pending: { version: number; name: string }[];
+  /** Applied migrations whose file changed since (checksum mismatch). */
+  drifted: number[];
+}
+
+export interface Store {
+  readonly capabilities: StoreCapabilities;
+  /** Where the data lives, with any password removed. */
+  readonly location: string;
+
+  /** Applies pending migrations; safe to run twice and from several processes at once. */
+  migrate(): Promise<{ applied: number[] }>;
+  migrationStatus(): Promise<MigrationStatus>;
+  /** Refuses (Unavailable) unless the schema exists and no migration is pending. */
+  assertReady(): Promise<void>;
+
+  projects: {
+    create(slug: string): Promise<Project>;
+    get(slug: string): Promise<Project | undefined>;
+    list(): Promise<Project[]>;
+  };
+  agents: {
+    add(agent: NewAgent): Promise<Agent>;
+    get(project: string, name: string): Promise<Agent | undefined>;
+    list(project: string): Promise<Agent[]>;
+    remove(project: string, name: string): Promise<boolean>;
+  };
+  tokens: {
+    create(token: NewToken): Promise<TokenRecord>;
+    /** Looks a token up by the hash of its secret; touches `last_used_at`. */
+    findByHash(hash: string): Promise<(TokenRecord & { projectExists: boolean }) | undefined>;
+    list(project: string): Promise<TokenRecord[]>;
+    /** Revokes by id or by prefix; returns the revoked record, undefined when nothing matched. */
+    revoke(project: string, idOrPrefix: string): Promise<TokenRecord | undefined>;
+  };
+  squads: {
+    create(project: string, name: string, description: string | null): Promise<Squad>;
+    get(project: string, name: string): Promise<Squad | undefined>;
+    list(project: string): Promise<Squad[]>;
+    /** Returns false when the agent already was a member. */
+    join(project: string, squad: string, agent: string): Promise<boolean>;
+    /** Returns false when the agent was not a member. */
+    leave(project: string, squad: string, agent: string): Promise<boolean>;
+  };
+  security: {
+    record(event: SecurityEvent): Promise<void>;
+    count(project?: string): Promise<Record<SecurityEvent['kind'], number>>;
+  };
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,427 @@
+import { Conflict, NotFound, SosError, Unavailable } from '../errors.js';
+import { applyMigrations, readMigrationStatus } from './migrations.js';
+import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
+import { SqlError, type SqlDriver, type SqlExecutor } from './sql/driver.js';
+import type {
+  Agent,
+  AgentKind,
+  AgentRole,
+  NewAgent,
+  NewToken,
+  Project,
+  SecurityEvent,
+  Squad,
+  TokenRecord,
+  TokenRole,
+} from './types.js';
+
+const CAPABILITIES: Record<SqlDriver['dialect'], StoreCapabilities> = {
+  sqlite: { dialect: 'sqlite', multiHost: false, concurrentWriters: false, skipLocked: false, listenNotify: false },
+  postgres: { dialect: 'postgres', multiHost: true, concurrentWriters: true, skipLocked: true, listenNotify: true },
+};
+
+interface AgentRow {
+  project: string;
+  name: string;
+  kind: AgentKind;
+  role: AgentRole;
+  session: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface TokenRow {
+  id: string;
+  project: string;
+  agent: string;
+  role: TokenRole;
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+interface SquadRow {
+  project: string;
+  name: string;
+  description: string | null;
+  created_at: number;
+}
+
+const TOKEN_COLUMNS = 'id, project, agent, role, prefix, created_at, last_used_at, revoked_at';
+
+function toToken(row: TokenRow): TokenRecord {
+  return {
+    id: row.id,
+    project: row.project,
+    agent: row.agent,
+    role: row.role,
+    prefix: row.prefix,
+    createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
+/**
+ * Turns driver failures into the error taxonomy. `unique` and `foreign_key` get the caller's
+ * wording because only the caller knows which name clashed or was missing.
+ */
+function translate(err: unknown, messages: { unique?: string; foreignKey?: string } = {}): never {
+  if (err instanceof SosError) throw err;
+  if (err instanceof SqlError) {
+    switch (err.kind) {
+      case 'unique':
+        if (messages.unique) throw new Conflict(messages.unique, { cause: err });
+        break;
+      case 'foreign_key':
+        if (messages.foreignKey) throw new NotFound(messages.foreignKey, { cause: err });
+        break;
+      case 'busy':
+        throw new Unavailable(`the database is busy: ${err.message}`, {
+          hint: 'retry, or raise SOS_BUSY_TIMEOUT_MS',
+          cause: err,
+        });
+      case 'connection':
+        throw new Unavailable(`cannot reach the database: ${err.message}`, { cause: err });
+      case 'missing':
+        throw new Unavailable('the database is not initialised', { hint: 'run `sos init`', cause: err });
+    }
+  }
+  throw err;
+}
+
+async function guarded<T>(fn: () => Promise<T>, messages?: { unique?: string; foreignKey?: string }): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    translate(err, messages);
+  }
+}
+
+/** The Store on any SQL driver; dialect differences live in the driver and the migration files. */
+export class SqlStore implements Store {
+  readonly capabilities: StoreCapabilities;
+  readonly location: string;
+
+  constructor(private readonly db: SqlDriver) {
+    this.capabilities = CAPABILITIES[db.dialect];
+    this.location = db.location;
+  }
+
+  migrate(): Promise<{ applied: number[] }> {
+    return guarded(() => applyMigrations(this.db));
+  }
+
+  migrationStatus(): Promise<MigrationStatus> {
+    return guarded(() => readMigrationStatus(this.db));
+  }
+
+  async assertReady(): Promise<void> {
+    const status = await this.migrationStatus();
+    if (status.applied.length === 0) {
+      throw new Unavailable(`the database at ${this.location} is not initialised`, { hint: 'run `sos init`' });
+    }
+    if (status.pending.length > 0) {
+      const versions = status.pending.map((p) => p.version).join(', ');
+      throw new Unavailable(`the database at ${this.location} needs migrations ${versions}`, {
+        hint: 'run `sos migrate`',
+      });
+    }
+  }
+
+  private async capabilitiesOf(db: SqlExecutor, project: string, names: string[]): Promise<Map<string, string[]>> {
+    const caps = new Map<string, string[]>(names.map((n) => [n, []]));
+    if (names.length === 0) return caps;
+    const rows = await db.all<{ agent: string; capability: string }>(
+      'SELECT agent, capability FROM agent_capabilities WHERE project = $1 ORDER BY agent, capability',
+      [project],
+    );
+    for (const row of rows) caps.get(row.agent)?.push(row.capability);
+    return caps;
+  }
+
+  private async membersOf(project: string): Promise<Map<string, string[]>> {
+    const rows = await this.db.all<{ squad: string; agent: string }>(
+      'SELECT squad, agent FROM squad_members WHERE project = $1 ORDER BY squad, agent',
+      [project],
+    );
+    const members = new Map<string, string[]>();
+    for (const row of rows) {
+      const list = members.get(row.squad) ?? [];
+      list.push(row.agent);
+      members.set(row.squad, list);
+    }
+    return members;
+  }
+
+  readonly projects: Store['projects'] = {
+    create: (slug) =>
+      guarded(
+        async () => {
+          const createdAt = Date.now();
+          await this.db.run('INSERT INTO projects (slug, created_at) VALUES ($1, $2)', [slug, createdAt]);
+          return { slug, createdAt };
+        },
+        { unique: `project "${slug}" already exists` },
+      ),
+    get: (slug) =>
+      guarded(async () => {
+        const row = await this.db.one<{ slug: string; created_at: number }>(
+          'SELECT slug, created_at FROM projects WHERE slug = $1',
+          [slug],
+        );
+        return row && { slug: row.slug, createdAt: row.created_at };
+      }),
+    list: () =>
+      guarded(async () => {
+        const rows = await this.db.all<{ slug: string; created_at: number }>(
+          'SELECT slug, created_at FROM projects ORDER BY slug',
+        );
+        return rows.map((r): Project => ({ slug: r.slug, createdAt: r.created_at }));
+      }),
+  };
+
+  readonly agents: Store['agents'] = {
+    add: (agent: NewAgent) =>
+      guarded(
+        () =>
+          this.db.transaction(async (tx) => {
+            const now = Date.now();
+            await tx.run(
+              'INSERT INTO agents (project, name, kind, role, session, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)',
+              [agent.project, agent.name, agent.kind, agent.role, agent.session, now],
+            );
+            for (const cap of new Set(agent.capabilities)) {
+              await tx.run('INSERT INTO agent_capabilities (project, agent, capability) VALUES ($1, $2, $3)', [
+                agent.project,
+                agent.name,
+                cap,
+              ]);
+            }
+            return { ...agent, capabilities: [...new Set(agent.capabilities)].sort(), createdAt: now, updatedAt: now };
+          }),
+        {
+          unique: `agent "${agent.name}" already exists in project "${agent.project}"`,
+          foreignKey: `project "${agent.project}" does not exist`,
+        },
+      ),
+    get: (project, name) =>
+      guarded(async () => {
+        const row = await this.db.one<AgentRow>(
+          'SELECT project, name, kind, role, session, created_at, updated_at FROM agents WHERE project = $1 AND name = $2',
+          [project, name],
+        );
+        if (!row) return undefined;
+        const caps = await this.db.all<{ capability: string }>(
+          'SELECT capability FROM agent_capabilities WHERE project = $1 AND agent = $2 ORDER BY capability',
+          [project, name],
+        );
+        return this.toAgent(
+          row,
+          caps.map((c) => c.capability),
+        );
+      }),
+    list: (project) =>
+      guarded(async () => {
+        const rows = await this.db.all<AgentRow>(
+          'SELECT project, name, kind, role, session, created_at, updated_at FROM agents WHERE project = $1 ORDER BY name',
+          [project],
+        );
+        const caps = await this.capabilitiesOf(
+          this.db,
+          project,
+          rows.map((r) => r.name),
+        );
+        return rows.map((row) => this.toAgent(row, caps.get(row.name) ?? []));
+      }),
+    remove: (project, name) =>
+      guarded(async () => (await this.db.run('DELETE FROM agents WHERE project = $1 AND name = $2', [project, name])) > 0),
+  };
+
+  private toAgent(row: AgentRow, capabilities: string[]): Agent {
+    return {
+      project: row.project,
+      name: row.name,
+      kind: row.kind,
+      role: row.role,
+      capabilities,
+      session: row.session,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    };
+  }
+
+  readonly tokens: Store['tokens'] = {
+    create: (token: NewToken) =>
+      guarded(
+        async () => {
+          const createdAt = Date.now();
+          await this.db.run(
+            'INSERT INTO tokens (id, project, agent, role, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [token.id, token.project, token.agent, token.role, token.prefix, token.hash, createdAt],
+          );
+          return {
+            id: token.id,
+            project: token.project,
+            agent: token.agent,
+            role: token.role,
+            prefix: token.prefix,
+            createdAt,
+            lastUsedAt: null,
+            revokedAt: null,
+          };
+        },
+        { foreignKey: `agent "${token.agent}" does not exist in project "${token.project}"` },
+      ),
+    findByHash: (hash) =>
+      guarded(async () => {
+        const row = await this.db.one<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = $1`, [hash]);
+        if (!row) return undefined;
+        const now = Date.now();
+        // Touch at most once a minute so reads stay reads.
+        if (row.revoked_at === null && (row.last_used_at === null || now - row.last_used_at > 60_000)) {
+          await this.db.run('UPDATE tokens SET last_used_at = $1 WHERE id = $2', [now, row.id]);
+          row.last_used_at = now;
+        }
+        const project = await this.db.one('SELECT 1 AS ok FROM projects WHERE slug = $1', [row.project]);
+        return { ...toToken(row), projectExists: project !== undefined };
+      }),
+    list: (project) =>
+      guarded(async () =>
+        (
+          await this.db.all<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE project = $1 ORDER BY created_at, id`, [
+            project,
+          ])
+        ).map(toToken),
+      ),
+    revoke: (project, idOrPrefix) =>
+      guarded(() =>
+        this.db.transaction(async (tx) => {
+          const rows = await tx.all<TokenRow>(
+            `SELECT ${TOKEN_COLUMNS} FROM tokens WHERE project = $1 AND (id = $2 OR prefix = $2)`,
+            [project, idOrPrefix],
+          );
+          if (rows.length > 1) {
+            throw new Conflict(`"${idOrPrefix}" matches ${rows.length} tokens`, { hint: 'revoke by token id' });
+          }
+          const row = rows[0];
+          if (!row) return undefined;
+          if (row.revoked_at === null) {
+            row.revoked_at = Date.now();
+            await tx.run('UPDATE tokens SET revoked_at = $1 WHERE id = $2', [row.revoked_at, row.id]);
+          }
+          return toToken(row);
+        }),
+      ),
+  };
+
+  readonly squads: Store['squads'] = {
+    create: (project, name, description) =>
+      guarded(
+        async () => {
+          const createdAt = Date.now();
+          await this.db.run('INSERT INTO squads (project, name, description, created_at) VALUES ($1, $2, $3, $4)', [
+            project,
+            name,
+            description,
+            createdAt,
+          ]);
+          return { project, name, description, members: [], createdAt };
+        },
+        {
+          unique: `squad "${name}" already exists in project "${project}"`,
+          foreignKey: `project "${project}" does not exist`,
+        },
+      ),
+    get: (project, name) =>
+      guarded(async () => {
+        const row = await this.db.one<SquadRow>(
+          'SELECT project, name, description, created_at FROM squads WHERE project = $1 AND name = $2',
+          [project, name],
+        );
+        if (!row) return undefined;
+        const members = await this.db.all<{ agent: string }>(
+          'SELECT agent FROM squad_members WHERE project = $1 AND squad = $2 ORDER BY agent',
+          [project, name],
+        );
+        return this.toSquad(
+          row,
+          members.map((m) => m.agent),
+        );
+      }),
+    list: (project) =>
+      guarded(async () => {
+        const rows = await this.db.all<SquadRow>(
+          'SELECT project, name, description, created_at FROM squads WHERE project = $1 ORDER BY name',
+          [project],
+        );
+        const members = await this.membersOf(project);
+        return rows.map((row) => this.toSquad(row, members.get(row.name) ?? []));
+      }),
+    join: (project, squad, agent) =>
+      guarded(
+        async () => {
+          const existing = await this.db.one(
+            'SELECT 1 AS ok FROM squad_members WHERE project = $1 AND squad = $2 AND agent = $3',
+            [project, squad, agent],
+          );
+          if (existing) return false;
+          await this.db.run('INSERT INTO squad_members (project, squad, agent, joined_at) VALUES ($1, $2, $3, $4)', [
+            project,
+            squad,
+            agent,
+            Date.now(),
+          ]);
+          return true;
+        },
+        // A concurrent join of the same pair lost the race: it is a member either way.
+        { foreignKey: `squad "${squad}" or agent "${agent}" does not exist in project "${project}"` },
+      ).catch((err: unknown) => {
+        if (err instanceof SqlError && err.kind === 'unique') return false;
+        throw err;
+      }),
+    leave: (project, squad, agent) =>
+      guarded(
+        async () =>
+          (await this.db.run('DELETE FROM squad_members WHERE project = $1 AND squad = $2 AND agent = $3', [
+            project,
+            squad,
+            agent,
+          ])) > 0,
+      ),
+  };
+
+  private toSquad(row: SquadRow, members: string[]): Squad {
+    return { project: row.project, name: row.name, description: row.description, members, createdAt: row.created_at };
+  }
+
+  readonly security: Store['security'] = {
+    record: (event: SecurityEvent) =>
+      guarded(async () => {
+        await this.db.run('INSERT INTO security_events (project, kind, actor, detail, at) VALUES ($1, $2, $3, $4, $5)', [
+          event.project,
+          event.kind,
+          event.actor,
+          event.detail,
+          Date.now(),
+        ]);
+      }),
+    count: (project) =>
+      guarded(async () => {
+        const rows = await this.db.all<{ kind: SecurityEvent['kind']; n: number }>(
+          project === undefined
+            ? 'SELECT kind, COUNT(*) AS n FROM security_events GROUP BY kind'
+            : 'SELECT kind, COUNT(*) AS n FROM security_events WHERE project = $1 GROUP BY kind',
+          project === undefined ? [] : [project],
+        );
+        const counts: Record<SecurityEvent['kind'], number> = { cross_project: 0, bad_token: 0, forbidden: 0 };
+        for (const row of rows) counts[row.kind] = Number(row.n);
+        return counts;
+      }),
+  };
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}

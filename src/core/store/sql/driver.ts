@@ -1,0 +1,56 @@
+/**
+ * The SQL port under the Store. SQL is written once with `$1, $2…` placeholders; each driver
+ * adapts it. Drivers classify database errors into a few kinds so the Store can turn them into the
+ * error taxonomy without knowing driver codes.
+ */
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface SqlExecutor {
+  all<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  one<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
+  /** Returns the number of rows changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+  /** Runs a script of several statements without parameters (migrations). */
+  script(sql: string): Promise<void>;
+}
+
+export interface SqlDriver extends SqlExecutor {
+  readonly dialect: Dialect;
+  /** Where the data lives, with any password removed. */
+  readonly location: string;
+  /** One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL `BEGIN`. Rolls back on throw. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Inside a transaction, serialises migration runs across processes and makes sure the
+   * namespace exists (PostgreSQL: advisory lock, then `CREATE SCHEMA IF NOT EXISTS`).
+   */
+  lockForMigration(tx: SqlExecutor): Promise<void>;
+  /** True when the namespace that holds the tables exists (PostgreSQL schema; SQLite: always). */
+  namespaceExists(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export type SqlErrorKind = 'unique' | 'foreign_key' | 'busy' | 'connection' | 'missing' | 'other';
+
+export class SqlError extends Error {
+  constructor(
+    readonly kind: SqlErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'SqlError';
+  }
+}
+
+/** Removes the password from a connection URL before it is shown anywhere. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+}

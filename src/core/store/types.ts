@@ -1,0 +1,83 @@
+/**
+ * Domain records kept by the Store.
+ *
+ * Glossary (DESIGN.md §1):
+ * - project: a tenant namespace; every other record belongs to exactly one.
+ * - agent: a named participant in a project, with a kind (vendor), a role and capabilities.
+ * - token: a bearer secret bound to (project, agent, role); only its SHA-256 hash is stored.
+ * - squad: a named group of agents inside a project.
+ * - security event: a refused attempt (bad token, cross-project access), kept so it can be counted.
+ *
+ * Times are epoch milliseconds.
+ */
+
+export const AGENT_KINDS = ['claude', 'codex', 'gemini', 'shell', 'custom'] as const;
+export type AgentKind = (typeof AGENT_KINDS)[number];
+
+export const AGENT_ROLES = ['coordinator', 'worker', 'specialist'] as const;
+export type AgentRole = (typeof AGENT_ROLES)[number];
+
+export const TOKEN_ROLES = ['agent', 'admin', 'observer'] as const;
+export type TokenRole = (typeof TOKEN_ROLES)[number];
+
+export interface Project {
+  slug: string;
+  createdAt: number;
+}
+
+export interface Agent {
+  project: string;
+  name: string;
+  kind: AgentKind;
+  role: AgentRole;
+  capabilities: string[];
+  /** `tmux:<target>` or `pty:<command>`; null for agents without a session (MCP-only, remote). */
+  session: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewAgent {
+  project: string;
+  name: string;
+  kind: AgentKind;
+  role: AgentRole;
+  capabilities: string[];
+  session: string | null;
+}
+
+export interface TokenRecord {
+  id: string;
+  project: string;
+  agent: string;
+  role: TokenRole;
+  /** The first characters of the secret, to recognise it in listings. */
+  prefix: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface NewToken {
+  id: string;
+  project: string;
+  agent: string;
+  role: TokenRole;
+  prefix: string;
+  hash: string;
+}
+
+export interface Squad {
+  project: string;
+  name: string;
+  description: string | null;
+  members: string[];
+  createdAt: number;
+}
+
+export interface SecurityEvent {
+  project: string;
+  kind: 'cross_project' | 'bad_token' | 'forbidden';
+  actor: string;
+  detail: string;
+}
