@@ -16,9 +16,20 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   // Native addons and heavy optional backends stay external (resolved from node_modules when a
   // command needs them); small pure-JS libraries are bundled so startup reads few files.
-  external: ['better-sqlite3', 'pg', 'pg-native', 'ioredis', 'ink', 'react', 'node-pty', '@modelcontextprotocol/*'],
+  external: [
+    'better-sqlite3',
+    'pg',
+    'pg-native',
+    'ioredis',
+    'ink',
+    'react',
+    'node-pty',
+    '@modelcontextprotocol/*',
+  ],
   // Bundled CommonJS dependencies (commander) call require() for Node built-ins.
-  banner: { js: "import { createRequire as __sosCreateRequire } from 'node:module'; const require = __sosCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __sosCreateRequire } from 'node:module'; const require = __sosCreateRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 });
 // Migrations are read at run time from `<dir of the running module>/migrations/<dialect>`.

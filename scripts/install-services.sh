@@ -90,6 +90,21 @@ archive_entry() {
   return 0
 }
 
+# ---------------------------------------------------------------- plan
+# Decided first: the deb-src entry must exist before the (single) apt-get update.
+server_major() { printf '%s\n' /usr/lib/postgresql/*/bin/postgres | awk -F/ '$5 ~ /^[0-9]+$/ { print $5 }' | sort -n | tail -n1; }
+vector_installed() { [ -f "/usr/share/postgresql/$1/extension/vector.control" ] && [ -f "/usr/lib/postgresql/$1/lib/vector.so" ]; }
+PG_MAJOR="$(server_major)"
+NEED_VECTOR=0
+[ "${SOS_SKIP_POSTGRES:-}" = 1 ] || { [ -n "$PG_MAJOR" ] && vector_installed "$PG_MAJOR"; } || NEED_VECTOR=1
+if [ "$NEED_VECTOR" = 1 ] && [ -n "$SUITE" ]; then
+  read -r SRC_URI SRC_KEY < <(archive_entry | head -n1) || true
+  [ -n "${SRC_URI:-}" ] || die "no apt entry for suite '$CODENAME' found to derive the deb-src URI from"
+  log "pgvector: adding deb-src $SRC_URI $SUITE ($COMPONENTS) -> $SRC_LIST (removed on exit)"
+  { printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n' "$SRC_URI" "$SUITE" "$COMPONENTS"
+    if [ -n "${SRC_KEY:-}" ]; then printf 'Signed-By: %s\n' "$SRC_KEY"; fi; } | $SUDO tee "$SRC_LIST" >/dev/null
+fi
+
 # ---------------------------------------------------------------- Redis
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 if [ "${SOS_SKIP_REDIS:-}" = 1 ]; then
@@ -114,19 +129,6 @@ fi
 if [ "${SOS_SKIP_POSTGRES:-}" = 1 ]; then
   log "PostgreSQL: skipped (SOS_SKIP_POSTGRES=1)"; exit 0
 fi
-server_major() { printf '%s\n' /usr/lib/postgresql/*/bin/postgres | awk -F/ '$5 ~ /^[0-9]+$/ { print $5 }' | sort -n | tail -n1; }
-vector_installed() { [ -f "/usr/share/postgresql/$1/extension/vector.control" ] && [ -f "/usr/lib/postgresql/$1/lib/vector.so" ]; }
-PG_MAJOR="$(server_major)"
-if [ -n "$PG_MAJOR" ] && vector_installed "$PG_MAJOR"; then NEED_VECTOR=0; else NEED_VECTOR=1; fi
-# The deb-src entry must exist before the (single) apt-get update.
-if [ "$NEED_VECTOR" = 1 ] && [ -n "$SUITE" ]; then
-  read -r SRC_URI SRC_KEY < <(archive_entry | head -n1) || true
-  [ -n "${SRC_URI:-}" ] || die "no apt entry for suite '$CODENAME' found to derive the deb-src URI from"
-  log "pgvector: adding deb-src $SRC_URI $SUITE ($COMPONENTS) -> $SRC_LIST (removed on exit)"
-  { printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n' "$SRC_URI" "$SUITE" "$COMPONENTS"
-    if [ -n "${SRC_KEY:-}" ]; then printf 'Signed-By: %s\n' "$SRC_KEY"; fi; } | $SUDO tee "$SRC_LIST" >/dev/null
-fi
-
 if [ -n "$PG_MAJOR" ]; then log "PostgreSQL: server $PG_MAJOR installed"
 else apt_install postgresql; PG_MAJOR="$(server_major)"; [ -n "$PG_MAJOR" ] || die "postgresql install gave no server"; fi
 
@@ -140,7 +142,7 @@ if pg_up; then
   log "PostgreSQL: already accepting connections on 127.0.0.1:5432"
 elif have_systemd; then
   log "PostgreSQL: starting postgresql@$PG_MAJOR-$CLUSTER via systemctl"
-  $SUDO systemctl enable --now "postgresql@$PG_MAJOR-$CLUSTER"
+  $SUDO systemctl enable --now postgresql; $SUDO systemctl start "postgresql@$PG_MAJOR-$CLUSTER"
 else
   log "PostgreSQL: starting $PG_MAJOR/$CLUSTER via pg_ctlcluster (no systemd)"
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$PG_MAJOR" "$CLUSTER" start

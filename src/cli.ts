@@ -1,6 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
 import pkg from '../package.json' with { type: 'json' };
-import { type CommandSpec, GLOBAL_OPTIONS, type GlobalOptions, type Invocation, type OptionSpec, type Output } from './commands/define.js';
+import {
+  type CommandSpec,
+  GLOBAL_OPTIONS,
+  type GlobalOptions,
+  type Invocation,
+  type OptionSpec,
+  type Output,
+} from './commands/define.js';
 import { COMMANDS } from './commands/registry.js';
 import type { ErrorCode } from './core/errors.js';
 
@@ -26,7 +33,11 @@ function toOption(spec: OptionSpec): Option {
   return option;
 }
 
-function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command) => Promise<void>): void {
+function addCommand(
+  parent: Command,
+  spec: CommandSpec,
+  run: (spec: CommandSpec, cmd: Command) => Promise<void>,
+): void {
   const cmd = parent.command(spec.name).description(spec.summary);
   if (spec.group) cmd.helpGroup(spec.group);
   for (const arg of spec.args ?? []) {
@@ -34,7 +45,8 @@ function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec,
     cmd.argument(arg.required === false ? `[${label}]` : `<${label}>`, arg.summary);
   }
   for (const option of spec.options ?? []) cmd.addOption(toOption(option));
-  if (spec.examples?.length) cmd.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}`);
+  if (spec.examples?.length)
+    cmd.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}`);
   for (const sub of spec.subcommands ?? []) addCommand(cmd, sub, run);
   if (spec.handler) cmd.action(async (...params: unknown[]) => run(spec, params.at(-1) as Command));
 }
@@ -64,7 +76,9 @@ async function report(err: unknown, json: boolean): Promise<number> {
   const { VARIABLES } = await import('./core/config/variables.js');
   const debug = VARIABLES.debug.schema.safeParse(process.env.SOS_DEBUG ?? '').data === true;
   if (json) {
-    const body = { error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } };
+    const body = {
+      error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+    };
     process.stdout.write(`${JSON.stringify(body)}\n`);
   } else {
     process.stderr.write(`sos: ${error.code === 'internal' ? 'internal error: ' : ''}${error.message}\n`);
@@ -92,7 +106,13 @@ export async function main(argv: string[]): Promise<void> {
       args[arg.name] = cmd.processedArgs[i] as string | string[] | undefined;
     });
     const handler = await spec.handler!();
-    const output = await handler({ args, options: cmd.opts(), globals, env: process.env, cwd: process.cwd() });
+    const output = await handler({
+      args,
+      options: cmd.opts(),
+      globals,
+      env: process.env,
+      cwd: process.cwd(),
+    });
     await render(output, globals);
     if (output.exitCode) process.exitCode = output.exitCode;
   };

@@ -53,7 +53,9 @@ export function list(inv: Invocation): Promise<Output> {
 export function show(inv: Invocation): Promise<Output> {
   return withSession(inv, async ({ store, caller }) => {
     const agent = await getAgent(store, caller, inv.args.name as string);
-    const squads = (await listSquads(store, caller)).filter((s) => s.members.includes(agent.name)).map((s) => s.name);
+    const squads = (await listSquads(store, caller))
+      .filter((s) => s.members.includes(agent.name))
+      .map((s) => s.name);
     return {
       data: { ...agentView(agent), squads },
       human: fields([

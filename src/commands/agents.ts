@@ -12,10 +12,25 @@ export const agentsCommand: CommandSpec = {
       summary: 'register an agent in the project',
       args: [{ name: 'name', summary: 'agent name: [a-z][a-z0-9-]{0,39}' }],
       options: [
-        { flags: '--kind <kind>', summary: 'vendor or kind (default: custom)', choices: ['claude', 'codex', 'gemini', 'shell', 'custom'] },
-        { flags: '--role <role>', summary: 'role (default: worker)', choices: ['coordinator', 'worker', 'specialist'] },
-        { flags: '--cap <tag>', summary: 'capability tag, repeatable (code, seo, model:opus…)', repeatable: true },
-        { flags: '--session <spec>', summary: 'where it runs: tmux:<session>[:<window>.<pane>] or pty:<command>' },
+        {
+          flags: '--kind <kind>',
+          summary: 'vendor or kind (default: custom)',
+          choices: ['claude', 'codex', 'gemini', 'shell', 'custom'],
+        },
+        {
+          flags: '--role <role>',
+          summary: 'role (default: worker)',
+          choices: ['coordinator', 'worker', 'specialist'],
+        },
+        {
+          flags: '--cap <tag>',
+          summary: 'capability tag, repeatable (code, seo, model:opus…)',
+          repeatable: true,
+        },
+        {
+          flags: '--session <spec>',
+          summary: 'where it runs: tmux:<session>[:<window>.<pane>] or pty:<command>',
+        },
       ],
       handler: lazy(load, 'add'),
       examples: ['sos agents add kasra --kind claude --role coordinator --cap code --session tmux:kasra'],

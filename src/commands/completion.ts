@@ -8,7 +8,7 @@ export const completionCommand: CommandSpec = {
   handler: lazy(() => import('./completion.run.js'), 'completion'),
   examples: [
     'sos completion bash > /etc/bash_completion.d/sos',
-    'sos completion zsh > "${fpath[1]}/_sos"',
+    'sos completion zsh > ~/.zfunc/_sos   # with fpath+=(~/.zfunc) before compinit',
     'sos completion fish > ~/.config/fish/completions/sos.fish',
   ],
 };

@@ -7,7 +7,8 @@ import { loadConfig } from './session.js';
 function shown(key: VariableKey, value: unknown): string | null {
   if (value === undefined) return null;
   const spec = VARIABLES[key];
-  if ('secret' in spec && spec.secret) return typeof value === 'string' && /^[a-z]+:\/\//.test(value) ? redactUrl(value) : '***';
+  if ('secret' in spec && spec.secret)
+    return typeof value === 'string' && /^[a-z]+:\/\//.test(value) ? redactUrl(value) : '***';
   if (typeof value === 'string' && /^postgres(ql)?:\/\//.test(value)) return redactUrl(value);
   return String(value);
 }

@@ -80,7 +80,11 @@ export function lazy<M extends Record<string, unknown>, K extends keyof M & stri
 }
 
 export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
-  { flags: '--db <path|url>', summary: 'Store database: SQLite file or postgres:// URL (SOS_DB)', complete: 'files' },
+  {
+    flags: '--db <path|url>',
+    summary: 'Store database: SQLite file or postgres:// URL (SOS_DB)',
+    complete: 'files',
+  },
   { flags: '--project <slug>', summary: 'project to act in (SOS_PROJECT)', complete: 'projects' },
   { flags: '--as <agent>', summary: 'act as this agent, in local trust (SOS_AGENT)', complete: 'agents' },
   { flags: '--token <token>', summary: 'bearer token; identity and project come from it (SOS_TOKEN)' },

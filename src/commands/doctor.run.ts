@@ -16,7 +16,12 @@ export async function doctor(inv: Invocation): Promise<Output> {
   return {
     data: { healthy, checks },
     human: lines.join('\n'),
-    quiet: healthy ? '' : checks.filter((c) => c.status === 'fail').map((c) => `${c.name}: ${c.detail}`).join('\n'),
+    quiet: healthy
+      ? ''
+      : checks
+          .filter((c) => c.status === 'fail')
+          .map((c) => `${c.name}: ${c.detail}`)
+          .join('\n'),
     exitCode: healthy ? 0 : 1,
   };
 }

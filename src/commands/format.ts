@@ -5,8 +5,13 @@ export function iso(ms: number | null | undefined): string | null {
 }
 
 /** Aligned columns with a header row; empty cells print as `-`. */
-export function table(headers: readonly string[], rows: readonly (readonly (string | number | null | undefined)[])[]): string {
-  const cells = rows.map((row) => row.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));
+export function table(
+  headers: readonly string[],
+  rows: readonly (readonly (string | number | null | undefined)[])[],
+): string {
+  const cells = rows.map((row) =>
+    row.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))),
+  );
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]?.length ?? 0)));
   const line = (row: readonly string[]) =>
     row
@@ -19,5 +24,7 @@ export function table(headers: readonly string[], rows: readonly (readonly (stri
 /** `key: value` lines, aligned. */
 export function fields(entries: readonly [string, string | number | null | undefined][]): string {
   const width = Math.max(...entries.map(([k]) => k.length));
-  return entries.map(([k, v]) => `${`${k}:`.padEnd(width + 1)} ${v === null || v === undefined || v === '' ? '-' : v}`).join('\n');
+  return entries
+    .map(([k, v]) => `${`${k}:`.padEnd(width + 1)} ${v === null || v === undefined || v === '' ? '-' : v}`)
+    .join('\n');
 }

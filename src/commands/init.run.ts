@@ -74,7 +74,9 @@ export function migrate(inv: Invocation): Promise<Output> {
       const { applied } = await store.migrate();
       return {
         data: { database: store.location, applied },
-        human: applied.length ? `applied migrations ${applied.join(', ')} to ${store.location}` : `${store.location} is up to date`,
+        human: applied.length
+          ? `applied migrations ${applied.join(', ')} to ${store.location}`
+          : `${store.location} is up to date`,
         quiet: applied.join('\n'),
       };
     },

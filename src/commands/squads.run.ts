@@ -59,7 +59,14 @@ function membership(change: 'join' | 'leave') {
       const agent = typeof inv.options.agent === 'string' ? inv.options.agent : undefined;
       const op = change === 'join' ? joinSquad : leaveSquad;
       const result = await op(store, caller, inv.args.squad as string, agent);
-      const verb = change === 'join' ? (result.changed ? 'joined' : 'was already in') : result.changed ? 'left' : 'was not in';
+      const verb =
+        change === 'join'
+          ? result.changed
+            ? 'joined'
+            : 'was already in'
+          : result.changed
+            ? 'left'
+            : 'was not in';
       return { data: result, human: `${result.agent} ${verb} squad "${result.squad}"` };
     });
 }

@@ -2,7 +2,11 @@ import { type CommandSpec, lazy } from './define.js';
 
 const load = () => import('./squads.run.js');
 
-const agentOption = { flags: '--agent <name>', summary: 'the agent (default: the caller)', complete: 'agents' } as const;
+const agentOption = {
+  flags: '--agent <name>',
+  summary: 'the agent (default: the caller)',
+  complete: 'agents',
+} as const;
 const squadArg = { name: 'squad', summary: 'squad name', complete: 'squads' } as const;
 
 export const squadsCommand: CommandSpec = {
@@ -19,7 +23,13 @@ export const squadsCommand: CommandSpec = {
     },
     { name: 'list', summary: 'list squads with their members', handler: lazy(load, 'list') },
     { name: 'show', summary: 'show a squad', args: [squadArg], handler: lazy(load, 'show') },
-    { name: 'join', summary: 'add an agent to a squad', args: [squadArg], options: [agentOption], handler: lazy(load, 'join') },
+    {
+      name: 'join',
+      summary: 'add an agent to a squad',
+      args: [squadArg],
+      options: [agentOption],
+      handler: lazy(load, 'join'),
+    },
     {
       name: 'leave',
       summary: 'remove an agent from a squad',

@@ -46,7 +46,15 @@ export function list(inv: Invocation): Promise<Output> {
       human: tokens.length
         ? table(
             ['id', 'prefix', 'agent', 'role', 'created', 'last used', 'revoked'],
-            tokens.map((t) => [t.id, t.prefix, t.agent, t.role, iso(t.createdAt), iso(t.lastUsedAt), iso(t.revokedAt)]),
+            tokens.map((t) => [
+              t.id,
+              t.prefix,
+              t.agent,
+              t.role,
+              iso(t.createdAt),
+              iso(t.lastUsedAt),
+              iso(t.revokedAt),
+            ]),
           )
         : `no tokens in project "${caller.project}"`,
       quiet: tokens.map((t) => t.id).join('\n'),

@@ -12,10 +12,17 @@ export const tokensCommand: CommandSpec = {
       summary: 'create a token for an agent; prints the secret once',
       options: [
         { flags: '--agent <name>', summary: 'the agent the token speaks for (required)', complete: 'agents' },
-        { flags: '--role <role>', summary: 'agent (default), admin or observer', choices: ['agent', 'admin', 'observer'] },
+        {
+          flags: '--role <role>',
+          summary: 'agent (default), admin or observer',
+          choices: ['agent', 'admin', 'observer'],
+        },
       ],
       handler: lazy(load, 'create'),
-      examples: ['sos tokens create --agent kasra', 'export SOS_TOKEN=$(sos tokens create --agent kasra --quiet)'],
+      examples: [
+        'sos tokens create --agent kasra',
+        'export SOS_TOKEN=$(sos tokens create --agent kasra --quiet)',
+      ],
     },
     { name: 'list', summary: 'list tokens of the project (never the secrets)', handler: lazy(load, 'list') },
     {

@@ -4,7 +4,13 @@ import { withSession } from './session.js';
 
 export function whoami(inv: Invocation): Promise<Output> {
   return withSession(inv, async ({ caller, store }) => {
-    const data = { project: caller.project, agent: caller.agent, role: caller.role, via: caller.via, database: store.location };
+    const data = {
+      project: caller.project,
+      agent: caller.agent,
+      role: caller.role,
+      via: caller.via,
+      database: store.location,
+    };
     return {
       data,
       human: fields([

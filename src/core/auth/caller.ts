@@ -61,7 +61,9 @@ export async function resolveCaller(store: Store, request: CallerRequest): Promi
         actor: `${token.project}/${token.agent}`,
         detail: `tried to act as "${request.agent}"`,
       });
-      throw new PermissionDenied(`a ${token.role} token of "${token.agent}" cannot act as "${request.agent}"`);
+      throw new PermissionDenied(
+        `a ${token.role} token of "${token.agent}" cannot act as "${request.agent}"`,
+      );
     }
     agent = request.agent;
   }
@@ -91,11 +93,21 @@ export async function deny(store: Store, caller: Caller, action: string, reason:
 
 export async function requireAdmin(store: Store, caller: Caller, action: string): Promise<void> {
   if (isAdmin(caller)) return;
-  await deny(store, caller, action, `needs an admin token or local operator access; ${describeCaller(caller)} has neither`);
+  await deny(
+    store,
+    caller,
+    action,
+    `needs an admin token or local operator access; ${describeCaller(caller)} has neither`,
+  );
 }
 
 /** The agent a command acts for: `--agent`, else the caller's own agent. Non-admins only for themselves. */
-export async function actingAgent(store: Store, caller: Caller, requested: string | undefined, action: string): Promise<string> {
+export async function actingAgent(
+  store: Store,
+  caller: Caller,
+  requested: string | undefined,
+  action: string,
+): Promise<string> {
   const agent = requested ?? caller.agent;
   if (agent === null || agent === undefined) {
     throw new UsageError(`${action}: no agent given`, { hint: 'pass --agent <name> or --as <name>' });

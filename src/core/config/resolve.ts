@@ -92,7 +92,9 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig
     } else if (fileValue !== undefined) {
       [raw, source, origin] = [fileValue, 'file', `${spec.key} in ${file}`];
     } else {
-      values[key] = spec.default({ dataDir: (values.dataDir as string | undefined) ?? xdgDataDir(input.env) });
+      values[key] = spec.default({
+        dataDir: (values.dataDir as string | undefined) ?? xdgDataDir(input.env),
+      });
       sources[key] = 'default';
       continue;
     }

@@ -31,7 +31,9 @@ const booleanish = z
 
 const positiveInt = z.coerce.number().int().positive();
 
-const slug = z.string().regex(NAME_PATTERN, 'lowercase letters, digits and -, starting with a letter, ≤ 40 chars');
+const slug = z
+  .string()
+  .regex(NAME_PATTERN, 'lowercase letters, digits and -, starting with a letter, ≤ 40 chars');
 
 function variable<T>(spec: VariableSpec<T>): VariableSpec<T> {
   return spec;

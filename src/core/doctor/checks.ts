@@ -16,7 +16,8 @@ export interface CheckResult {
   hint?: string;
 }
 
-const INSTALL_SERVICES = 'run `bash scripts/install-services.sh` from the sos checkout (as root or with sudo)';
+const INSTALL_SERVICES =
+  'run `bash scripts/install-services.sh` from the sos checkout (as root or with sudo)';
 
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -26,7 +27,12 @@ export function checkNode(version: string = process.versions.node): CheckResult 
   const major = Number(version.split('.')[0]);
   return major >= 20
     ? { name: 'node', status: 'ok', detail: `Node.js ${version}` }
-    : { name: 'node', status: 'fail', detail: `Node.js ${version} is too old`, hint: 'install Node.js 20 or newer' };
+    : {
+        name: 'node',
+        status: 'fail',
+        detail: `Node.js ${version} is too old`,
+        hint: 'install Node.js 20 or newer',
+      };
 }
 
 export async function checkDatabase(values: ConfigValues, cwd: string): Promise<CheckResult> {
@@ -40,7 +46,12 @@ export async function checkDatabase(values: ConfigValues, cwd: string): Promise<
     const status = await store.migrationStatus();
     const where = `${store.capabilities.dialect} at ${store.location}`;
     if (status.applied.length === 0) {
-      return { name: 'database', status: 'fail', detail: `${where} is not initialised`, hint: 'run `sos init`' };
+      return {
+        name: 'database',
+        status: 'fail',
+        detail: `${where} is not initialised`,
+        hint: 'run `sos init`',
+      };
     }
     if (status.pending.length > 0) {
       return {
@@ -69,12 +80,18 @@ export async function checkDatabase(values: ConfigValues, cwd: string): Promise<
 }
 
 export async function checkRedis(url: string | undefined): Promise<CheckResult> {
-  if (!url) return { name: 'redis', status: 'skip', detail: 'not configured: the bus uses the Store database' };
+  if (!url)
+    return { name: 'redis', status: 'skip', detail: 'not configured: the bus uses the Store database' };
   try {
     const reply = await redisPing(url);
     return { name: 'redis', status: 'ok', detail: `${redactUrl(url)} answered ${reply}` };
   } catch (err) {
-    return { name: 'redis', status: 'fail', detail: `${redactUrl(url)}: ${reason(err)}`, hint: INSTALL_SERVICES };
+    return {
+      name: 'redis',
+      status: 'fail',
+      detail: `${redactUrl(url)}: ${reason(err)}`,
+      hint: INSTALL_SERVICES,
+    };
   }
 }
 
@@ -87,8 +104,12 @@ export async function checkPostgres(urls: string[]): Promise<CheckResult[]> {
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
     try {
       await client.connect();
-      const version = await client.query<{ v: string }>('SHOW server_version');
-      results.push({ name: 'postgres', status: 'ok', detail: `${redactUrl(url)}: PostgreSQL ${version.rows[0]?.v}` });
+      const version = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+      results.push({
+        name: 'postgres',
+        status: 'ok',
+        detail: `${redactUrl(url)}: PostgreSQL ${version.rows[0]?.v}`,
+      });
       const vector = await client.query<{ default_version: string; installed_version: string | null }>(
         "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'",
       );
@@ -103,12 +124,18 @@ export async function checkPostgres(urls: string[]): Promise<CheckResult[]> {
           : {
               name: 'pgvector',
               status: 'warn',
-              detail: 'the vector extension is not installed on this server (memory on PostgreSQL will need it)',
+              detail:
+                'the vector extension is not installed on this server (memory on PostgreSQL will need it)',
               hint: INSTALL_SERVICES,
             },
       );
     } catch (err) {
-      results.push({ name: 'postgres', status: 'fail', detail: `${redactUrl(url)}: ${reason(err)}`, hint: INSTALL_SERVICES });
+      results.push({
+        name: 'postgres',
+        status: 'fail',
+        detail: `${redactUrl(url)}: ${reason(err)}`,
+        hint: INSTALL_SERVICES,
+      });
     } finally {
       await client.end().catch(() => undefined);
     }

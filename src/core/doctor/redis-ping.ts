@@ -10,7 +10,8 @@ function command(...parts: string[]): string {
  */
 export function redisPing(url: string, timeoutMs = 2_000): Promise<string> {
   const parsed = new URL(url);
-  if (parsed.protocol === 'rediss:') return Promise.reject(new Error('TLS (rediss://) is not checked by doctor yet'));
+  if (parsed.protocol === 'rediss:')
+    return Promise.reject(new Error('TLS (rediss://) is not checked by doctor yet'));
   const host = parsed.hostname || '127.0.0.1';
   const port = Number(parsed.port || 6379);
   return new Promise((resolve, reject) => {

@@ -7,7 +7,9 @@ import type { Project } from '../store/types.js';
 export async function requireProject(store: Store, slug: string): Promise<Project> {
   const project = await store.projects.get(slug);
   if (!project) {
-    throw new NotFound(`project "${slug}" does not exist`, { hint: `create it with \`sos projects create ${slug}\`` });
+    throw new NotFound(`project "${slug}" does not exist`, {
+      hint: `create it with \`sos projects create ${slug}\``,
+    });
   }
   return project;
 }
@@ -16,7 +18,12 @@ export async function requireProject(store: Store, slug: string): Promise<Projec
 export async function createProject(store: Store, caller: Caller, slug: string): Promise<Project> {
   assertName('project', slug);
   if (caller.via !== 'local') {
-    await deny(store, caller, 'creating a project', 'needs local operator access; tokens are bound to one project');
+    await deny(
+      store,
+      caller,
+      'creating a project',
+      'needs local operator access; tokens are bound to one project',
+    );
   }
   return store.projects.create(slug);
 }
@@ -36,10 +43,12 @@ export interface InitResult {
 /** `sos init`: migrate, then make sure the project exists. Safe to run again. */
 export async function initialise(store: Store, caller: Caller, slug: string): Promise<InitResult> {
   assertName('project', slug);
-  if (caller.via !== 'local') throw new PermissionDenied('`sos init` needs local operator access, not a token');
+  if (caller.via !== 'local')
+    throw new PermissionDenied('`sos init` needs local operator access, not a token');
   const { applied } = await store.migrate();
   const existing = await store.projects.get(slug);
-  if (existing) return { location: store.location, appliedMigrations: applied, project: existing, projectCreated: false };
+  if (existing)
+    return { location: store.location, appliedMigrations: applied, project: existing, projectCreated: false };
   try {
     const project = await store.projects.create(slug);
     return { location: store.location, appliedMigrations: applied, project, projectCreated: true };

@@ -6,9 +6,15 @@ import type { Squad } from '../store/types.js';
 import { getAgent } from './agents.js';
 import { requireProject } from './projects.js';
 
-export async function createSquad(store: Store, caller: Caller, name: string, description?: string): Promise<Squad> {
+export async function createSquad(
+  store: Store,
+  caller: Caller,
+  name: string,
+  description?: string,
+): Promise<Squad> {
   assertName('squad', name);
-  if (description !== undefined && description.length > 500) throw new UsageError('squad description is over 500 characters');
+  if (description !== undefined && description.length > 500)
+    throw new UsageError('squad description is over 500 characters');
   await requireAdmin(store, caller, 'creating a squad');
   await requireProject(store, caller.project);
   return store.squads.create(caller.project, name, description ?? null);
@@ -36,7 +42,12 @@ export interface MembershipChange {
   changed: boolean;
 }
 
-export async function joinSquad(store: Store, caller: Caller, squad: string, agent?: string): Promise<MembershipChange> {
+export async function joinSquad(
+  store: Store,
+  caller: Caller,
+  squad: string,
+  agent?: string,
+): Promise<MembershipChange> {
   assertName('squad', squad);
   if (agent !== undefined) assertName('agent', agent);
   const who = await actingAgent(store, caller, agent, 'joining a squad');
@@ -45,7 +56,12 @@ export async function joinSquad(store: Store, caller: Caller, squad: string, age
   return { squad, agent: who, changed: await store.squads.join(caller.project, squad, who) };
 }
 
-export async function leaveSquad(store: Store, caller: Caller, squad: string, agent?: string): Promise<MembershipChange> {
+export async function leaveSquad(
+  store: Store,
+  caller: Caller,
+  squad: string,
+  agent?: string,
+): Promise<MembershipChange> {
   assertName('squad', squad);
   if (agent !== undefined) assertName('agent', agent);
   const who = await actingAgent(store, caller, agent, 'leaving a squad');

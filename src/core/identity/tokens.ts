@@ -21,7 +21,9 @@ export async function createToken(
   assertName('agent', input.agent);
   const role = (input.role ?? 'agent') as TokenRole;
   if (!TOKEN_ROLES.includes(role)) {
-    throw new UsageError(`invalid token role ${JSON.stringify(input.role)}: use one of ${TOKEN_ROLES.join(', ')}`);
+    throw new UsageError(
+      `invalid token role ${JSON.stringify(input.role)}: use one of ${TOKEN_ROLES.join(', ')}`,
+    );
   }
   await requireAdmin(store, caller, 'creating a token');
   await getAgent(store, caller, input.agent);
@@ -47,7 +49,9 @@ export async function revokeToken(store: Store, caller: Caller, idOrPrefix: stri
   await requireAdmin(store, caller, 'revoking a token');
   const token = await store.tokens.revoke(caller.project, idOrPrefix);
   if (!token) {
-    throw new NotFound(`no token "${idOrPrefix}" in project "${caller.project}"`, { hint: 'see `sos tokens list`' });
+    throw new NotFound(`no token "${idOrPrefix}" in project "${caller.project}"`, {
+      hint: 'see `sos tokens list`',
+    });
   }
   return token;
 }

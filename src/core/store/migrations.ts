@@ -57,7 +57,9 @@ interface AppliedRow {
 }
 
 async function appliedRows(db: SqlExecutor): Promise<AppliedRow[]> {
-  return db.all<AppliedRow>('SELECT version, name, checksum, applied_at FROM sos_migrations ORDER BY version');
+  return db.all<AppliedRow>(
+    'SELECT version, name, checksum, applied_at FROM sos_migrations ORDER BY version',
+  );
 }
 
 /**
@@ -75,12 +77,10 @@ export async function applyMigrations(driver: SqlDriver): Promise<{ applied: num
     for (const file of files) {
       if (done.has(file.version)) continue;
       await tx.script(file.sql);
-      await tx.run('INSERT INTO sos_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)', [
-        file.version,
-        file.name,
-        file.checksum,
-        Date.now(),
-      ]);
+      await tx.run(
+        'INSERT INTO sos_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)',
+        [file.version, file.name, file.checksum, Date.now()],
+      );
       applied.push(file.version);
     }
     return { applied };
@@ -100,11 +100,20 @@ export async function readMigrationStatus(driver: SqlDriver): Promise<MigrationS
   const byVersion = new Map(files.map((f) => [f.version, f]));
   const appliedVersions = new Set(rows.map((r) => r.version));
   return {
-    applied: rows.map((r) => ({ version: r.version, name: r.name, checksum: r.checksum, appliedAt: r.applied_at })),
-    pending: files.filter((f) => !appliedVersions.has(f.version)).map((f) => ({ version: f.version, name: f.name })),
-    drifted: rows.filter((r) => {
-      const file = byVersion.get(r.version);
-      return file !== undefined && file.checksum !== r.checksum;
-    }).map((r) => r.version),
+    applied: rows.map((r) => ({
+      version: r.version,
+      name: r.name,
+      checksum: r.checksum,
+      appliedAt: r.applied_at,
+    })),
+    pending: files
+      .filter((f) => !appliedVersions.has(f.version))
+      .map((f) => ({ version: f.version, name: f.name })),
+    drifted: rows
+      .filter((r) => {
+        const file = byVersion.get(r.version);
+        return file !== undefined && file.checksum !== r.checksum;
+      })
+      .map((r) => r.version),
   };
 }

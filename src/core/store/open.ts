@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Unavailable, UsageError } from '../errors.js';
 import type { Store } from './port.js';
-import { SqlError, type SqlDriver } from './sql/driver.js';
+import { type SqlDriver, SqlError } from './sql/driver.js';
 import { SqlStore } from './sql-store.js';
 
 export type StoreTarget = { dialect: 'sqlite'; path: string } | { dialect: 'postgres'; url: string };
@@ -17,7 +17,8 @@ export function parseStoreTarget(value: string, cwd: string = process.cwd()): St
     });
   }
   let path = value;
-  if (value.startsWith('file:')) path = fileURLToPath(value.startsWith('file://') ? value : `file://${resolve(cwd, value.slice(5))}`);
+  if (value.startsWith('file:'))
+    path = fileURLToPath(value.startsWith('file://') ? value : `file://${resolve(cwd, value.slice(5))}`);
   else if (value.startsWith('sqlite://')) path = value.slice('sqlite://'.length);
   else if (value.startsWith('sqlite:')) path = value.slice('sqlite:'.length);
   if (path === '') throw new UsageError('empty SQLite path in SOS_DB');
@@ -44,7 +45,11 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     }
     const { SqliteDriver } = await import('./sql/sqlite.js');
     try {
-      driver = new SqliteDriver({ path: target.path, busyTimeoutMs: options.busyTimeoutMs, create: options.create ?? false });
+      driver = new SqliteDriver({
+        path: target.path,
+        busyTimeoutMs: options.busyTimeoutMs,
+        create: options.create ?? false,
+      });
     } catch (err) {
       const reason = err instanceof SqlError ? err.message : String(err);
       throw new Unavailable(`cannot open the SQLite database at ${target.path}: ${reason}`, { cause: err });

@@ -1,12 +1,4 @@
-import type {
-  Agent,
-  NewAgent,
-  NewToken,
-  Project,
-  SecurityEvent,
-  Squad,
-  TokenRecord,
-} from './types.js';
+import type { Agent, NewAgent, NewToken, Project, SecurityEvent, Squad, TokenRecord } from './types.js';
 
 /**
  * What each Store adapter can do. Callers branch on these flags, never on the adapter's class, so

@@ -1,7 +1,7 @@
 import { Conflict, NotFound, SosError, Unavailable } from '../errors.js';
 import { applyMigrations, readMigrationStatus } from './migrations.js';
 import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
-import { SqlError, type SqlDriver, type SqlExecutor } from './sql/driver.js';
+import { type SqlDriver, SqlError, type SqlExecutor } from './sql/driver.js';
 import type {
   Agent,
   AgentKind,
@@ -16,8 +16,20 @@ import type {
 } from './types.js';
 
 const CAPABILITIES: Record<SqlDriver['dialect'], StoreCapabilities> = {
-  sqlite: { dialect: 'sqlite', multiHost: false, concurrentWriters: false, skipLocked: false, listenNotify: false },
-  postgres: { dialect: 'postgres', multiHost: true, concurrentWriters: true, skipLocked: true, listenNotify: true },
+  sqlite: {
+    dialect: 'sqlite',
+    multiHost: false,
+    concurrentWriters: false,
+    skipLocked: false,
+    listenNotify: false,
+  },
+  postgres: {
+    dialect: 'postgres',
+    multiHost: true,
+    concurrentWriters: true,
+    skipLocked: true,
+    listenNotify: true,
+  },
 };
 
 interface AgentRow {
@@ -91,7 +103,10 @@ function translate(err: unknown, messages: { unique?: string; foreignKey?: strin
   throw err;
 }
 
-async function guarded<T>(fn: () => Promise<T>, messages?: { unique?: string; foreignKey?: string }): Promise<T> {
+async function guarded<T>(
+  fn: () => Promise<T>,
+  messages?: { unique?: string; foreignKey?: string },
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {
@@ -120,7 +135,9 @@ export class SqlStore implements Store {
   async assertReady(): Promise<void> {
     const status = await this.migrationStatus();
     if (status.applied.length === 0) {
-      throw new Unavailable(`the database at ${this.location} is not initialised`, { hint: 'run `sos init`' });
+      throw new Unavailable(`the database at ${this.location} is not initialised`, {
+        hint: 'run `sos init`',
+      });
     }
     if (status.pending.length > 0) {
       const versions = status.pending.map((p) => p.version).join(', ');
@@ -130,7 +147,11 @@ export class SqlStore implements Store {
     }
   }
 
-  private async capabilitiesOf(db: SqlExecutor, project: string, names: string[]): Promise<Map<string, string[]>> {
+  private async capabilitiesOf(
+    db: SqlExecutor,
+    project: string,
+    names: string[],
+  ): Promise<Map<string, string[]>> {
     const caps = new Map<string, string[]>(names.map((n) => [n, []]));
     if (names.length === 0) return caps;
     const rows = await db.all<{ agent: string; capability: string }>(
@@ -193,13 +214,17 @@ export class SqlStore implements Store {
               [agent.project, agent.name, agent.kind, agent.role, agent.session, now],
             );
             for (const cap of new Set(agent.capabilities)) {
-              await tx.run('INSERT INTO agent_capabilities (project, agent, capability) VALUES ($1, $2, $3)', [
-                agent.project,
-                agent.name,
-                cap,
-              ]);
+              await tx.run(
+                'INSERT INTO agent_capabilities (project, agent, capability) VALUES ($1, $2, $3)',
+                [agent.project, agent.name, cap],
+              );
             }
-            return { ...agent, capabilities: [...new Set(agent.capabilities)].sort(), createdAt: now, updatedAt: now };
+            return {
+              ...agent,
+              capabilities: [...new Set(agent.capabilities)].sort(),
+              createdAt: now,
+              updatedAt: now,
+            };
           }),
         {
           unique: `agent "${agent.name}" already exists in project "${agent.project}"`,
@@ -236,7 +261,10 @@ export class SqlStore implements Store {
         return rows.map((row) => this.toAgent(row, caps.get(row.name) ?? []));
       }),
     remove: (project, name) =>
-      guarded(async () => (await this.db.run('DELETE FROM agents WHERE project = $1 AND name = $2', [project, name])) > 0),
+      guarded(
+        async () =>
+          (await this.db.run('DELETE FROM agents WHERE project = $1 AND name = $2', [project, name])) > 0,
+      ),
   };
 
   private toAgent(row: AgentRow, capabilities: string[]): Agent {
@@ -276,7 +304,9 @@ export class SqlStore implements Store {
       ),
     findByHash: (hash) =>
       guarded(async () => {
-        const row = await this.db.one<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = $1`, [hash]);
+        const row = await this.db.one<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = $1`, [
+          hash,
+        ]);
         if (!row) return undefined;
         const now = Date.now();
         // Touch at most once a minute so reads stay reads.
@@ -290,9 +320,10 @@ export class SqlStore implements Store {
     list: (project) =>
       guarded(async () =>
         (
-          await this.db.all<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE project = $1 ORDER BY created_at, id`, [
-            project,
-          ])
+          await this.db.all<TokenRow>(
+            `SELECT ${TOKEN_COLUMNS} FROM tokens WHERE project = $1 ORDER BY created_at, id`,
+            [project],
+          )
         ).map(toToken),
       ),
     revoke: (project, idOrPrefix) =>
@@ -303,7 +334,9 @@ export class SqlStore implements Store {
             [project, idOrPrefix],
           );
           if (rows.length > 1) {
-            throw new Conflict(`"${idOrPrefix}" matches ${rows.length} tokens`, { hint: 'revoke by token id' });
+            throw new Conflict(`"${idOrPrefix}" matches ${rows.length} tokens`, {
+              hint: 'revoke by token id',
+            });
           }
           const row = rows[0];
           if (!row) return undefined;
@@ -321,12 +354,10 @@ export class SqlStore implements Store {
       guarded(
         async () => {
           const createdAt = Date.now();
-          await this.db.run('INSERT INTO squads (project, name, description, created_at) VALUES ($1, $2, $3, $4)', [
-            project,
-            name,
-            description,
-            createdAt,
-          ]);
+          await this.db.run(
+            'INSERT INTO squads (project, name, description, created_at) VALUES ($1, $2, $3, $4)',
+            [project, name, description, createdAt],
+          );
           return { project, name, description, members: [], createdAt };
         },
         {
@@ -367,12 +398,10 @@ export class SqlStore implements Store {
             [project, squad, agent],
           );
           if (existing) return false;
-          await this.db.run('INSERT INTO squad_members (project, squad, agent, joined_at) VALUES ($1, $2, $3, $4)', [
-            project,
-            squad,
-            agent,
-            Date.now(),
-          ]);
+          await this.db.run(
+            'INSERT INTO squad_members (project, squad, agent, joined_at) VALUES ($1, $2, $3, $4)',
+            [project, squad, agent, Date.now()],
+          );
           return true;
         },
         // A concurrent join of the same pair lost the race: it is a member either way.
@@ -393,19 +422,22 @@ export class SqlStore implements Store {
   };
 
   private toSquad(row: SquadRow, members: string[]): Squad {
-    return { project: row.project, name: row.name, description: row.description, members, createdAt: row.created_at };
+    return {
+      project: row.project,
+      name: row.name,
+      description: row.description,
+      members,
+      createdAt: row.created_at,
+    };
   }
 
   readonly security: Store['security'] = {
     record: (event: SecurityEvent) =>
       guarded(async () => {
-        await this.db.run('INSERT INTO security_events (project, kind, actor, detail, at) VALUES ($1, $2, $3, $4, $5)', [
-          event.project,
-          event.kind,
-          event.actor,
-          event.detail,
-          Date.now(),
-        ]);
+        await this.db.run(
+          'INSERT INTO security_events (project, kind, actor, detail, at) VALUES ($1, $2, $3, $4, $5)',
+          [event.project, event.kind, event.actor, event.detail, Date.now()],
+        );
       }),
     count: (project) =>
       guarded(async () => {
@@ -415,7 +447,11 @@ export class SqlStore implements Store {
             : 'SELECT kind, COUNT(*) AS n FROM security_events WHERE project = $1 GROUP BY kind',
           project === undefined ? [] : [project],
         );
-        const counts: Record<SecurityEvent['kind'], number> = { cross_project: 0, bad_token: 0, forbidden: 0 };
+        const counts: Record<SecurityEvent['kind'], number> = {
+          cross_project: 0,
+          bad_token: 0,
+          forbidden: 0,
+        };
         for (const row of rows) counts[row.kind] = Number(row.n);
         return counts;
       }),

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { redactUrl, SqlError, type SqlDriver, type SqlErrorKind, type SqlExecutor } from './driver.js';
+import { redactUrl, type SqlDriver, SqlError, type SqlErrorKind, type SqlExecutor } from './driver.js';
 
 export interface PostgresOptions {
   url: string;
@@ -8,7 +8,17 @@ export interface PostgresOptions {
   poolSize?: number;
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET', '3D000', '28P01', '28000', '57P03']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ECONNRESET',
+  '3D000',
+  '28P01',
+  '28000',
+  '57P03',
+]);
 
 function classify(err: unknown): SqlError {
   if (err instanceof SqlError) return err;
@@ -19,7 +29,10 @@ function classify(err: unknown): SqlError {
   else if (code === '23503') kind = 'foreign_key';
   else if (code === '40P01' || code === '55P03' || code === '40001') kind = 'busy';
   else if (code === '42P01') kind = 'missing';
-  else if (CONNECTION_CODES.has(code) || /timeout exceeded when trying to connect|Connection terminated/i.test(message)) {
+  else if (
+    CONNECTION_CODES.has(code) ||
+    /timeout exceeded when trying to connect|Connection terminated/i.test(message)
+  ) {
     kind = 'connection';
   }
   return new SqlError(kind, message, { cause: err });
@@ -35,7 +48,8 @@ function executor(q: (sql: string, params: unknown[]) => Promise<pg.QueryResult>
   };
   return {
     all: async <T>(sql: string, params?: readonly unknown[]) => (await query(sql, params)).rows as T[],
-    one: async <T>(sql: string, params?: readonly unknown[]) => (await query(sql, params)).rows[0] as T | undefined,
+    one: async <T>(sql: string, params?: readonly unknown[]) =>
+      (await query(sql, params)).rows[0] as T | undefined,
     run: async (sql: string, params?: readonly unknown[]) => (await query(sql, params)).rowCount ?? 0,
     script: async (sql: string) => {
       await query(sql);
@@ -46,7 +60,9 @@ function executor(q: (sql: string, params: unknown[]) => Promise<pg.QueryResult>
 // BIGINT (epoch milliseconds, counters) comes back as a JS number, per pool, not globally.
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === 20
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 export class PostgresDriver implements SqlDriver {
@@ -113,7 +129,9 @@ export class PostgresDriver implements SqlDriver {
   }
 
   async namespaceExists(): Promise<boolean> {
-    const row = await this.one<{ ok: number }>('SELECT 1 AS ok FROM pg_namespace WHERE nspname = $1', [this.schema]);
+    const row = await this.one<{ ok: number }>('SELECT 1 AS ok FROM pg_namespace WHERE nspname = $1', [
+      this.schema,
+    ]);
     return row !== undefined;
   }
 

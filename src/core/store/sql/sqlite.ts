@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { SqlError, type SqlDriver, type SqlErrorKind, type SqlExecutor } from './driver.js';
+import { type SqlDriver, SqlError, type SqlErrorKind, type SqlExecutor } from './driver.js';
 
 export interface SqliteOptions {
   path: string;
@@ -50,8 +50,12 @@ export class SqliteDriver implements SqlDriver {
   constructor(options: SqliteOptions) {
     this.location = options.path;
     try {
-      if (options.create && options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-      this.db = new Database(options.path, { fileMustExist: !options.create, timeout: options.busyTimeoutMs });
+      if (options.create && options.path !== ':memory:')
+        mkdirSync(dirname(options.path), { recursive: true });
+      this.db = new Database(options.path, {
+        fileMustExist: !options.create,
+        timeout: options.busyTimeoutMs,
+      });
     } catch (err) {
       throw classify(err);
     }

@@ -1,0 +1,123 @@
+/**
+ * The completion model: the command registry flattened into one node per command path, with
+ * everything a shell needs to complete there. Each shell emitter reads only this model, so the
+ * three scripts agree on paths, options and values.
+ */
+import type { ArgSpec, CommandSpec, Completer, OptionSpec } from '../define.js';
+
+export interface CompletionOption {
+  /** Every spelling, short first as in the flags: `['-q', '--quiet']`. */
+  names: readonly string[];
+  summary: string;
+  /** The option consumes the next word (`--kind <kind>`, `--db <path|url>`). */
+  takesValue: boolean;
+  choices?: readonly string[];
+  complete?: Completer;
+}
+
+export interface CompletionArg {
+  name: string;
+  summary: string;
+  variadic: boolean;
+  choices?: readonly string[];
+  complete?: Completer;
+}
+
+export interface CompletionNode {
+  /** Command words after `sos`; `[]` is the top level. */
+  path: readonly string[];
+  subcommands: readonly { name: string; summary: string }[];
+  /** Options valid at this path besides the global ones: its own, then its ancestors'. */
+  options: readonly CompletionOption[];
+  args: readonly CompletionArg[];
+}
+
+export interface CompletionModel {
+  /** The program name completed, and run for dynamic values. */
+  program: string;
+  /** Valid at every path (commander parses program options before and after subcommands). */
+  globals: readonly CompletionOption[];
+  /** Depth-first, the top level first. */
+  nodes: readonly CompletionNode[];
+}
+
+/** Global options whose value changes what `sos <noun> list` returns, so dynamic values forward them. */
+export const FORWARDED_GLOBALS: readonly string[] = ['--db', '--project', '--token'];
+
+/** Commander adds `-h, --help` to every command and `-V, --version` to the program. */
+const HELP: OptionSpec = { flags: '-h, --help', summary: 'display help for command' };
+const VERSION: OptionSpec = { flags: '-V, --version', summary: 'output the version number' };
+
+export function toCompletionOption(spec: OptionSpec): CompletionOption {
+  const words = spec.flags.split(/[\s,]+/).filter(Boolean);
+  return {
+    names: words.filter((w) => w.startsWith('-')),
+    summary: spec.summary,
+    takesValue: words.some((w) => w.startsWith('<') || w.startsWith('[')),
+    ...(spec.choices ? { choices: spec.choices } : {}),
+    ...(spec.complete ? { complete: spec.complete } : {}),
+  };
+}
+
+function toCompletionArg(spec: ArgSpec): CompletionArg {
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    variadic: spec.variadic === true,
+    ...(spec.choices ? { choices: spec.choices } : {}),
+    ...(spec.complete ? { complete: spec.complete } : {}),
+  };
+}
+
+export function buildModel(
+  commands: readonly CommandSpec[],
+  globals: readonly OptionSpec[],
+  program = 'sos',
+): CompletionModel {
+  const nodes: CompletionNode[] = [
+    { path: [], subcommands: commands.map(summaryOf), options: [toCompletionOption(VERSION)], args: [] },
+  ];
+  const visit = (
+    spec: CommandSpec,
+    parentPath: readonly string[],
+    inherited: readonly CompletionOption[],
+  ) => {
+    const path = [...parentPath, spec.name];
+    const options = [...(spec.options ?? []).map(toCompletionOption), ...inherited];
+    nodes.push({
+      path,
+      subcommands: (spec.subcommands ?? []).map(summaryOf),
+      options,
+      args: (spec.args ?? []).map(toCompletionArg),
+    });
+    for (const sub of spec.subcommands ?? []) visit(sub, path, options);
+  };
+  for (const spec of commands) visit(spec, [], []);
+  return { program, globals: [...globals, HELP].map(toCompletionOption), nodes };
+}
+
+const summaryOf = (spec: CommandSpec) => ({ name: spec.name, summary: spec.summary });
+
+/** The argument a positional word at `index` fills, if any (a variadic last argument takes the rest). */
+export function argAt(node: CompletionNode, index: number): CompletionArg | undefined {
+  const last = node.args.at(-1);
+  return node.args[index] ?? (last?.variadic ? last : undefined);
+}
+
+/** All option spellings valid at a node, in order, without duplicates. */
+export function optionNames(model: CompletionModel, node: CompletionNode): string[] {
+  return [...new Set([...node.options, ...model.globals].flatMap((o) => o.names))];
+}
+
+/** Options valid at a node that consume the next word; the node's own shadow a global of the same name. */
+export function valueOptions(model: CompletionModel, node: CompletionNode): CompletionOption[] {
+  return [...node.options, ...model.globals].filter((o) => o.takesValue);
+}
+
+/** POSIX shell single quoting (bash and zsh). */
+export function shq(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The `case` pattern/key of a command path: words joined by spaces, `''` for the top level. */
+export const pathKey = (path: readonly string[]): string => path.join(' ');
