@@ -43,18 +43,14 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 have_systemd() { [ -d /run/systemd/system ]; }
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 APT_UPDATED=0
-apt_update_once() {
-  [ "$APT_UPDATED" = 1 ] && return 0
-  log "apt-get update"; $SUDO apt-get update -qq; APT_UPDATED=1
-}
+apt_update_once() { [ "$APT_UPDATED" = 1 ] || { log "apt-get update"; $SUDO apt-get update -qq; APT_UPDATED=1; }; }
 apt_install() {
   apt_update_once; log "apt-get install $*"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 wait_for() { local i; for i in $(seq 1 20); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
 
-SRC_LIST=/etc/apt/sources.list.d/sos-pgvector-src.sources
-TMP=""
+SRC_LIST=/etc/apt/sources.list.d/sos-pgvector-src.sources; TMP=""
 cleanup() { [ -z "$TMP" ] || rm -rf "$TMP"; [ ! -e "$SRC_LIST" ] || $SUDO rm -f "$SRC_LIST"; }
 trap cleanup EXIT
 
@@ -189,7 +185,7 @@ The tests assume passwordless (trust) auth for postgres from 127.0.0.1. On a tes
 re-run with SOS_PG_TRUST_LOCAL=1 to add '$TRUST_LINE' to $HBA,
 or configure a password / .pgpass yourself and point the tests at that URL."
 fi
-log "PostgreSQL: connected as postgres@127.0.0.1:5432 without a password"
+log "PostgreSQL: connected as postgres@127.0.0.1:5432"
 if [ "$(pgq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'sos_test'")" = 1 ]; then
   log "PostgreSQL: database sos_test exists"
 else

@@ -70,13 +70,11 @@ ${valueRows.join('\n')}
   return 0
 }
 
-# _${p}_arg PATH INDEX: completes the positional argument at INDEX; fails when there is none.
+# _${p}_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _${p}_arg() {
   case $1'|'$2 in
 ${argRows.join('\n')}
-    *) return 1 ;;
   esac
-  return 0
 }
 
 _${p}_words() {
@@ -146,8 +144,8 @@ _${p}() {
     _${p}_words $_${p}_opts
   elif ((npos == 0)) && [[ -n $_${p}_subs ]]; then
     _${p}_words $_${p}_subs
-  elif ! _${p}_arg "$cmd" "$npos" && ((!dashdash)); then
-    _${p}_words $_${p}_opts
+  else
+    _${p}_arg "$cmd" "$npos"
   fi
   return 0
 }
@@ -163,8 +161,9 @@ function complete(p: string, spec: { choices?: readonly string[]; complete?: Com
   return ':';
 }
 
-/** One row per argument; a variadic last argument matches every later index with `*`. */
+/** One row per argument of a node with a completable one; a variadic last argument matches every later index. */
 function argRowsOf(p: string, node: CompletionNode): string[] {
+  if (!node.args.some((a) => a.choices || a.complete)) return [];
   return node.args.map((arg, i) => {
     const index = arg.variadic && i === node.args.length - 1 ? '*' : String(i);
     return `    ${shq(`${pathKey(node.path)}|`)}${index}) ${complete(p, arg)} ;;`;

@@ -77,13 +77,11 @@ ${valueRows.join('\n')}
   esac
 }
 
-# _${p}_arg PATH INDEX: completes the positional argument at INDEX; fails when there is none.
+# _${p}_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _${p}_arg() {
   case $1'|'$2 in
 ${argRows.join('\n')}
-    *) return 1 ;;
   esac
-  return 0
 }
 
 # _${p}_words DESCRIPTION WORD...
@@ -141,8 +139,8 @@ _${p}() {
     _describe -t options option ${p}_opts
   elif (( npos == 0 && \${#${p}_subs} )); then
     _describe -t commands "${p}\${cmd:+ $cmd} command" ${p}_subs
-  elif ! _${p}_arg "$cmd" "$npos" && (( !dashdash )); then
-    _describe -t options option ${p}_opts
+  else
+    _${p}_arg "$cmd" "$npos"
   fi
 }
 

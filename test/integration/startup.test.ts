@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, type TestContext } from 'vitest';
+import { isolatedEnv, ROOT, sos } from '../helpers/cli.js';
+import { services, tempDir } from '../helpers/isolation.js';
+
+/**
+ * Startup budget (STYLE.md §2): one-shot commands load only what they need. The trace records
+ * every module URL resolved in the child process.
+ */
+
+const HEAVY = ['ink', 'react', 'pg', 'ioredis', '@modelcontextprotocol/sdk', 'node-pty'];
+
+async function loadedPackages(ctx: TestContext, args: string[], extraEnv: Record<string, string> = {}) {
+  const dir = tempDir(ctx);
+  const trace = join(dir, 'trace.txt');
+  const env = isolatedEnv(dir, { SOS_TRACE_FILE: trace, ...extraEnv });
+  const result = await sos(args, env, { nodeArgs: ['--import', join(ROOT, 'test/fixtures/trace-imports.mjs')] });
+  const urls = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
+  const packages = new Set(
+    urls.flatMap((u) => {
+      const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u);
+      return match ? [match[1]!] : [];
+    }),
+  );
+  return { result, packages, urls };
+}
+
+describe('what a command loads', () => {
+  it('`sos --help` loads commander only: no handler, no database driver, no zod', async (ctx) => {
+    const { result, packages, urls } = await loadedPackages(ctx, ['--help']);
+    expect(result.code).toBe(0);
+    expect([...packages]).toEqual([]); // commander is bundled; no package is imported from node_modules
+    const chunks = urls.filter((u) => u.includes('/dist/chunks/'));
+    expect(chunks.filter((u) => /\.run-/.test(u))).toEqual([]); // no command handler
+    for (const chunk of chunks) {
+      const code = readFileSync(new URL(chunk), 'utf8');
+      expect(code, chunk).not.toMatch(/ZodError|better-sqlite3|resolveConfig|openStore/);
+    }
+  });
+
+  it('`sos agents list` on SQLite loads better-sqlite3 and none of the heavy modules', async (ctx) => {
+    const db = join(tempDir(ctx), 'sos.db');
+    const home = tempDir(ctx);
+    expect((await sos(['init', '--db', db], isolatedEnv(home))).code).toBe(0);
+    const { result, packages } = await loadedPackages(ctx, ['agents', 'list', '--db', db]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(packages.has('better-sqlite3')).toBe(true);
+    for (const heavy of HEAVY) expect(packages.has(heavy), heavy).toBe(false);
+  });
+
+  it.skipIf(!services.postgres)('`sos agents list` on PostgreSQL loads pg (the trace can see a load) and not better-sqlite3', async (ctx) => {
+    const schema = `t_startup_${Math.random().toString(36).slice(2, 8)}`;
+    const env = isolatedEnv(tempDir(ctx), { SOS_PG_SCHEMA: schema });
+    try {
+      expect((await sos(['init', '--db', services.postgresUrl], env)).code).toBe(0);
+      const { result, packages } = await loadedPackages(ctx, ['agents', 'list', '--db', services.postgresUrl], { SOS_PG_SCHEMA: schema });
+      expect(result.code, result.stderr).toBe(0);
+      expect(packages.has('pg')).toBe(true);
+      expect(packages.has('better-sqlite3')).toBe(false);
+      for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
+    } finally {
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: services.postgresUrl });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    }
+  });
+
+  it('the launcher refuses Node.js older than 20 with a clear message', () => {
+    const launcher = readFileSync(join(ROOT, 'bin/sos'), 'utf8');
+    expect(launcher).toMatch(/major < 20/);
+    expect(launcher).toMatch(/sos needs Node\.js 20 or newer/);
+  });
+});
