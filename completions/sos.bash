@@ -58,22 +58,16 @@ _sos_value() {
   return 0
 }
 
-# _sos_arg PATH INDEX: completes the positional argument at INDEX; fails when there is none.
+# _sos_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _sos_arg() {
   case $1'|'$2 in
-    'projects create|'0) : ;;
-    'agents add|'0) : ;;
     'agents show|'0) _sos_list agents ;;
     'agents remove|'0) _sos_list agents ;;
-    'squads create|'0) : ;;
     'squads show|'0) _sos_list squads ;;
     'squads join|'0) _sos_list squads ;;
     'squads leave|'0) _sos_list squads ;;
-    'tokens revoke|'0) : ;;
     'completion|'0) _sos_words bash zsh fish ;;
-    *) return 1 ;;
   esac
-  return 0
 }
 
 _sos_words() {
@@ -143,8 +137,8 @@ _sos() {
     _sos_words $_sos_opts
   elif ((npos == 0)) && [[ -n $_sos_subs ]]; then
     _sos_words $_sos_subs
-  elif ! _sos_arg "$cmd" "$npos" && ((!dashdash)); then
-    _sos_words $_sos_opts
+  else
+    _sos_arg "$cmd" "$npos"
   fi
   return 0
 }

@@ -17,20 +17,19 @@
 #      machine's own apt sources (the main archive entry), written to
 #      /etc/apt/sources.list.d/sos-pgvector-src.sources (deb-src only, so no
 #      binary is ever upgraded from that suite) and removed again on exit.
-#   4. Ensures database `sos_test` (owner postgres) exists, runs
+#   4. Ensures role and database `sos_test` exist, runs
 #      `CREATE EXTENSION IF NOT EXISTS vector` there and prints its version.
 # `apt-get update` runs at most once, and only when something must be installed.
 #
-# Authentication: the tests use postgres://postgres@127.0.0.1:5432/sos_test
-# (no password), which needs `trust` for user postgres from 127.0.0.1. This
-# script does NOT weaken auth unless SOS_PG_TRUST_LOCAL=1 is set, in which case
-# it prepends `host all postgres 127.0.0.1/32 trust` to pg_hba.conf (test
-# machines only!). Without it, if connecting fails, it stops with an explanation.
+# Authentication: nothing in pg_hba.conf is changed. The script administers
+# through the local socket as the postgres superuser, creates a login role
+# `sos_test` (password `sos_test`) owning database `sos_test`, and the tests
+# connect as postgres://sos_test:sos_test@127.0.0.1:5432/sos_test (override
+# with SOS_TEST_DATABASE_URL). Meant for development and CI machines.
 #
 # Environment:
 #   SOS_SKIP_REDIS=1       skip everything Redis
 #   SOS_SKIP_POSTGRES=1    skip everything PostgreSQL/pgvector
-#   SOS_PG_TRUST_LOCAL=1   allow passwordless postgres@127.0.0.1 (see above)
 #   PGVECTOR_SUITE=<suite> suite whose pgvector source package is built when no
 #                          binary package exists (default: trixie on bookworm,
 #                          noble on jammy)
@@ -169,30 +168,30 @@ else
   vector_installed "$PG_MAJOR" || die "pgvector still not installed for PostgreSQL $PG_MAJOR"
 fi
 
-# ---------------------------------------------------------------- auth + database
-HBA="/etc/postgresql/$PG_MAJOR/$CLUSTER/pg_hba.conf"
-TRUST_LINE="host all postgres 127.0.0.1/32 trust"
-pgq() { PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -p 5432 -U postgres -w -v ON_ERROR_STOP=1 -Atq "$@"; }
-if ! pgq -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
-  if [ "${SOS_PG_TRUST_LOCAL:-}" = 1 ] && ! $SUDO grep -qxF "$TRUST_LINE" "$HBA"; then
-    log "PostgreSQL: SOS_PG_TRUST_LOCAL=1 -> prepending '$TRUST_LINE' to $HBA and reloading"
-    $SUDO sed -i "1i $TRUST_LINE" "$HBA"
-    $SUDO pg_ctlcluster --skip-systemctl-redirect "$PG_MAJOR" "$CLUSTER" reload
-    sleep 1
-  fi
-  pgq -d postgres -c 'SELECT 1' >/dev/null 2>&1 || die "cannot connect as user postgres to 127.0.0.1:5432 without a password.
-The tests assume passwordless (trust) auth for postgres from 127.0.0.1. On a test machine,
-re-run with SOS_PG_TRUST_LOCAL=1 to add '$TRUST_LINE' to $HBA,
-or configure a password / .pgpass yourself and point the tests at that URL."
+# ---------------------------------------------------------------- test role + database
+# Administration goes through the local socket as the postgres superuser (peer auth, the Debian
+# default), so pg_hba.conf is never loosened. The tests log in over TCP as a password role that
+# owns its database; the superuser pre-creates pgvector there (the extension is not "trusted").
+if [ "$(id -u)" -eq 0 ]; then AS_PG=(runuser -u postgres --); else AS_PG=(sudo -u postgres); fi
+pgsu() { PGOPTIONS="-c client_min_messages=warning" "${AS_PG[@]}" psql -p 5432 -v ON_ERROR_STOP=1 -Atq "$@"; }
+pgsu -d postgres -c 'SELECT 1' >/dev/null || die "cannot reach PostgreSQL as the postgres superuser over the local socket"
+if [ "$(pgsu -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'sos_test'")" = 1 ]; then
+  log "PostgreSQL: role sos_test exists"
+else
+  log "PostgreSQL: creating login role sos_test (password sos_test; for tests only)"
+  pgsu -d postgres -c "CREATE ROLE sos_test LOGIN PASSWORD 'sos_test'"
 fi
-log "PostgreSQL: connected as postgres@127.0.0.1:5432"
-if [ "$(pgq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'sos_test'")" = 1 ]; then
+if [ "$(pgsu -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'sos_test'")" = 1 ]; then
   log "PostgreSQL: database sos_test exists"
 else
-  log "PostgreSQL: creating database sos_test (owner postgres)"
-  pgq -d postgres -c 'CREATE DATABASE sos_test OWNER postgres'
+  log "PostgreSQL: creating database sos_test"
+  pgsu -d postgres -c 'CREATE DATABASE sos_test OWNER sos_test'
 fi
-pgq -d sos_test -c 'CREATE EXTENSION IF NOT EXISTS vector'
-log "pgvector: extension vector $(pgq -d sos_test -c "SELECT extversion FROM pg_extension WHERE extname = 'vector'") active in sos_test"
+pgsu -d postgres -c 'ALTER DATABASE sos_test OWNER TO sos_test'
+pgsu -d sos_test -c 'CREATE EXTENSION IF NOT EXISTS vector'
+log "pgvector: extension vector $(pgsu -d sos_test -c "SELECT extversion FROM pg_extension WHERE extname = 'vector'") active in sos_test"
+PGPASSWORD=sos_test psql -h 127.0.0.1 -p 5432 -U sos_test -d sos_test -w -Atq -c 'SELECT 1' >/dev/null \
+  || die "role sos_test cannot log in over TCP at 127.0.0.1:5432 with its password; check pg_hba.conf"
+log "PostgreSQL: tests connect as postgres://sos_test:sos_test@127.0.0.1:5432/sos_test"
 [ "${SOS_SKIP_REDIS:-}" = 1 ] || log "Redis: $(redis-cli -h 127.0.0.1 ping)"
 log "done"

@@ -6,7 +6,10 @@ import { services } from './isolation.js';
  * Every row of every table, in a stable order: used to prove that a refused command changed
  * nothing, and that secrets never reach the database.
  */
-export async function dumpDatabase(db: string, env: Record<string, string>): Promise<Record<string, unknown[]>> {
+export async function dumpDatabase(
+  db: string,
+  env: Record<string, string>,
+): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
   if (/^postgres(ql)?:\/\//.test(db)) {
     const schema = env.SOS_PG_SCHEMA ?? 'sos';
@@ -29,10 +32,14 @@ export async function dumpDatabase(db: string, env: Record<string, string>): Pro
   const handle = new Database(db, { readonly: true, fileMustExist: true });
   try {
     const tables = handle
-      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+      )
       .all() as { name: string }[];
     for (const { name } of tables) {
-      out[name] = (handle.prepare(`SELECT * FROM "${name}"`).all() as unknown[]).map((r) => JSON.stringify(r)).sort();
+      out[name] = (handle.prepare(`SELECT * FROM "${name}"`).all() as unknown[])
+        .map((r) => JSON.stringify(r))
+        .sort();
     }
   } finally {
     handle.close();

@@ -24,7 +24,9 @@ describe.each(ADAPTERS)('concurrent sos processes on $name', (adapter) => {
       const tables = await dump();
       expect(tables.sos_migrations?.length).toBeGreaterThan(0);
       // Each version applied by exactly one process, and recorded exactly once.
-      expect(applied.sort()).toEqual(tables.sos_migrations!.map((row) => JSON.parse(row as string).version).sort());
+      expect(applied.sort()).toEqual(
+        tables.sos_migrations!.map((row) => JSON.parse(row as string).version).sort(),
+      );
       expect(created).toHaveLength(1);
       expect(tables.projects).toHaveLength(1);
 
@@ -35,14 +37,22 @@ describe.each(ADAPTERS)('concurrent sos processes on $name', (adapter) => {
     it('loses no write and admits one winner when processes add agents at once', async (ctx) => {
       const { env } = setup(ctx, adapter);
       expect((await sos(['init'], env)).code).toBe(0);
-      const distinct = Array.from({ length: 8 }, (_, i) => sos(['agents', 'add', `worker-${i}`, '--cap', 'code'], env));
+      const distinct = Array.from({ length: 8 }, (_, i) =>
+        sos(['agents', 'add', `worker-${i}`, '--cap', 'code'], env),
+      );
       const same = Array.from({ length: 4 }, () => sos(['agents', 'add', 'kasra', '--kind', 'claude'], env));
       const [mine, theirs] = await Promise.all([Promise.all(distinct), Promise.all(same)]);
       expect(codes(mine), mine.map((r) => r.stderr).join('\n')).toEqual(Array(8).fill(0));
       expect(codes(theirs).sort()).toEqual([0, 4, 4, 4]);
-      const agents = (await sos(['agents', 'list', '--json'], env)).json<{ name: string; capabilities: string[] }[]>();
-      expect(agents.map((a) => a.name).sort()).toEqual(['kasra', ...Array.from({ length: 8 }, (_, i) => `worker-${i}`)].sort());
-      expect(agents.filter((a) => a.name.startsWith('worker-')).every((a) => a.capabilities.join() === 'code')).toBe(true);
+      const agents = (await sos(['agents', 'list', '--json'], env)).json<
+        { name: string; capabilities: string[] }[]
+      >();
+      expect(agents.map((a) => a.name).sort()).toEqual(
+        ['kasra', ...Array.from({ length: 8 }, (_, i) => `worker-${i}`)].sort(),
+      );
+      expect(
+        agents.filter((a) => a.name.startsWith('worker-')).every((a) => a.capabilities.join() === 'code'),
+      ).toBe(true);
     });
 
     it('recovers cleanly when `sos init` is killed with SIGKILL mid-flight', async (ctx) => {
@@ -57,7 +67,11 @@ describe.each(ADAPTERS)('concurrent sos processes on $name', (adapter) => {
       // Whatever the kills interrupted, the next run finishes the job and the state is whole.
       const after = await sos(['init', '--json'], env);
       expect(after.code, after.stderr).toBe(0);
-      const status = (await sos(['migrate', '--status', '--json'], env)).json<{ pending: unknown[]; drifted: unknown[]; applied: unknown[] }>();
+      const status = (await sos(['migrate', '--status', '--json'], env)).json<{
+        pending: unknown[];
+        drifted: unknown[];
+        applied: unknown[];
+      }>();
       expect(status.pending).toEqual([]);
       expect(status.drifted).toEqual([]);
       const tables = await dump();

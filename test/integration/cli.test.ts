@@ -29,13 +29,24 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
 
       const again = await run(['init', '--json']);
       expect(again.code).toBe(0);
-      expect(again.json()).toMatchObject({ appliedMigrations: [], project: 'default', projectCreated: false });
+      expect(again.json()).toMatchObject({
+        appliedMigrations: [],
+        project: 'default',
+        projectCreated: false,
+      });
 
       expect((await run(['agents', 'add', 'kasra', '--kind', 'claude', '--cap', 'code'])).code).toBe(0);
       const list = await run(['agents', 'list', '--json']);
       expect(list.code).toBe(0);
       expect(list.json()).toEqual([
-        expect.objectContaining({ project: 'default', name: 'kasra', kind: 'claude', role: 'worker', capabilities: ['code'], session: null }),
+        expect.objectContaining({
+          project: 'default',
+          name: 'kasra',
+          kind: 'claude',
+          role: 'worker',
+          capabilities: ['code'],
+          session: null,
+        }),
       ]);
 
       const before = await dump();
@@ -62,7 +73,9 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
       const { run } = setup(ctx, adapter);
       const notInit = await run(['agents', 'list', '--json']);
       expect(notInit.code).toBe(5);
-      expect(notInit.json()).toMatchObject({ error: { code: 'unavailable', message: expect.stringMatching(/not initialised|no sos database/) } });
+      expect(notInit.json()).toMatchObject({
+        error: { code: 'unavailable', message: expect.stringMatching(/not initialised|no sos database/) },
+      });
 
       expect((await run(['init'])).code).toBe(0);
       expect((await run(['frobnicate'])).code).toBe(2);
@@ -71,7 +84,11 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
       const missing = await run(['agents', 'show', 'nobody', '--json']);
       expect(missing.code).toBe(3);
       expect(missing.json()).toEqual({
-        error: { code: 'not_found', message: 'agent "nobody" does not exist in project "default"', hint: expect.any(String) },
+        error: {
+          code: 'not_found',
+          message: 'agent "nobody" does not exist in project "default"',
+          hint: expect.any(String),
+        },
       });
       expect((await run(['agents', 'add', 'kasra'])).code).toBe(0);
       const dup = await run(['agents', 'add', 'kasra', '--json']);
@@ -117,15 +134,24 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
       expect((await run(['whoami'], { SOS_TOKEN: 'sos_not-a-real-token' })).code).toBe(6);
 
       // An admin token may act as another agent of its project.
-      const admin = (await run(['tokens', 'create', '--agent', 'kasra', '--role', 'admin', '--quiet'])).stdout.trim();
-      expect((await run(['whoami', '--as', 'codex', '--json'], { SOS_TOKEN: admin })).json()).toMatchObject({ agent: 'codex', role: 'admin' });
+      const admin = (
+        await run(['tokens', 'create', '--agent', 'kasra', '--role', 'admin', '--quiet'])
+      ).stdout.trim();
+      expect((await run(['whoami', '--as', 'codex', '--json'], { SOS_TOKEN: admin })).json()).toMatchObject({
+        agent: 'codex',
+        role: 'admin',
+      });
 
       expect((await run(['tokens', 'revoke', id])).code).toBe(0);
       expect((await run(['whoami'], { SOS_TOKEN: secret })).code).toBe(6);
       expect((await run(['tokens', 'revoke', 'tok_nothing'])).code).toBe(3);
 
       // Every refusal was recorded, so it can be counted.
-      const store = await openStore({ target: parseStoreTarget(target.db), pgSchema: target.env.SOS_PG_SCHEMA ?? 'sos', busyTimeoutMs: 5_000 });
+      const store = await openStore({
+        target: parseStoreTarget(target.db),
+        pgSchema: target.env.SOS_PG_SCHEMA ?? 'sos',
+        busyTimeoutMs: 5_000,
+      });
       try {
         const counts = await store.security.count();
         expect(counts.cross_project).toBe(1);
@@ -143,13 +169,20 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
       await run(['agents', 'add', 'codex']);
       expect((await run(['squads', 'create', 'core', '--description', 'the core team'])).code).toBe(0);
       expect((await run(['squads', 'create', 'core'])).code).toBe(4);
-      expect((await run(['squads', 'join', 'core', '--agent', 'kasra'])).stdout).toContain('kasra joined squad "core"');
+      expect((await run(['squads', 'join', 'core', '--agent', 'kasra'])).stdout).toContain(
+        'kasra joined squad "core"',
+      );
       expect((await run(['squads', 'join', 'core', '--as', 'codex'])).code).toBe(0);
       expect((await run(['squads', 'join', 'core', '--agent', 'kasra'])).stdout).toContain('already in');
-      expect((await run(['squads', 'show', 'core', '--json'])).json()).toMatchObject({ members: ['codex', 'kasra'], description: 'the core team' });
+      expect((await run(['squads', 'show', 'core', '--json'])).json()).toMatchObject({
+        members: ['codex', 'kasra'],
+        description: 'the core team',
+      });
       expect((await run(['squads', 'join', 'core'])).code).toBe(2); // nobody to join as
       expect((await run(['squads', 'leave', 'core', '--agent', 'codex'])).code).toBe(0);
-      expect((await run(['squads', 'list', '--json'])).json()).toEqual([expect.objectContaining({ name: 'core', members: ['kasra'] })]);
+      expect((await run(['squads', 'list', '--json'])).json()).toEqual([
+        expect.objectContaining({ name: 'core', members: ['kasra'] }),
+      ]);
       expect((await run(['agents', 'show', 'kasra', '--json'])).json()).toMatchObject({ squads: ['core'] });
 
       expect((await run(['projects', 'create', 'beta'])).code).toBe(0);
@@ -158,11 +191,19 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
         expect.objectContaining({ slug: 'beta' }),
         expect.objectContaining({ slug: 'default' }),
       ]);
-      expect((await run(['agents', 'add', 'kasra', '--kind', 'gemini'], { SOS_PROJECT: 'beta' })).code).toBe(0);
-      expect((await run(['agents', 'list', '--json', '--project', 'beta'])).json()).toEqual([expect.objectContaining({ name: 'kasra', kind: 'gemini' })]);
+      expect((await run(['agents', 'add', 'kasra', '--kind', 'gemini'], { SOS_PROJECT: 'beta' })).code).toBe(
+        0,
+      );
+      expect((await run(['agents', 'list', '--json', '--project', 'beta'])).json()).toEqual([
+        expect.objectContaining({ name: 'kasra', kind: 'gemini' }),
+      ]);
       expect((await run(['agents', 'show', 'codex', '--project', 'beta'])).code).toBe(3);
-      const betaToken = (await run(['tokens', 'create', '--agent', 'kasra', '--quiet', '--project', 'beta'])).stdout.trim();
-      expect((await run(['projects', 'list', '--json'], { SOS_TOKEN: betaToken })).json()).toEqual([expect.objectContaining({ slug: 'beta' })]);
+      const betaToken = (
+        await run(['tokens', 'create', '--agent', 'kasra', '--quiet', '--project', 'beta'])
+      ).stdout.trim();
+      expect((await run(['projects', 'list', '--json'], { SOS_TOKEN: betaToken })).json()).toEqual([
+        expect.objectContaining({ slug: 'beta' }),
+      ]);
       expect((await run(['agents', 'remove', 'codex'])).code).toBe(0);
       expect((await run(['agents', 'remove', 'codex'])).code).toBe(3);
     });
@@ -171,9 +212,14 @@ describe.each(ADAPTERS)('sos CLI on $name', (adapter) => {
       const { env, target, home } = setup(ctx, adapter);
       const { mkdirSync, writeFileSync } = await import('node:fs');
       mkdirSync(join(home, 'config', 'sos'), { recursive: true });
-      writeFileSync(join(home, 'config', 'sos', 'config.toml'), `db = "${target.db}"\nproject = "fromfile"\n`);
+      writeFileSync(
+        join(home, 'config', 'sos', 'config.toml'),
+        `db = "${target.db}"\nproject = "fromfile"\n`,
+      );
       expect((await sos(['init'], env)).code).toBe(0);
-      const config = (await sos(['config', '--json'], env)).json<{ variables: { name: string; value: string; source: string }[] }>();
+      const config = (await sos(['config', '--json'], env)).json<{
+        variables: { name: string; value: string; source: string }[];
+      }>();
       const project = config.variables.find((v) => v.name === 'SOS_PROJECT');
       expect(project).toMatchObject({ value: 'fromfile', source: 'file' });
       expect((await sos(['agents', 'add', 'a1'], env)).code).toBe(0);

@@ -15,7 +15,9 @@ async function loadedPackages(ctx: TestContext, args: string[], extraEnv: Record
   const dir = tempDir(ctx);
   const trace = join(dir, 'trace.txt');
   const env = isolatedEnv(dir, { SOS_TRACE_FILE: trace, ...extraEnv });
-  const result = await sos(args, env, { nodeArgs: ['--import', join(ROOT, 'test/fixtures/trace-imports.mjs')] });
+  const result = await sos(args, env, {
+    nodeArgs: ['--import', join(ROOT, 'test/fixtures/trace-imports.mjs')],
+  });
   const urls = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
   const packages = new Set(
     urls.flatMap((u) => {
@@ -49,24 +51,31 @@ describe('what a command loads', () => {
     for (const heavy of HEAVY) expect(packages.has(heavy), heavy).toBe(false);
   });
 
-  it.skipIf(!services.postgres)('`sos agents list` on PostgreSQL loads pg (the trace can see a load) and not better-sqlite3', async (ctx) => {
-    const schema = `t_startup_${Math.random().toString(36).slice(2, 8)}`;
-    const env = isolatedEnv(tempDir(ctx), { SOS_PG_SCHEMA: schema });
-    try {
-      expect((await sos(['init', '--db', services.postgresUrl], env)).code).toBe(0);
-      const { result, packages } = await loadedPackages(ctx, ['agents', 'list', '--db', services.postgresUrl], { SOS_PG_SCHEMA: schema });
-      expect(result.code, result.stderr).toBe(0);
-      expect(packages.has('pg')).toBe(true);
-      expect(packages.has('better-sqlite3')).toBe(false);
-      for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
-    } finally {
-      const { default: pg } = await import('pg');
-      const client = new pg.Client({ connectionString: services.postgresUrl });
-      await client.connect();
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await client.end();
-    }
-  });
+  it.skipIf(!services.postgres)(
+    '`sos agents list` on PostgreSQL loads pg (the trace can see a load) and not better-sqlite3',
+    async (ctx) => {
+      const schema = `t_startup_${Math.random().toString(36).slice(2, 8)}`;
+      const env = isolatedEnv(tempDir(ctx), { SOS_PG_SCHEMA: schema });
+      try {
+        expect((await sos(['init', '--db', services.postgresUrl], env)).code).toBe(0);
+        const { result, packages } = await loadedPackages(
+          ctx,
+          ['agents', 'list', '--db', services.postgresUrl],
+          { SOS_PG_SCHEMA: schema },
+        );
+        expect(result.code, result.stderr).toBe(0);
+        expect(packages.has('pg')).toBe(true);
+        expect(packages.has('better-sqlite3')).toBe(false);
+        for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
+      } finally {
+        const { default: pg } = await import('pg');
+        const client = new pg.Client({ connectionString: services.postgresUrl });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      }
+    },
+  );
 
   it('the launcher refuses Node.js older than 20 with a clear message', () => {
     const launcher = readFileSync(join(ROOT, 'bin/sos'), 'utf8');

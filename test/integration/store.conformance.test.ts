@@ -248,7 +248,8 @@ describe.each(ADAPTERS)('Store conformance: $name', (adapter) => {
       const store = await adapter.open(ctx);
       expect(store.capabilities.dialect).toBe(adapter.name);
       expect(store.capabilities.skipLocked).toBe(adapter.name === 'postgres');
-      expect(store.location).not.toMatch(/:[^@/]+@/); // never a password in the location
+      // Never a password in the location (the test URL carries one for PostgreSQL).
+      expect(store.location).not.toMatch(/:[^@/*]+@/);
     });
   });
 });

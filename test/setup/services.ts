@@ -41,7 +41,7 @@ async function probePostgres(url: string): Promise<{ version: string; vector: st
 
 export default async function setup(project: TestProject): Promise<void> {
   const state: ServiceState = {
-    postgresUrl: process.env.SOS_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/sos_test',
+    postgresUrl: process.env.SOS_TEST_DATABASE_URL || 'postgres://sos_test:sos_test@127.0.0.1:5432/sos_test',
     redisUrl: process.env.SOS_TEST_REDIS_URL || 'redis://127.0.0.1:6379',
     postgres: null,
     pgvector: null,

@@ -6,7 +6,10 @@ export function fishScript(model: CompletionModel): string {
   const p = model.program;
   const subsRows = model.nodes
     .filter((n) => n.subcommands.length)
-    .map((n) => `        case ${fq(pathKey(n.path))}\n            printf '%s\\n' ${n.subcommands.map((s) => fq(s.name)).join(' ')}`);
+    .map(
+      (n) =>
+        `        case ${fq(pathKey(n.path))}\n            printf '%s\\n' ${n.subcommands.map((s) => fq(s.name)).join(' ')}`,
+    );
 
   const globalValueNames = new Set(model.globals.filter((o) => o.takesValue).flatMap((o) => o.names));
   const takesValue: string[] = [];
@@ -31,13 +34,18 @@ export function fishScript(model: CompletionModel): string {
     const key = node.path.join(' ');
     const rows: string[] = [];
     for (const sub of node.subcommands) {
-      rows.push(`complete -c ${p} -n ${fq(`__${p}_arg 0 ${key}`.trimEnd())} -a ${fq(sub.name)} -d ${fq(sub.summary)}`);
+      rows.push(
+        `complete -c ${p} -n ${fq(`__${p}_arg 0 ${key}`.trimEnd())} -a ${fq(sub.name)} -d ${fq(sub.summary)}`,
+      );
     }
     for (const option of node.options) rows.push(optionLine(p, option, `__${p}_at ${key}`.trimEnd()));
     node.args.forEach((arg, i) => {
       const index = arg.variadic && i === node.args.length - 1 ? `${i}+` : String(i);
       const values = complete(p, arg);
-      if (values) rows.push(`complete -c ${p} -n ${fq(`__${p}_arg ${index} ${key}`.trimEnd())} ${values} -d ${fq(arg.summary)}`);
+      if (values)
+        rows.push(
+          `complete -c ${p} -n ${fq(`__${p}_arg ${index} ${key}`.trimEnd())} ${values} -d ${fq(arg.summary)}`,
+        );
     });
     if (rows.length) lines.push('', `# ${[p, ...node.path].join(' ')}`, ...rows);
   }

@@ -15,6 +15,10 @@ export const SHELLS: readonly Shell[] = ['bash', 'zsh', 'fish'];
 
 const EMITTERS = { bash: bashScript, zsh: zshScript, fish: fishScript } as const;
 
-export function generateCompletion(shell: Shell, commands: readonly CommandSpec[], globals: readonly OptionSpec[]): string {
+export function generateCompletion(
+  shell: Shell,
+  commands: readonly CommandSpec[],
+  globals: readonly OptionSpec[],
+): string {
   return EMITTERS[shell](buildModel(commands, globals));
 }

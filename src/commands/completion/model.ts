@@ -98,22 +98,6 @@ export function buildModel(
 
 const summaryOf = (spec: CommandSpec) => ({ name: spec.name, summary: spec.summary });
 
-/** The argument a positional word at `index` fills, if any (a variadic last argument takes the rest). */
-export function argAt(node: CompletionNode, index: number): CompletionArg | undefined {
-  const last = node.args.at(-1);
-  return node.args[index] ?? (last?.variadic ? last : undefined);
-}
-
-/** All option spellings valid at a node, in order, without duplicates. */
-export function optionNames(model: CompletionModel, node: CompletionNode): string[] {
-  return [...new Set([...node.options, ...model.globals].flatMap((o) => o.names))];
-}
-
-/** Options valid at a node that consume the next word; the node's own shadow a global of the same name. */
-export function valueOptions(model: CompletionModel, node: CompletionNode): CompletionOption[] {
-  return [...node.options, ...model.globals].filter((o) => o.takesValue);
-}
-
 /** POSIX shell single quoting (bash and zsh). */
 export function shq(text: string): string {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;

@@ -153,7 +153,11 @@ fi
 `;
 }
 
-function complete(p: string, spec: { choices?: readonly string[]; complete?: Completer }, what: string): string {
+function complete(
+  p: string,
+  spec: { choices?: readonly string[]; complete?: Completer },
+  what: string,
+): string {
   if (spec.choices) return `_${p}_words ${shq(what)} ${spec.choices.map(shq).join(' ')}`;
   if (spec.complete === 'files') return '_files';
   if (spec.complete) return `_${p}_list ${spec.complete}`;
