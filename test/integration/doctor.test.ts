@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isolatedEnv, sos } from '../helpers/cli.js';
-import { services, tempDir } from '../helpers/isolation.js';
+import { pgSchemaFor, services, tempDir } from '../helpers/isolation.js';
 
 interface DoctorReport {
   healthy: boolean;
@@ -52,29 +52,21 @@ describe('sos doctor', () => {
   it.skipIf(!services.postgres)(
     'checks PostgreSQL and pgvector when the Store is on PostgreSQL',
     async (ctx) => {
-      const schema = `t_doctor_${Math.random().toString(36).slice(2, 8)}`;
+      const schema = pgSchemaFor(ctx);
       const env = isolatedEnv(tempDir(ctx), { SOS_DB: services.postgresUrl, SOS_PG_SCHEMA: schema });
-      try {
-        expect((await sos(['doctor', '--json'], env)).code).toBe(1); // schema not created yet
-        expect((await sos(['init'], env)).code).toBe(0);
-        const result = await sos(['doctor', '--json'], env);
-        expect(result.code).toBe(0);
-        const checks = byName(result.json<DoctorReport>());
-        expect(checks.database).toMatchObject({ status: 'ok', detail: expect.stringContaining('postgres') });
-        expect(checks.postgres?.status).toBe('ok');
-        expect(checks.pgvector?.status).toBe(services.pgvector ? 'ok' : 'warn');
-        const unreachable = await sos(['doctor', '--json'], {
-          ...env,
-          SOS_DB: 'postgres://postgres@127.0.0.1:1/x',
-        });
-        expect(unreachable.code).toBe(1);
-      } finally {
-        const { default: pg } = await import('pg');
-        const client = new pg.Client({ connectionString: services.postgresUrl });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      expect((await sos(['doctor', '--json'], env)).code).toBe(1); // schema not created yet
+      expect((await sos(['init'], env)).code).toBe(0);
+      const result = await sos(['doctor', '--json'], env);
+      expect(result.code).toBe(0);
+      const checks = byName(result.json<DoctorReport>());
+      expect(checks.database).toMatchObject({ status: 'ok', detail: expect.stringContaining('postgres') });
+      expect(checks.postgres?.status).toBe('ok');
+      expect(checks.pgvector?.status).toBe(services.pgvector ? 'ok' : 'warn');
+      const unreachable = await sos(['doctor', '--json'], {
+        ...env,
+        SOS_DB: 'postgres://postgres@127.0.0.1:1/x',
+      });
+      expect(unreachable.code).toBe(1);
     },
   );
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { isolatedEnv, ROOT, sos } from '../helpers/cli.js';
-import { services, tempDir } from '../helpers/isolation.js';
+import { pgSchemaFor, services, tempDir } from '../helpers/isolation.js';
 
 /**
  * Startup budget (STYLE.md §2): one-shot commands load only what they need. The trace records
@@ -54,26 +54,18 @@ describe('what a command loads', () => {
   it.skipIf(!services.postgres)(
     '`sos agents list` on PostgreSQL loads pg (the trace can see a load) and not better-sqlite3',
     async (ctx) => {
-      const schema = `t_startup_${Math.random().toString(36).slice(2, 8)}`;
+      const schema = pgSchemaFor(ctx);
       const env = isolatedEnv(tempDir(ctx), { SOS_PG_SCHEMA: schema });
-      try {
-        expect((await sos(['init', '--db', services.postgresUrl], env)).code).toBe(0);
-        const { result, packages } = await loadedPackages(
-          ctx,
-          ['agents', 'list', '--db', services.postgresUrl],
-          { SOS_PG_SCHEMA: schema },
-        );
-        expect(result.code, result.stderr).toBe(0);
-        expect(packages.has('pg')).toBe(true);
-        expect(packages.has('better-sqlite3')).toBe(false);
-        for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
-      } finally {
-        const { default: pg } = await import('pg');
-        const client = new pg.Client({ connectionString: services.postgresUrl });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      expect((await sos(['init', '--db', services.postgresUrl], env)).code).toBe(0);
+      const { result, packages } = await loadedPackages(
+        ctx,
+        ['agents', 'list', '--db', services.postgresUrl],
+        { SOS_PG_SCHEMA: schema },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(packages.has('pg')).toBe(true);
+      expect(packages.has('better-sqlite3')).toBe(false);
+      for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
     },
   );
 

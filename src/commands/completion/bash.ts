@@ -1,5 +1,5 @@
 import type { Completer } from '../define.js';
-import { type CompletionModel, type CompletionNode, FORWARDED_GLOBALS, pathKey, shq } from './model.js';
+import { type CompletionModel, type CompletionNode, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions } from './model.js';
 
 /** Bash ≥ 3.2 without bash-completion: plain `case` tables, no associative arrays, no compgen -W. */
 export function bashScript(model: CompletionModel): string {
@@ -54,21 +54,7 @@ ${nodeRows.join('\n')}
   _${p}_opts+=${shq(` ${globalNames}`)}
 }
 
-# _${p}_takes_value PATH OPTION: succeeds when the option consumes the next word at that path.
-_${p}_takes_value() {
-  case $1'|'$2 in
-${takesValueRows.join('\n')}
-  esac
-  return 1
-}
-
-# _${p}_value PATH OPTION: completes the value of an option.
-_${p}_value() {
-  case $1'|'$2 in
-${valueRows.join('\n')}
-  esac
-  return 0
-}
+${optionCaseFunctions(p, takesValueRows, valueRows, '\n  return 0')}
 
 # _${p}_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _${p}_arg() {

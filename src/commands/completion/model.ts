@@ -105,3 +105,24 @@ export function shq(text: string): string {
 
 /** The `case` pattern/key of a command path: words joined by spaces, `''` for the top level. */
 export const pathKey = (path: readonly string[]): string => path.join(' ');
+
+/**
+ * The two `case PATH|OPTION` helpers that bash and zsh scripts share word for word: whether an
+ * option takes a value, and how to complete that value. `valueTail` ends the second function.
+ */
+export function optionCaseFunctions(p: string, takesValueRows: readonly string[], valueRows: readonly string[], valueTail: string): string {
+  return `# _${p}_takes_value PATH OPTION: succeeds when the option consumes the next word at that path.
+_${p}_takes_value() {
+  case $1'|'$2 in
+${takesValueRows.join('\n')}
+  esac
+  return 1
+}
+
+# _${p}_value PATH OPTION: completes the value of an option.
+_${p}_value() {
+  case $1'|'$2 in
+${valueRows.join('\n')}
+  esac${valueTail}
+}`;
+}

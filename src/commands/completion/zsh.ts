@@ -1,5 +1,5 @@
 import type { Completer } from '../define.js';
-import { type CompletionModel, type CompletionOption, FORWARDED_GLOBALS, pathKey, shq } from './model.js';
+import { type CompletionModel, type CompletionOption, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions } from './model.js';
 
 /** A `#compdef` function for zsh's completion system: `_describe` for words with summaries, `compadd` for values. */
 export function zshScript(model: CompletionModel): string {
@@ -62,20 +62,7 @@ ${nodeRows.join('\n')}
   ${p}_opts+=(${list(described(model.globals), 4)})
 }
 
-# _${p}_takes_value PATH OPTION: succeeds when the option consumes the next word at that path.
-_${p}_takes_value() {
-  case $1'|'$2 in
-${takesValueRows.join('\n')}
-  esac
-  return 1
-}
-
-# _${p}_value PATH OPTION: completes the value of an option.
-_${p}_value() {
-  case $1'|'$2 in
-${valueRows.join('\n')}
-  esac
-}
+${optionCaseFunctions(p, takesValueRows, valueRows, '')}
 
 # _${p}_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _${p}_arg() {
