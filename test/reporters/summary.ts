@@ -20,7 +20,12 @@ export default class SummaryReporter implements Reporter {
           skippedNames.push(`${module.moduleId.replace(`${process.cwd()}/`, '')} > ${test.fullName}`);
         }
       }
-      if (module.state() === 'failed' && module.children.size === 0) failed++;
+      // Errors outside any test (a failing afterAll, e.g. the leak check, or an import error).
+      const fileErrors = module.errors().length;
+      if (fileErrors > 0) {
+        failed += fileErrors;
+        console.log(`errors outside tests in ${module.moduleId.replace(`${process.cwd()}/`, '')}: ${fileErrors}`);
+      }
     }
     if (skippedNames.length) console.log(`skipped tests:\n${skippedNames.map((n) => `  - ${n}`).join('\n')}`);
     console.log(`vitest: ${passed} passed, ${failed} failed, ${skipped} skipped`);
