@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat mcp completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create list' _sos_opts='' ;;
     agents) _sos_subs='add list show remove' _sos_opts='' ;;
@@ -17,6 +17,13 @@ _sos_node() {
     'squads leave') _sos_subs='' _sos_opts=--agent ;;
     tokens) _sos_subs='create list revoke' _sos_opts='' ;;
     'tokens create') _sos_subs='' _sos_opts='--agent --role' ;;
+    send) _sos_subs='' _sos_opts='--stdin --each-line --reply-to --ack --critical --wait-ack --priority --expires --idempotency-key' ;;
+    inbox) _sos_subs='' _sos_opts='--agent --all --limit --follow' ;;
+    ack) _sos_subs='' _sos_opts='--ok --refuse --note' ;;
+    messages) _sos_subs='show pending sweep' _sos_opts='' ;;
+    'messages pending') _sos_subs='' _sos_opts=--overdue ;;
+    heartbeat) _sos_subs='' _sos_opts=--agent ;;
+    mcp) _sos_subs='' _sos_opts=--agent ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
   _sos_opts+=' --db --project --as --token --json -q --quiet -h --help'
@@ -34,6 +41,16 @@ _sos_takes_value() {
     'squads leave|--agent') return 0 ;;
     'tokens create|--agent') return 0 ;;
     'tokens create|--role') return 0 ;;
+    'send|--reply-to') return 0 ;;
+    'send|--wait-ack') return 0 ;;
+    'send|--priority') return 0 ;;
+    'send|--expires') return 0 ;;
+    'send|--idempotency-key') return 0 ;;
+    'inbox|--agent') return 0 ;;
+    'inbox|--limit') return 0 ;;
+    'ack|--note') return 0 ;;
+    'heartbeat|--agent') return 0 ;;
+    'mcp|--agent') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
     *'|--as') return 0 ;;
@@ -51,6 +68,10 @@ _sos_value() {
     'squads leave|--agent') _sos_list agents ;;
     'tokens create|--agent') _sos_list agents ;;
     'tokens create|--role') _sos_words agent admin observer ;;
+    'send|--priority') _sos_words low normal high critical ;;
+    'inbox|--agent') _sos_list agents ;;
+    'heartbeat|--agent') _sos_list agents ;;
+    'mcp|--agent') _sos_list agents ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
     *'|--as') _sos_list agents ;;
@@ -66,6 +87,8 @@ _sos_arg() {
     'squads show|'0) _sos_list squads ;;
     'squads join|'0) _sos_list squads ;;
     'squads leave|'0) _sos_list squads ;;
+    'send|'0) _sos_list agents ;;
+    'send|'*) : ;;
     'completion|'0) _sos_words bash zsh fish ;;
   esac
 }

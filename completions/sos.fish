@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat mcp completion
         case projects
             printf '%s\n' create list
         case agents
@@ -16,13 +16,15 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' create list show join leave
         case tokens
             printf '%s\n' create list revoke
+        case messages
+            printf '%s\n' show pending sweep
     end
 end
 
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -112,6 +114,13 @@ complete -c sos -n '__sos_arg 0' -a agents -d 'register, list, show and remove a
 complete -c sos -n '__sos_arg 0' -a squads -d 'groups of agents: create, list, show, join, leave'
 complete -c sos -n '__sos_arg 0' -a tokens -d 'bearer tokens for agents: create (shown once), list, revoke'
 complete -c sos -n '__sos_arg 0' -a whoami -d 'show who sos thinks is calling: project, agent, role, and how'
+complete -c sos -n '__sos_arg 0' -a send -d 'send a message to an agent, a squad (squad:<name>) or everyone (all)'
+complete -c sos -n '__sos_arg 0' -a inbox -d 'read your messages: unread first (and marked read), history with --all'
+complete -c sos -n '__sos_arg 0' -a ack -d 'acknowledge a message: replies {ack_for, ok} to its sender'
+complete -c sos -n '__sos_arg 0' -a messages -d 'inspect messages: one envelope, acks pending, the ack sweep'
+complete -c sos -n '__sos_arg 0' -a peers -d 'agents of the project: online or not, last seen, unread messages'
+complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online until its presence TTL runs out)'
+complete -c sos -n '__sos_arg 0' -a mcp -d 'serve the bus as MCP tools over stdio, for Claude Code, Codex, Gemini CLI'
 complete -c sos -n '__sos_arg 0' -a completion -d 'print a shell completion script (bash, zsh or fish)'
 complete -c sos -n __sos_at -s V -l version -d 'output the version number'
 
@@ -169,6 +178,43 @@ complete -c sos -n '__sos_arg 0 tokens' -a revoke -d 'revoke a token by id or pr
 # sos tokens create
 complete -c sos -n '__sos_at tokens create' -l agent -x -a '(__sos_list agents)' -d 'the agent the token speaks for (required)'
 complete -c sos -n '__sos_at tokens create' -l role -x -a 'agent admin observer' -d 'agent (default), admin or observer'
+
+# sos send
+complete -c sos -n '__sos_at send' -l stdin -d 'read the body from standard input'
+complete -c sos -n '__sos_at send' -l each-line -d 'send one message per line of standard input; prints one id per line'
+complete -c sos -n '__sos_at send' -l reply-to -x -d 'thread: the message this answers'
+complete -c sos -n '__sos_at send' -l ack -d 'ask for an ack (routine: 60 s)'
+complete -c sos -n '__sos_at send' -l critical -d 'critical priority; ack required within 30 s'
+complete -c sos -n '__sos_at send' -l wait-ack -x -d 'block until acked (exit 0), refused (4) or timed out (1)'
+complete -c sos -n '__sos_at send' -l priority -x -a 'low normal high critical' -d 'low, normal, high or critical'
+complete -c sos -n '__sos_at send' -l expires -x -d 'drop it unread after this long (30s, 5m, 2h)'
+complete -c sos -n '__sos_at send' -l idempotency-key -x -d 'a repeat with the same key returns the first id and sends nothing'
+complete -c sos -n '__sos_arg 0 send' -a '(__sos_list agents)' -d 'agent name, squad:<name>, or all'
+
+# sos inbox
+complete -c sos -n '__sos_at inbox' -l agent -x -a '(__sos_list agents)' -d 'whose inbox (default: the caller)'
+complete -c sos -n '__sos_at inbox' -l all -d 'also show earlier, already read messages'
+complete -c sos -n '__sos_at inbox' -l limit -x -d 'at most n messages of each kind (default 50)'
+complete -c sos -n '__sos_at inbox' -l follow -d 'keep streaming new messages until interrupted'
+
+# sos ack
+complete -c sos -n '__sos_at ack' -l ok -d 'accept (the default)'
+complete -c sos -n '__sos_at ack' -l refuse -d 'refuse: the sender sees ok:false'
+complete -c sos -n '__sos_at ack' -l note -x -d 'a short reply'
+
+# sos messages
+complete -c sos -n '__sos_arg 0 messages' -a show -d 'envelope and per-recipient delivery state'
+complete -c sos -n '__sos_arg 0 messages' -a pending -d 'messages waiting for an ack'
+complete -c sos -n '__sos_arg 0 messages' -a sweep -d 're-send overdue acks once, then escalate to coordinators'
+
+# sos messages pending
+complete -c sos -n '__sos_at messages pending' -l overdue -d 'only those past their timeout'
+
+# sos heartbeat
+complete -c sos -n '__sos_at heartbeat' -l agent -x -a '(__sos_list agents)' -d 'the agent (default: the caller)'
+
+# sos mcp
+complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'
 
 # sos completion
 complete -c sos -n '__sos_arg 0 completion' -a 'bash zsh fish' -d 'bash, zsh or fish'

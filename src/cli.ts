@@ -112,6 +112,8 @@ export async function main(argv: string[]): Promise<void> {
       globals,
       env: process.env,
       cwd: process.cwd(),
+      stdin: process.stdin,
+      stdout: process.stdout,
     });
     await render(output, globals);
     if (output.exitCode) process.exitCode = output.exitCode;

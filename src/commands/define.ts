@@ -43,6 +43,9 @@ export interface Invocation {
   globals: GlobalOptions;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  stdin: NodeJS.ReadableStream;
+  /** Where streaming commands (`--follow`) write as they go. */
+  stdout: NodeJS.WritableStream;
 }
 
 /** A handler returns data; the CLI prints it as JSON (`--json`) or as the human text. */

@@ -4,6 +4,8 @@ import { configCommand } from './config.js';
 import type { CommandSpec } from './define.js';
 import { doctorCommand } from './doctor.js';
 import { initCommand, migrateCommand } from './init.js';
+import { mcpCommand } from './mcp.js';
+import { ackCommand, heartbeatCommand, inboxCommand, messagesCommand, peersCommand, sendCommand } from './messaging.js';
 import { projectsCommand } from './projects.js';
 import { squadsCommand } from './squads.js';
 import { tokensCommand } from './tokens.js';
@@ -20,5 +22,12 @@ export const COMMANDS: readonly CommandSpec[] = [
   squadsCommand,
   tokensCommand,
   whoamiCommand,
+  sendCommand,
+  inboxCommand,
+  ackCommand,
+  messagesCommand,
+  peersCommand,
+  heartbeatCommand,
+  mcpCommand,
   completionCommand,
 ];

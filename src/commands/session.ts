@@ -4,6 +4,7 @@ import type { VariableKey } from '../core/config/variables.js';
 import { PermissionDenied } from '../core/errors.js';
 import { openStore, parseStoreTarget } from '../core/store/open.js';
 import type { Store } from '../core/store/port.js';
+import type { BusContext } from '../core/bus/service.js';
 import type { Invocation } from './define.js';
 
 export interface Session {
@@ -56,4 +57,17 @@ export async function withSession<T>(
   } finally {
     await store.close();
   }
+}
+
+/** A session with the bus open too; the bus is closed before the Store (reverse order). */
+export function withBus<T>(inv: Invocation, fn: (session: Session & { ctx: BusContext }) => Promise<T>): Promise<T> {
+  return withSession(inv, async (session) => {
+    const { openBusContext } = await import('../core/bus/context.js');
+    const ctx = await openBusContext(session.config.values, session.store);
+    try {
+      return await fn({ ...session, ctx });
+    } finally {
+      await ctx.bus.close();
+    }
+  });
 }

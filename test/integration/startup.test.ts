@@ -9,7 +9,7 @@ import { pgSchemaFor, services, tempDir } from '../helpers/isolation.js';
  * every module URL resolved in the child process.
  */
 
-const HEAVY = ['ink', 'react', 'pg', 'ioredis', '@modelcontextprotocol/sdk', 'node-pty'];
+const HEAVY = ['ink', 'react', 'pg', 'ioredis', '@modelcontextprotocol/sdk', '@modelcontextprotocol/server', '@modelcontextprotocol/core', 'node-pty'];
 
 async function loadedPackages(ctx: TestContext, args: string[], extraEnv: Record<string, string> = {}) {
   const dir = tempDir(ctx);

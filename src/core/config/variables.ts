@@ -105,6 +105,27 @@ export const VARIABLES = {
     default: () => undefined,
     doc: 'Agent to act as in local trust (the operator may act as any agent).',
   }),
+  busMaxLen: variable({
+    env: 'SOS_BUS_MAXLEN',
+    key: 'bus_maxlen',
+    schema: positiveInt,
+    default: () => 100_000,
+    doc: 'Approximate cap on each Redis stream (XADD MAXLEN ~); streams never grow unbounded.',
+  }),
+  maxMessageBytes: variable({
+    env: 'SOS_MAX_MESSAGE_BYTES',
+    key: 'max_message_bytes',
+    schema: positiveInt,
+    default: () => 65_536,
+    doc: 'Largest message body accepted by `sos send`, in bytes (UTF-8).',
+  }),
+  presenceTtlMs: variable({
+    env: 'SOS_PRESENCE_TTL_MS',
+    key: 'presence_ttl_ms',
+    schema: positiveInt,
+    default: () => 90_000,
+    doc: 'An agent is online while its last heartbeat is younger than this, in milliseconds.',
+  }),
   busyTimeoutMs: variable({
     env: 'SOS_BUSY_TIMEOUT_MS',
     key: 'busy_timeout_ms',

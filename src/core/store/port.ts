@@ -1,3 +1,4 @@
+import type { SqlDriver } from './sql/driver.js';
 import type { Agent, NewAgent, NewToken, Project, SecurityEvent, Squad, TokenRecord } from './types.js';
 
 /**
@@ -29,6 +30,8 @@ export interface Store {
   readonly capabilities: StoreCapabilities;
   /** Where the data lives, with any password removed. */
   readonly location: string;
+  /** The SQL database under this Store, shared by adapters of other ports (the SQL bus). */
+  readonly sql: SqlDriver;
 
   /** Applies pending migrations; safe to run twice and from several processes at once. */
   migrate(): Promise<{ applied: number[] }>;

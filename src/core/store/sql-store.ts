@@ -124,6 +124,10 @@ export class SqlStore implements Store {
     this.location = db.location;
   }
 
+  get sql(): SqlDriver {
+    return this.db;
+  }
+
   migrate(): Promise<{ applied: number[] }> {
     return guarded(() => applyMigrations(this.db));
   }

@@ -28,6 +28,13 @@ export interface SqlDriver extends SqlExecutor {
   lockForMigration(tx: SqlExecutor): Promise<void>;
   /** True when the namespace that holds the tables exists (PostgreSQL schema; SQLite: always). */
   namespaceExists(): Promise<boolean>;
+  /**
+   * A number that changes when another connection commits (SQLite `PRAGMA data_version`):
+   * the cheap poll behind wake-ups where there is no push. Undefined where `listen` exists.
+   */
+  changeCounter?(): Promise<number>;
+  /** PostgreSQL LISTEN on a dedicated connection; resolves to the function that stops it. */
+  listen?(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

@@ -70,11 +70,13 @@ export class PostgresDriver implements SqlDriver {
   readonly location: string;
   private readonly pool: pg.Pool;
   private readonly schema: string;
+  private readonly url: string;
   private readonly direct: SqlExecutor;
   private closed = false;
 
   constructor(options: PostgresOptions) {
     this.schema = options.schema;
+    this.url = options.url;
     this.location = `${redactUrl(options.url)} (schema ${options.schema})`;
     this.pool = new pg.Pool({
       connectionString: options.url,
@@ -133,6 +135,27 @@ export class PostgresDriver implements SqlDriver {
       this.schema,
     ]);
     return row !== undefined;
+  }
+
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5_000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      client.on('notification', (n) => {
+        if (n.channel === channel) onNotify(n.payload ?? '');
+      });
+      await client.query(`LISTEN "${channel}"`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw classify(err);
+    }
+    let stopped = false;
+    return async () => {
+      if (stopped) return;
+      stopped = true;
+      await client.end().catch(() => undefined);
+    };
   }
 
   async close(): Promise<void> {

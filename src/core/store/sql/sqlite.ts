@@ -160,6 +160,10 @@ export class SqliteDriver implements SqlDriver {
     return true;
   }
 
+  async changeCounter(): Promise<number> {
+    return this.serial(async () => this.db.pragma('data_version', { simple: true }) as number);
+  }
+
   async close(): Promise<void> {
     await this.tail;
     if (this.db.open) this.db.close();

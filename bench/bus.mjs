@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// Bus benchmarks, each against the raw primitive measured in the same run, interleaved:
+//   (a) send latency p50/p99: Bus.append and the full sendMessage path vs raw ioredis XADD
+//   (b) throughput: 100 sends in flight vs a raw pipeline of 100 XADD+PUBLISH
+//   (c) wake latency: send → a reader following the inbox (own connection) has it, p50/p99
+//   (d) the same on the embedded SQL bus (SQLite), against raw better-sqlite3 INSERTs
+// Usage: npm run build && node bench/bus.mjs [iterations]   (Redis at SOS_BENCH_REDIS_URL or 127.0.0.1:6379)
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
+import * as sos from '../dist/index.js';
+
+const N = Number(process.argv[2] ?? 2000);
+const BATCH = 100;
+const BATCHES = 30;
+const WAKES = 300;
+const redisUrl = process.env.SOS_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const dir = mkdtempSync(join(tmpdir(), 'sos-bench-bus-'));
+const project = `bench${Date.now().toString(36)}`;
+const text = 'deploy fixed: the release build passed every check and is live on the canary hosts';
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const fmt = (ms) => `${(ms * 1000).toFixed(0)} µs`;
+const rows = [];
+const row = (what, value, raw, ratio) => rows.push([what, value, raw, ratio]);
+
+async function world(redis) {
+  const store = await sos.openStore({ target: { dialect: 'sqlite', path: join(dir, `${redis ? 'r' : 's'}.db`) }, pgSchema: 'sos', busyTimeoutMs: 5000, create: true });
+  await store.migrate();
+  await store.projects.create(project);
+  for (const name of ['kasra', 'codex']) {
+    await store.agents.add({ project, name, kind: 'custom', role: 'worker', capabilities: [], session: null });
+  }
+  const values = { redisUrl: redis ? redisUrl : undefined, busMaxLen: 100_000, maxMessageBytes: 65_536, presenceTtlMs: 90_000 };
+  const ctx = await sos.openBusContext(values, store);
+  const reader = await sos.openBusContext(values, redis ? store : await secondStore(store));
+  return { store, ctx, reader, caller: { project, agent: 'kasra', role: 'operator', via: 'local' } };
+}
+
+// The SQLite reader gets its own connection, as another process would: its wake-ups then come
+// from the cross-connection change counter, not from the in-process emitter.
+async function secondStore() {
+  return sos.openStore({ target: { dialect: 'sqlite', path: join(dir, 's.db') }, pgSchema: 'sos', busyTimeoutMs: 5000 });
+}
+
+function envelope(i) {
+  const at = Date.now();
+  return {
+    id: sos.newId('msg', at), project, from: 'kasra', target: { kind: 'agent', name: 'codex' }, type: 'message', text: `${text} ${i}`,
+    contentType: 'text/plain', replyTo: null, requestId: null, ackRequired: false, ackTimeoutMs: null, priority: 'normal',
+    createdAt: at, expiresAt: null, recipients: ['codex'], ackFor: null, ackOk: null, resendOf: null,
+  };
+}
+
+async function latency(label, rawOp, busOp, sendOp) {
+  const raw = [], bus = [], send = [];
+  for (let i = 0; i < 50; i++) { await rawOp(i); await busOp(i); await sendOp(i); }
+  for (let i = 0; i < N; i++) {
+    let t = now(); await rawOp(i); raw.push(now() - t);
+    t = now(); await busOp(i); bus.push(now() - t);
+    t = now(); await sendOp(i); send.push(now() - t);
+  }
+  row(`${label} send latency p50 (Bus.append)`, fmt(pct(bus, 50)), fmt(pct(raw, 50)), (pct(bus, 50) / pct(raw, 50)).toFixed(2));
+  row(`${label} send latency p99 (Bus.append)`, fmt(pct(bus, 99)), fmt(pct(raw, 99)), (pct(bus, 99) / pct(raw, 99)).toFixed(2));
+  row(`${label} sendMessage p50 (checks + append)`, fmt(pct(send, 50)), fmt(pct(raw, 50)), (pct(send, 50) / pct(raw, 50)).toFixed(2));
+  row(`${label} sendMessage p99 (checks + append)`, fmt(pct(send, 99)), fmt(pct(raw, 99)), (pct(send, 99) / pct(raw, 99)).toFixed(2));
+}
+
+async function throughput(label, rawBatch, busBatch) {
+  let rawMs = 0, busMs = 0;
+  for (let b = 0; b < BATCHES; b++) {
+    let t = now(); await rawBatch(b); rawMs += now() - t;
+    t = now(); await busBatch(b); busMs += now() - t;
+  }
+  const rawRate = (BATCH * BATCHES) / (rawMs / 1000);
+  const busRate = (BATCH * BATCHES) / (busMs / 1000);
+  row(`${label} throughput, ${BATCH} in flight`, `${Math.round(busRate)} msg/s`, `${Math.round(rawRate)} msg/s`, (busRate / rawRate).toFixed(2));
+}
+
+async function wake(label, w) {
+  const sentAt = new Map();
+  const delays = [];
+  const controller = new AbortController();
+  const reading = sos.followInbox(w.reader, { ...w.caller, agent: 'codex' }, {
+    signal: controller.signal,
+    onItems: (items) => { const t = now(); for (const i of items) if (sentAt.has(i.message.text)) delays.push(t - sentAt.get(i.message.text)); },
+  });
+  await sleep(200);
+  for (let i = 0; i < WAKES; i++) {
+    const key = `wake ${i}`;
+    sentAt.set(key, now());
+    await sos.sendMessage(w.ctx, w.caller, { to: 'codex', text: key });
+    await sleep(3);
+  }
+  const end = Date.now() + 5000;
+  while (delays.length < WAKES && Date.now() < end) await sleep(10);
+  controller.abort();
+  await reading;
+  row(`${label} wake latency p50 (send → reader has it)`, fmt(pct(delays, 50)), '', '');
+  row(`${label} wake latency p99`, fmt(pct(delays, 99)), `${delays.length}/${WAKES} received`, '');
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function drain(w) {
+  for (;;) { const got = await w.reader.bus.takeUnread(project, 'codex', [{ kind: 'agent', name: 'codex' }], 5000, Date.now()); if (got.length === 0) return; }
+}
+
+// ---- Redis
+const raw = new Redis(redisUrl);
+const rawKey = `sos:stream:project:${project}:agent:rawbench`;
+const r = await world(true);
+await latency('redis', () => raw.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })),
+  (i) => r.ctx.bus.append(envelope(i), null), (i) => sos.sendMessage(r.ctx, r.caller, { to: 'codex', text: `${text} ${i}` }));
+await throughput('redis',
+  async () => { const p = raw.pipeline(); for (let i = 0; i < BATCH; i++) { p.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })); p.publish(`sos:wake:project:${project}:agent:rawbench`, '1'); } await p.exec(); },
+  async () => { await Promise.all(Array.from({ length: BATCH }, (_, i) => r.ctx.bus.append(envelope(i), null))); });
+await drain(r);
+await wake('redis', r);
+
+// ---- SQLite (embedded default)
+const s = await world(false);
+const lite = new Database(join(dir, 'raw.db'));
+lite.pragma('journal_mode = WAL'); lite.pragma('synchronous = NORMAL');
+lite.exec('CREATE TABLE raw (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+const insert = lite.prepare('INSERT INTO raw (body) VALUES (?)');
+const insertMany = lite.transaction((n) => { for (let i = 0; i < n; i++) insert.run(text); });
+await latency('sqlite', async () => insert.run(text), (i) => s.ctx.bus.append(envelope(i), null), (i) => sos.sendMessage(s.ctx, s.caller, { to: 'codex', text: `${text} ${i}` }));
+await throughput('sqlite', async () => insertMany(BATCH), async () => { await Promise.all(Array.from({ length: BATCH }, (_, i) => s.ctx.bus.append(envelope(i), null))); });
+await drain(s);
+await wake('sqlite', s);
+
+// ---- report and clean up
+const widths = [0, 1, 2, 3].map((c) => Math.max(...[['measure', 'sos', 'raw primitive', 'ratio'], ...rows].map((x) => String(x[c]).length)));
+const line = (x) => x.map((v, c) => String(v).padEnd(widths[c])).join('  ');
+console.log(`bus benchmark: ${N} sequential sends, ${BATCHES}×${BATCH} in-flight batches, ${WAKES} wakes; Node ${process.version}`);
+console.log(line(['measure', 'sos', 'raw primitive', 'ratio']));
+for (const x of rows) console.log(line(x));
+
+for (const w of [r, s]) { await w.reader.bus.close(); await w.ctx.bus.close(); }
+await r.store.close(); await s.store.close();
+let cursor = '0';
+do { const [next, keys] = await raw.scan(cursor, 'MATCH', `sos:*:project:${project}*`, 'COUNT', 1000); cursor = next; if (keys.length) await raw.del(...keys); } while (cursor !== '0');
+raw.disconnect();
+lite.close();
+rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,1023 @@
+import { type ChainableCommander, Redis } from 'ioredis';
+import { z } from 'zod';
+import { PermissionDenied, SosError, Unavailable } from '../errors.js';
+import { redactUrl } from '../store/sql/driver.js';
+import { abortableSleep } from '../time.js';
+import type { AppendResult, Bus, BusCapabilities } from './port.js';
+import {
+  acksKey,
+  deliveryKey,
+  idempotencyKey,
+  presenceKey,
+  readerGroup,
+  sequenceKey,
+  streamKey,
+  targetField,
+  targetOfStream,
+  wakeChannel,
+} from './redis-keys.js';
+import {
+  type AckWatch,
+  type Delivery,
+  DELIVERY_STATES,
+  type DeliveryState,
+  type Envelope,
+  type InboxItem,
+  type Presence,
+  PRIORITIES,
+  type Target,
+} from './types.js';
+
+/**
+ * The bus on Redis (DESIGN.md §4). One stream per target in the upstream SOS v1 layout and entry
+ * shape; a consumer group per agent is its read cursor; a hash per message holds each recipient's
+ * delivery state and is the exactly-once gate (a state moves from unread to `read` once, in a
+ * single-key Lua script), so a duplicate entry of one message is never delivered twice. No command
+ * or script spans two keys, so the layout works on Redis Cluster.
+ */
+
+const HINT = 'run `bash scripts/install-services.sh` to start Redis, or check SOS_REDIS_URL';
+const CONNECT_TIMEOUT_MS = 3_000;
+const COMMAND_TIMEOUT_MS = 10_000;
+const LOADING_WAIT_MS = 30_000;
+/** An entry read but not acked for this long belonged to a reader that died: it is taken again. */
+const CLAIM_IDLE_MS = 30_000;
+const IDEMPOTENCY_TTL_S = 7 * 24 * 3600;
+/** How long a repeat waits for the first sender's message to appear before writing it itself. */
+const IDEMPOTENCY_WAIT_MS = 1_000;
+/** One consumer name for every reader of a group: the group, not the name, splits the entries. */
+const CONSUMER = 'reader';
+/** Owner of entries a take read beyond its limit: pending, unread, taken first next time. */
+const PARKED = 'parked';
+const HISTORY_PAGE = 200;
+/** A take looks at least this far past each cursor, to choose the oldest and mark the expired. */
+const PEEK_MIN = 100;
+
+// ---------------------------------------------------------------- connections and errors
+
+const CONNECTION_ERROR =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|Connection is closed|Stream isn't writeable|Command timed out|max retries|enableOfflineQueue|^LOADING/i;
+
+/** Turns an ioredis failure into the error taxonomy; anything else is returned unchanged. */
+export function redisError(err: unknown, url: string): Error {
+  if (err instanceof SosError) return err;
+  const e: Error & { code?: string } = err instanceof Error ? err : new Error(String(err));
+  const where = redactUrl(url);
+  if (/^NOPERM/.test(e.message)) {
+    return new PermissionDenied(`Redis refused: ${e.message}`, {
+      hint: 'this Redis user is confined to another project; check SOS_REDIS_URL',
+      cause: err,
+    });
+  }
+  if (/WRONGPASS|NOAUTH|invalid username-password/i.test(e.message)) {
+    return new PermissionDenied(`Redis at ${where} rejected the credentials: ${e.message}`, {
+      hint: 'check the user and password in SOS_REDIS_URL',
+      cause: err,
+    });
+  }
+  if (CONNECTION_ERROR.test(e.message) || (e.code !== undefined && CONNECTION_ERROR.test(e.code)) || e.name === 'MaxRetriesPerRequestError') {
+    return new Unavailable(`Redis at ${where} is unavailable: ${e.message}`, { hint: HINT, cause: err });
+  }
+  return e;
+}
+
+/**
+ * Connects and waits until Redis has loaded its data. Fails fast: no offline queue, no retry of
+ * a command whose connection dropped (it may have run; the caller decides), a connect timeout.
+ * After the first connect it reconnects in the background, so a long-lived bus survives a
+ * Redis restart while commands in between fail with `Unavailable`.
+ */
+export async function openRedis(url: string, name: string): Promise<Redis> {
+  let connected = false;
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectionName: name,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    enableOfflineQueue: false,
+    // The ready check runs INFO, which a project ACL user may not run; LOADING is awaited below.
+    enableReadyCheck: false,
+    protocol: 2,
+    retryStrategy: (times) => (connected ? Math.min(times * 100, 2_000) : null),
+  });
+  // Failures surface through the command that failed; without a listener ioredis logs them. A
+  // failed connect only says "Connection is closed": the error event has the reason (WRONGPASS…).
+  let reason: unknown;
+  redis.on('error', (err: unknown) => {
+    if (!connected) reason ??= err;
+  });
+  try {
+    await redis.connect();
+    const deadline = Date.now() + LOADING_WAIT_MS;
+    for (;;) {
+      try {
+        await redis.ping();
+        break;
+      } catch (err) {
+        if (!/^LOADING/.test((err as Error).message) || Date.now() > deadline) throw err;
+        await abortableSleep(100);
+      }
+    }
+    connected = true;
+    return redis;
+  } catch (err) {
+    redis.disconnect();
+    throw redisError(reason ?? err, url);
+  }
+}
+
+async function closeRedis(redis: Redis): Promise<void> {
+  try {
+    if (redis.status === 'ready') await redis.quit();
+  } catch {
+    // Closing anyway.
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Runs a pipeline; the first failed command's error is thrown. */
+async function run(pipe: ChainableCommander): Promise<unknown[]> {
+  const results = (await pipe.exec()) ?? [];
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
+// ---------------------------------------------------------------- Lua (one key each)
+
+const RANK = Object.fromEntries(DELIVERY_STATES.map((s, i) => [s, i])) as Record<DeliveryState, number>;
+
+/**
+ * Moves one recipient's delivery. KEYS[1] the delivery hash; ARGV: recipient, state, at, mode,
+ * addressed, stream, entry. Mode `set`: forward only, never out of `expired` (as the SQL bus).
+ * Mode `take`: only from unread (queued, delivered), the exactly-once gate of takeUnread.
+ * `addressed` = 1: a missing field reads as queued (the hash may not be written yet).
+ * Returns -1 no such message, 0 not a recipient, 1 unchanged, 2 changed.
+ */
+const TRANSITION = `
+local rank = {queued=0, delivered=1, read=2, acked=3, expired=4}
+local field = 'r:' .. ARGV[1]
+local cur = redis.call('HGET', KEYS[1], field)
+local state
+if cur then
+  state = string.match(cur, '^(%a+)')
+elseif ARGV[5] == '1' then
+  state = 'queued'
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+else
+  return -1
+end
+local ok
+if ARGV[4] == 'take' then
+  ok = state == 'queued' or state == 'delivered'
+else
+  ok = state ~= 'expired' and rank[ARGV[2]] > rank[state]
+end
+if not ok then return 1 end
+redis.call('HSET', KEYS[1], field, ARGV[2] .. ':' .. ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'stream', ARGV[6])
+  redis.call('HSETNX', KEYS[1], 'entry', ARGV[7])
+end
+return 2`;
+
+/** HSET KEYS[1] ARGV[1] ARGV[2] only when the hash exists (never creates a stray message). */
+const SET_IF_EXISTS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`;
+
+interface Scripted {
+  sosTransition(key: string, ...args: string[]): unknown;
+  sosSetIfExists(key: string, field: string, value: string): unknown;
+}
+
+const scripted = (commander: Redis | ChainableCommander) => commander as unknown as Scripted;
+
+// ---------------------------------------------------------------- stream entries (SOS v1)
+
+/** Our extras ride inside `payload`; every one is optional so other SOS clients' entries parse. */
+const Payload = z.object({
+  text: z.string().optional().catch(undefined),
+  content_type: z.string().catch('text/plain'),
+  reply_to: z.string().nullable().catch(null),
+  request_id: z.string().nullable().catch(null),
+  ack_required: z.boolean().catch(false),
+  ack_timeout_ms: z.number().nullable().catch(null),
+  priority: z.enum(PRIORITIES).catch('normal'),
+  created_at: z.number().optional().catch(undefined),
+  expires_at: z.number().nullable().catch(null),
+  recipients: z.array(z.string()).optional().catch(undefined),
+  ack_for: z.string().nullable().catch(null),
+  ack_ok: z.boolean().nullable().catch(null),
+  resend_of: z.string().nullable().catch(null),
+  seq: z.number().optional().catch(undefined),
+});
+
+function entryFields(m: Envelope, seq: number): string[] {
+  const payload = {
+    text: m.text,
+    content_type: m.contentType,
+    reply_to: m.replyTo,
+    request_id: m.requestId,
+    ack_required: m.ackRequired,
+    ack_timeout_ms: m.ackTimeoutMs,
+    priority: m.priority,
+    created_at: m.createdAt,
+    expires_at: m.expiresAt,
+    recipients: m.recipients,
+    ack_for: m.ackFor,
+    ack_ok: m.ackOk,
+    resend_of: m.resendOf,
+    project: m.project,
+    seq,
+  };
+  return [
+    'type', m.type,
+    'source', `agent:${m.from}`,
+    'target', targetField(m.target),
+    'timestamp', new Date(m.createdAt).toISOString(),
+    'version', '1',
+    'message_id', m.id,
+    'payload', JSON.stringify(payload),
+  ];
+}
+
+interface Stored {
+  entry: string;
+  /** The project-wide sequence number (absent on other clients' entries). */
+  seq: number | undefined;
+  message: Envelope;
+  /** Written without a recipient list (another SOS client, squad or broadcast): every reader but the sender. */
+  open: boolean;
+}
+
+type RawEntry = [id: string, fields: string[] | null];
+
+function entryMs(entry: string): number {
+  return Number(entry.split('-', 1)[0]);
+}
+
+function compareEntries(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am - bm || as - bs;
+}
+
+/**
+ * Oldest first across streams. Entry ids order one stream, but across streams only to the
+ * millisecond (their sequence part is per stream): the project sequence breaks those ties.
+ */
+function compareStored(a: Pick<Stored, 'entry' | 'seq'>, b: Pick<Stored, 'entry' | 'seq'>): number {
+  const byTime = entryMs(a.entry) - entryMs(b.entry);
+  if (byTime !== 0) return byTime;
+  return a.seq !== undefined && b.seq !== undefined ? a.seq - b.seq : compareEntries(a.entry, b.entry);
+}
+
+/** Parses an entry tolerantly: whatever another SOS client wrote becomes a valid Envelope. */
+function decode(project: string, target: Target, [entry, list]: RawEntry): Stored | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) f[list[i]!] = list[i + 1]!;
+  let raw: unknown;
+  try {
+    raw = f.payload === undefined ? {} : JSON.parse(f.payload);
+  } catch {
+    raw = undefined;
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) raw = { text: typeof raw === 'string' ? raw : (f.payload ?? '') };
+  const p = Payload.parse(raw);
+  const timestamp = f.timestamp === undefined ? NaN : Date.parse(f.timestamp);
+  const source = f.source ?? 'unknown';
+  const open = p.recipients === undefined && target.kind !== 'agent';
+  const message: Envelope = {
+    id: f.message_id ?? f.id ?? `${entry}@${targetField(target)}`,
+    project,
+    from: source.startsWith('agent:') ? source.slice('agent:'.length) : source,
+    target,
+    type: f.type ?? 'message',
+    text: p.text ?? f.text ?? f.content ?? '',
+    contentType: p.content_type,
+    replyTo: p.reply_to,
+    requestId: p.request_id,
+    ackRequired: p.ack_required,
+    ackTimeoutMs: p.ack_timeout_ms,
+    priority: p.priority,
+    createdAt: p.created_at ?? (Number.isFinite(timestamp) ? timestamp : entryMs(entry)),
+    expiresAt: p.expires_at,
+    recipients: p.recipients ?? (target.kind === 'agent' ? [target.name] : []),
+    ackFor: p.ack_for,
+    ackOk: p.ack_ok,
+    resendOf: p.resend_of,
+  };
+  return { entry, seq: p.seq, message, open };
+}
+
+function isFor(stored: Stored, agent: string): boolean {
+  return stored.open ? stored.message.from !== agent : stored.message.recipients.includes(agent);
+}
+
+function parseState(value: string | null | undefined): { state: DeliveryState; at: number } | undefined {
+  if (!value) return undefined;
+  const [state, at] = value.split(':', 2) as [DeliveryState, string | undefined];
+  return RANK[state] === undefined ? undefined : { state, at: Number(at ?? 0) };
+}
+
+const isUnread = (state: DeliveryState) => state === 'queued' || state === 'delivered';
+
+function asEntries(value: unknown): RawEntry[] {
+  return Array.isArray(value) ? (value as RawEntry[]) : [];
+}
+
+/**
+ * XINFO GROUPS reply (RESP2: flat field/value arrays) → the group's cursor, and its lag (entries
+ * not delivered to the group yet; null when Redis cannot tell, or before Redis 7).
+ */
+function groupInfo(reply: unknown, group: string): { last: string; lag: number | null } | undefined {
+  for (const row of asEntries(reply) as unknown as unknown[][]) {
+    const info: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < row.length; i += 2) info[String(row[i])] = row[i + 1];
+    if (info.name !== group) continue;
+    const lag = info.lag;
+    return { last: String(info['last-delivered-id']), lag: typeof lag === 'number' ? lag : lag == null ? null : Number(lag) };
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- the adapter
+
+export interface RedisBusOptions {
+  /** `redis://[user:password@]host:port[/db]` (or `rediss://`). */
+  url: string;
+  /** Approximate cap on each stream (`XADD MAXLEN ~`). */
+  maxLen: number;
+}
+
+interface StreamRef {
+  key: string;
+  target: Target;
+}
+
+interface Batch {
+  ref: StreamRef;
+  entries: RawEntry[];
+}
+
+interface Taken {
+  stored: Stored;
+  item: InboxItem;
+}
+
+interface ChannelWaiters {
+  listeners: Set<() => void>;
+  subscribed: Promise<unknown>;
+}
+
+/**
+ * Construct, then `await bus.connect()` (or `await RedisBus.open(options)`). Every method also
+ * connects on first use, so `connect()` only moves the failure earlier.
+ */
+export class RedisBus implements Bus {
+  readonly capabilities: BusCapabilities = { adapter: 'redis', pushWake: true, serverSideIsolation: true };
+  private connection: Promise<Redis> | undefined;
+  private subscriber: Promise<Redis> | undefined;
+  private readonly groups = new Set<string>();
+  private readonly channels = new Map<string, ChannelWaiters>();
+  private readonly closing = new AbortController();
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly options: RedisBusOptions) {
+    if (!Number.isInteger(options.maxLen) || options.maxLen < 1) throw new RangeError('maxLen must be a positive integer');
+  }
+
+  static async open(options: RedisBusOptions): Promise<RedisBus> {
+    const bus = new RedisBus(options);
+    try {
+      await bus.connect();
+    } catch (err) {
+      await bus.close();
+      throw err;
+    }
+    return bus;
+  }
+
+  async connect(): Promise<void> {
+    await this.client();
+  }
+
+  private client(): Promise<Redis> {
+    if (this.closed) return Promise.reject(new Unavailable('the Redis bus is closed'));
+    this.connection ??= openRedis(this.options.url, 'sos-bus').then(
+      (redis) => {
+        redis.defineCommand('sosTransition', { numberOfKeys: 1, lua: TRANSITION });
+        redis.defineCommand('sosSetIfExists', { numberOfKeys: 1, lua: SET_IF_EXISTS });
+        return redis;
+      },
+      (err: unknown) => {
+        this.connection = undefined;
+        throw err;
+      },
+    );
+    return this.connection;
+  }
+
+  /** Runs `fn` on the connection; every failure leaves as a SosError where one applies. */
+  private async use<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+    const redis = await this.client();
+    try {
+      return await fn(redis);
+    } catch (err) {
+      throw redisError(err, this.options.url);
+    }
+  }
+
+  // ------------------------------------------------------------ append
+
+  async append(message: Envelope, key: string | null): Promise<AppendResult> {
+    return this.use(async (redis) => {
+      if (key !== null) {
+        const guard = idempotencyKey(message.project, message.from, key);
+        for (let attempt = 0; attempt < 5; attempt++) {
+          if ((await redis.set(guard, message.id, 'EX', IDEMPOTENCY_TTL_S, 'NX')) === 'OK') break;
+          const first = await redis.get(guard);
+          if (first === null) continue; // expired between SET and GET: try again
+          // The first sender may still be writing, or may have died between SET and XADD.
+          if (!(await this.appeared(redis, message.project, first))) await this.write(redis, { ...message, id: first });
+          return { id: first, duplicate: true };
+        }
+      }
+      await this.write(redis, message);
+      return { id: message.id, duplicate: false };
+    });
+  }
+
+  private async appeared(redis: Redis, project: string, id: string): Promise<boolean> {
+    const deadline = Date.now() + IDEMPOTENCY_WAIT_MS;
+    for (;;) {
+      if ((await redis.exists(deliveryKey(project, id))) === 1) return true;
+      if (Date.now() >= deadline) return false;
+      await abortableSleep(20, this.closing.signal);
+    }
+  }
+
+  /**
+   * A sequence number, XADD (durable), then the delivery hash (HSETNX: a re-send never resets a state), the ack
+   * watch and the wakes. A crash after XADD leaves no hash: readers treat it as queued.
+   */
+  private async write(redis: Redis, m: Envelope): Promise<void> {
+    const stream = streamKey(m.project, m.target);
+    const seq = await redis.incr(sequenceKey(m.project));
+    const entry = await redis.xadd(stream, 'MAXLEN', '~', String(this.options.maxLen), '*', ...entryFields(m, seq));
+    if (entry === null) throw new Error(`XADD to ${stream} returned no id`);
+    const delivery = deliveryKey(m.project, m.id);
+    const pipe = redis.pipeline();
+    pipe.hsetnx(delivery, 'stream', stream);
+    pipe.hsetnx(delivery, 'entry', entry);
+    for (const r of m.recipients) pipe.hsetnx(delivery, `r:${r}`, `queued:${m.createdAt}`);
+    if (m.ackRequired) pipe.zadd(acksKey(m.project), m.createdAt, m.id);
+    for (const r of m.recipients) pipe.publish(wakeChannel(m.project, r), m.id);
+    await run(pipe);
+  }
+
+  // ------------------------------------------------------------ reading
+
+  /** The agent's inbox plus the given streams, each once. */
+  private streamsOf(project: string, agent: string, streams: Target[]): StreamRef[] {
+    const refs = new Map<string, StreamRef>();
+    for (const target of [{ kind: 'agent', name: agent } as Target, ...streams]) {
+      const key = streamKey(project, target);
+      if (!refs.has(key)) refs.set(key, { key, target });
+    }
+    return [...refs.values()];
+  }
+
+  private async ensureGroups(redis: Redis, refs: StreamRef[], group: string): Promise<void> {
+    const missing = refs.filter((r) => !this.groups.has(`${r.key}\n${group}`));
+    if (missing.length === 0) return;
+    const pipe = redis.pipeline();
+    for (const r of missing) pipe.call('XGROUP', 'CREATE', r.key, group, '0', 'MKSTREAM');
+    const results = (await pipe.exec()) ?? [];
+    results.forEach(([err], i) => {
+      if (err && !/BUSYGROUP/.test(err.message)) throw err;
+      this.groups.add(`${missing[i]!.key}\n${group}`);
+    });
+  }
+
+  async takeUnread(project: string, agent: string, streams: Target[], limit: number, now: number): Promise<InboxItem[]> {
+    return this.use(async (redis) => {
+      const refs = this.streamsOf(project, agent, streams);
+      const group = readerGroup(agent);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.ensureGroups(redis, refs, group);
+          return await this.take(redis, project, agent, refs, group, limit, now);
+        } catch (err) {
+          // The stream was deleted under us (or Redis lost its data): create the group again.
+          if (attempt > 0 || !/NOGROUP/.test((err as Error).message)) throw err;
+          for (const r of refs) this.groups.delete(`${r.key}\n${group}`);
+        }
+      }
+    });
+  }
+
+  /**
+   * Oldest first across streams, at most `limit`, from the group cursors: first entries that left
+   * a cursor but were never settled (parked by a take that hit its limit, or left by a reader that
+   * died), then everything new when it fits in the limit, else rounds of: peek past each cursor,
+   * choose the oldest for the agent, XREADGROUP exactly as many entries per stream as that needs.
+   */
+  private async take(redis: Redis, project: string, agent: string, refs: StreamRef[], group: string, limit: number, now: number) {
+    if (limit < 1) return [];
+    const taken: Taken[] = [];
+    const first = redis.pipeline();
+    for (const r of refs) {
+      first.call('XINFO', 'GROUPS', r.key);
+      first.call('XPENDING', r.key, group, '-', '+', limit, PARKED);
+      first.call('XAUTOCLAIM', r.key, group, CONSUMER, CLAIM_IDLE_MS, '0-0', 'COUNT', limit);
+    }
+    const replies = await run(first);
+    const infos = refs.map((_, i) => groupInfo(replies[3 * i], group));
+    const cursors = infos.map((info) => info?.last ?? '0-0');
+    const lags = infos.map((info) => info?.lag ?? null);
+    const recovered: Batch[] = [];
+    const unpark = redis.pipeline();
+    const unparked: StreamRef[] = [];
+    refs.forEach((r, i) => {
+      const parked = asEntries(replies[3 * i + 1]).map((p) => String(p[0]));
+      if (parked.length > 0) {
+        unpark.call('XCLAIM', r.key, group, CONSUMER, 0, ...parked);
+        unparked.push(r);
+      }
+      const claimed = asEntries((replies[3 * i + 2] as unknown[] | undefined)?.[1]);
+      if (claimed.length > 0) recovered.push({ ref: r, entries: claimed });
+    });
+    if (unparked.length > 0) (await run(unpark)).forEach((reply, i) => recovered.push({ ref: unparked[i]!, entries: asEntries(reply) }));
+    if (recovered.length > 0) taken.push(...(await this.settle(redis, project, agent, group, recovered, limit, now)));
+
+    // When the lags say everything new fits in the limit, read it all: no peek, nothing is cut.
+    let direct: number[] | undefined;
+    if (lags.every((lag) => lag !== null && Number.isFinite(lag) && lag >= 0)) {
+      const all = lags as number[];
+      if (all.every((lag) => lag === 0)) return this.ordered(taken);
+      if (all.reduce((a, b) => a + b, 0) <= limit - taken.length) direct = all;
+    }
+    while (taken.length < limit) {
+      let round: { taken: Taken[]; done: boolean };
+      try {
+        round = await this.round(redis, project, agent, refs, group, cursors, limit - taken.length, now, direct);
+        direct = undefined;
+      } catch (err) {
+        // What was taken is already `read`: hand it over; the next call meets the error again.
+        if (taken.length > 0) break;
+        throw err;
+      }
+      taken.push(...round.taken);
+      if (round.done) break;
+    }
+    return this.ordered(taken);
+  }
+
+  private ordered(taken: Taken[]): InboxItem[] {
+    return taken.sort((a, b) => compareStored(a.stored, b.stored)).map((t) => t.item);
+  }
+
+  /**
+   * One peek, plan, read and settle (or, with `direct` counts, just read and settle); `cursors`
+   * advance past what was read.
+   */
+  private async round(
+    redis: Redis,
+    project: string,
+    agent: string,
+    refs: StreamRef[],
+    group: string,
+    cursors: string[],
+    remaining: number,
+    now: number,
+    direct?: number[],
+  ): Promise<{ taken: Taken[]; done: boolean }> {
+    const decoded = new Map<string, Stored | undefined>();
+    let counts = direct ?? [];
+    let expired: { ref: StreamRef; stored: Stored }[] = [];
+    let done = direct !== undefined;
+    if (!direct) {
+      const window = Math.max(remaining, PEEK_MIN);
+      const peek = redis.pipeline();
+      refs.forEach((r, i) => peek.call('XRANGE', r.key, `(${cursors[i]}`, '+', 'COUNT', window));
+      const peeked = (await run(peek)).map(asEntries);
+      ({ counts, expired } = this.plan(project, agent, refs, peeked, remaining, now, decoded));
+      // Read up to the end of every stream as it was: no need to look again.
+      done = peeked.every((entries, i) => entries.length < window && counts[i] === entries.length);
+    }
+    if (counts.every((n) => n === 0)) return { taken: [], done: true };
+    const read = redis.pipeline();
+    const reading = refs.filter((_, i) => counts[i]! > 0);
+    for (const r of reading) read.call('XREADGROUP', 'GROUP', group, CONSUMER, 'COUNT', counts[refs.indexOf(r)]!, 'STREAMS', r.key, '>');
+    // Expired messages further on are marked now, as the SQL bus does; reaching them later skips them.
+    for (const { ref, stored } of expired) {
+      const args = [agent, 'expired', String(now), 'take', '1', ref.key, stored.entry];
+      scripted(read).sosTransition(deliveryKey(project, stored.message.id), ...args);
+    }
+    const batches = (await run(read)).slice(0, reading.length).map((reply, i): Batch => ({
+      ref: reading[i]!,
+      entries: asEntries((reply as [string, unknown][] | null)?.[0]?.[1]),
+    }));
+    if (batches.every((b) => b.entries.length === 0)) return { taken: [], done: true };
+    for (const b of batches) if (b.entries.length > 0) cursors[refs.indexOf(b.ref)] = b.entries[b.entries.length - 1]![0];
+    const taken = await this.settle(redis, project, agent, group, batches, remaining, now, decoded);
+    return { taken, done };
+  }
+
+  /**
+   * How many entries to read from each stream so that the oldest `remaining` messages for the
+   * agent are read, with the entries not for it (or expired) that sit before them; and the
+   * expired messages for the agent beyond that.
+   */
+  private plan(
+    project: string,
+    agent: string,
+    refs: StreamRef[],
+    peeked: RawEntry[][],
+    remaining: number,
+    now: number,
+    decoded: Map<string, Stored | undefined>,
+  ): { counts: number[]; expired: { ref: StreamRef; stored: Stored }[] } {
+    const kinds = peeked.map((entries, i) =>
+      entries.map((raw) => {
+        const stored = decode(project, refs[i]!.target, raw);
+        decoded.set(`${refs[i]!.key}\n${raw[0]}`, stored);
+        if (stored === undefined || !isFor(stored, agent)) return { stored, kind: 'skip' as const };
+        const expired = stored.message.expiresAt !== null && stored.message.expiresAt <= now;
+        return { stored, kind: expired ? ('expired' as const) : ('take' as const) };
+      }),
+    );
+    const chosen = new Set(
+      peeked
+        .flatMap((entries, i) => entries.map((_, j) => ({ key: `${i}/${j}`, ...kinds[i]![j]! })))
+        .filter((c) => c.kind === 'take')
+        .sort((a, b) => compareStored(a.stored!, b.stored!))
+        .slice(0, remaining)
+        .map((c) => c.key),
+    );
+    const expired: { ref: StreamRef; stored: Stored }[] = [];
+    // Each stream: the prefix up to its first message for the agent that was not chosen.
+    const counts = kinds.map((entries, i) => {
+      const stop = entries.findIndex((e, j) => e.kind === 'take' && !chosen.has(`${i}/${j}`));
+      if (stop === -1) return entries.length;
+      for (const e of entries.slice(stop)) if (e.kind === 'expired') expired.push({ ref: refs[i]!, stored: e.stored! });
+      return stop;
+    });
+    return { counts, expired };
+  }
+
+  /**
+   * Settles entries this reader got from the group, oldest first: those for the agent pass the
+   * exactly-once gate to `read` (or `expired`) and are returned when it opened; all are XACKed,
+   * except ones beyond `capacity` (only when a concurrent reader moved the cursor between peek
+   * and read), which are parked: left pending under PARKED and taken first by the next take.
+   */
+  private async settle(
+    redis: Redis,
+    project: string,
+    agent: string,
+    group: string,
+    batches: Batch[],
+    capacity: number,
+    now: number,
+    decoded?: Map<string, Stored | undefined>,
+  ): Promise<Taken[]> {
+    const pipe = redis.pipeline();
+    const gated: { stored: Stored; expired: boolean }[] = [];
+    const acks = new Map<string, string[]>();
+    const parks = new Map<string, string[]>();
+    const push = (map: Map<string, string[]>, key: string, id: string) => {
+      const ids = map.get(key);
+      if (ids) ids.push(id);
+      else map.set(key, [id]);
+    };
+    const entries = batches
+      .flatMap((b) =>
+        b.entries.map((raw) => {
+          const key = `${b.ref.key}\n${raw[0]}`;
+          // Decoded during the peek, unless a concurrent reader moved the cursor in between.
+          return { ref: b.ref, raw, stored: decoded?.has(key) ? decoded.get(key) : decode(project, b.ref.target, raw) };
+        }),
+      )
+      .sort((a, b) => compareStored(a.stored ?? { entry: a.raw[0], seq: undefined }, b.stored ?? { entry: b.raw[0], seq: undefined }));
+    let accepted = 0;
+    for (const { ref, raw, stored } of entries) {
+      if (stored && isFor(stored, agent)) {
+        const expired = stored.message.expiresAt !== null && stored.message.expiresAt <= now;
+        if (!expired && accepted >= capacity) {
+          push(parks, ref.key, raw[0]);
+          continue;
+        }
+        if (!expired) accepted++;
+        const args = [agent, expired ? 'expired' : 'read', String(now), 'take', '1', ref.key, stored.entry];
+        scripted(pipe).sosTransition(deliveryKey(project, stored.message.id), ...args);
+        gated.push({ stored, expired });
+      }
+      push(acks, ref.key, raw[0]);
+    }
+    for (const [key, ids] of acks) pipe.xack(key, group, ...ids);
+    for (const [key, ids] of parks) pipe.call('XCLAIM', key, group, PARKED, 0, ...ids, 'JUSTID');
+    const results = await run(pipe);
+    const taken: Taken[] = [];
+    gated.forEach(({ stored, expired }, i) => {
+      if (!expired && Number(results[i]) === 2) {
+        taken.push({ stored, item: { message: stored.message, state: 'read', at: now } });
+      }
+    });
+    return taken;
+  }
+
+  async history(project: string, agent: string, streams: Target[], limit: number): Promise<InboxItem[]> {
+    return this.use(async (redis) => {
+      const found: Stored[] = [];
+      for (const r of this.streamsOf(project, agent, streams)) {
+        let end = '+';
+        let mine = 0;
+        while (mine < limit) {
+          const page = asEntries(await redis.call('XREVRANGE', r.key, end, '-', 'COUNT', HISTORY_PAGE));
+          for (const raw of page) {
+            const stored = decode(project, r.target, raw);
+            if (stored && isFor(stored, agent)) {
+              found.push(stored);
+              mine++;
+            }
+          }
+          if (page.length < HISTORY_PAGE) break;
+          end = `(${page[page.length - 1]![0]}`;
+        }
+      }
+      found.sort((a, b) => compareStored(b, a));
+      const seen = new Set<string>();
+      const newest = found.filter((s) => !seen.has(s.message.id) && seen.add(s.message.id)).slice(0, limit);
+      const pipe = redis.pipeline();
+      for (const s of newest) pipe.hget(deliveryKey(project, s.message.id), `r:${agent}`);
+      const states = await run(pipe);
+      return newest.map((s, i) => {
+        const st = parseState(states[i] as string | null) ?? { state: 'queued' as const, at: s.message.createdAt };
+        return { message: s.message, state: st.state, at: st.at };
+      });
+    });
+  }
+
+  async countUnread(project: string, agent: string, streams: Target[], now: number): Promise<number> {
+    return this.use(async (redis) => {
+      const refs = this.streamsOf(project, agent, streams);
+      const group = readerGroup(agent);
+      const info = redis.pipeline();
+      for (const r of refs) info.call('XINFO', 'GROUPS', r.key);
+      const groups = ((await info.exec()) ?? []).map(([err, reply]) => {
+        if (err && !/no such key/i.test(err.message)) throw err;
+        return err ? undefined : groupInfo(reply, group)?.last; // no stream yet: nothing read yet
+      });
+      // New entries past the cursor, plus pending ones that a take will pick up: parked, or left
+      // by a dead reader long enough ago to be claimed.
+      const scan = redis.pipeline();
+      const slots = refs.map((r, i) => {
+        const last = groups[i];
+        scan.call('XRANGE', r.key, last === undefined ? '-' : `(${last}`, '+');
+        if (last === undefined) return { ref: r, pending: false };
+        scan.call('XPENDING', r.key, group, '-', '+', 1000);
+        return { ref: r, pending: true };
+      });
+      const scanned = await run(scan);
+      const candidates: Stored[] = [];
+      const pendingIds: { ref: StreamRef; id: string }[] = [];
+      let at = 0;
+      for (const slot of slots) {
+        for (const raw of asEntries(scanned[at++])) {
+          const stored = decode(project, slot.ref.target, raw);
+          if (stored) candidates.push(stored);
+        }
+        if (!slot.pending) continue;
+        for (const [id, consumer, idle] of scanned[at++] as [string, string, number][]) {
+          if (consumer === PARKED || Number(idle) >= CLAIM_IDLE_MS) pendingIds.push({ ref: slot.ref, id });
+        }
+      }
+      if (pendingIds.length > 0) {
+        const fetch = redis.pipeline();
+        for (const p of pendingIds) fetch.call('XRANGE', p.ref.key, p.id, p.id);
+        (await run(fetch)).forEach((reply, i) => {
+          const raw = asEntries(reply)[0];
+          const stored = raw && decode(project, pendingIds[i]!.ref.target, raw);
+          if (stored) candidates.push(stored);
+        });
+      }
+      const seen = new Set<string>();
+      const mine = candidates.filter(
+        (s) =>
+          isFor(s, agent) &&
+          (s.message.expiresAt === null || s.message.expiresAt > now) &&
+          !seen.has(s.message.id) &&
+          seen.add(s.message.id),
+      );
+      if (mine.length === 0) return 0;
+      const states = redis.pipeline();
+      for (const s of mine) states.hget(deliveryKey(project, s.message.id), `r:${agent}`);
+      return (await run(states)).filter((v) => isUnread(parseState(v as string | null)?.state ?? 'queued')).length;
+    });
+  }
+
+  // ------------------------------------------------------------ one message
+
+  /** Messages by id (undefined where unknown): their delivery hashes, then their entries. */
+  private async load(redis: Redis, project: string, ids: string[]): Promise<({ stored: Stored; hash: Record<string, string> } | undefined)[]> {
+    if (ids.length === 0) return [];
+    const hashes = redis.pipeline();
+    for (const id of ids) hashes.hgetall(deliveryKey(project, id));
+    const found = (await run(hashes)).map((value) => {
+      const hash = value as Record<string, string>;
+      const target = hash.stream === undefined ? undefined : targetOfStream(project, hash.stream);
+      return hash.stream === undefined || hash.entry === undefined || target === undefined ? undefined : { hash, target };
+    });
+    const entries = redis.pipeline();
+    for (const f of found) if (f) entries.call('XRANGE', f.hash.stream!, f.hash.entry!, f.hash.entry!);
+    const replies = await run(entries);
+    let at = 0;
+    return found.map((f) => {
+      if (!f) return undefined;
+      const raw = asEntries(replies[at++])[0];
+      const stored = raw && decode(project, f.target, raw);
+      return stored ? { stored, hash: f.hash } : undefined;
+    });
+  }
+
+  private deliveries(stored: Stored, hash: Record<string, string>): Delivery[] {
+    const recipients = stored.open
+      ? Object.keys(hash).filter((k) => k.startsWith('r:')).map((k) => k.slice(2))
+      : stored.message.recipients;
+    return [...new Set(recipients)]
+      .sort()
+      .map((recipient) => ({ recipient, ...(parseState(hash[`r:${recipient}`]) ?? { state: 'queued' as const, at: stored.message.createdAt }) }));
+  }
+
+  async get(project: string, id: string): Promise<{ message: Envelope; deliveries: Delivery[] } | undefined> {
+    return this.use(async (redis) => {
+      const [found] = await this.load(redis, project, [id]);
+      if (!found) return undefined;
+      const deliveries = this.deliveries(found.stored, found.hash);
+      const message = found.stored.open ? { ...found.stored.message, recipients: deliveries.map((d) => d.recipient) } : found.stored.message;
+      return { message, deliveries };
+    });
+  }
+
+  async setState(project: string, id: string, recipient: string, state: DeliveryState, at: number): Promise<boolean> {
+    return this.use(async (redis) => {
+      const key = deliveryKey(project, id);
+      const result = Number(await scripted(redis).sosTransition(key, recipient, state, String(at), 'set', '0', '', ''));
+      if (result > 0) return true;
+      if (result < 0) return false;
+      // No state recorded yet for this recipient: a recipient of the message reads as queued.
+      const [found] = await this.load(redis, project, [id]);
+      if (!found || !isFor(found.stored, recipient)) return false;
+      return Number(await scripted(redis).sosTransition(key, recipient, state, String(at), 'set', '1', '', '')) > 0;
+    });
+  }
+
+  async pendingAcks(project: string): Promise<AckWatch[]> {
+    return this.use(async (redis) => {
+      const ids = await redis.zrange(acksKey(project), '0', '-1');
+      const loaded = await this.load(redis, project, ids);
+      const watches: AckWatch[] = [];
+      const done: string[] = [];
+      for (const [i, id] of ids.entries()) {
+        const found = loaded[i];
+        const unacked = found
+          ? this.deliveries(found.stored, found.hash)
+              .filter((d) => d.state !== 'acked' && d.state !== 'expired')
+              .map((d) => d.recipient)
+          : [];
+        if (!found || unacked.length === 0) {
+          done.push(id);
+          continue;
+        }
+        const resent = found.hash.resent_at;
+        const escalated = found.hash.escalated_at;
+        watches.push({
+          message: found.stored.message,
+          unacked,
+          resentAt: resent === undefined ? null : Number(resent),
+          escalatedAt: escalated === undefined ? null : Number(escalated),
+        });
+      }
+      if (done.length > 0) await redis.zrem(acksKey(project), ...done);
+      return watches;
+    });
+  }
+
+  async markAckEvent(project: string, id: string, event: 'resent' | 'escalated', at: number): Promise<void> {
+    await this.use((redis) => Promise.resolve(scripted(redis).sosSetIfExists(deliveryKey(project, id), `${event}_at`, String(at))));
+  }
+
+  // ------------------------------------------------------------ presence
+
+  async heartbeat(project: string, agent: string, at: number, ttlMs: number): Promise<void> {
+    await this.use((redis) => redis.hset(presenceKey(project), agent, `${at}:${ttlMs}`));
+  }
+
+  async presence(project: string): Promise<Presence[]> {
+    return this.use(async (redis) => {
+      const all = await redis.hgetall(presenceKey(project));
+      return Object.entries(all)
+        .map(([agent, value]) => {
+          const [lastSeen, ttlMs] = value.split(':').map(Number);
+          return { agent, lastSeen: lastSeen ?? 0, ttlMs: ttlMs ?? 0 };
+        })
+        .sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
+    });
+  }
+
+  // ------------------------------------------------------------ wake-ups
+
+  private subscriberConnection(): Promise<Redis> {
+    if (this.closed) return Promise.reject(new Unavailable('the Redis bus is closed'));
+    this.subscriber ??= openRedis(this.options.url, 'sos-bus-wake').then(
+      (sub) => {
+        sub.on('message', (channel: string) => {
+          for (const wake of this.channels.get(channel)?.listeners ?? []) wake();
+        });
+        return sub;
+      },
+      (err: unknown) => {
+        this.subscriber = undefined;
+        throw err;
+      },
+    );
+    return this.subscriber;
+  }
+
+  /** Subscribes `wake` to the channel (one SUBSCRIBE per channel however many wait); returns the undo. */
+  private async listen(channel: string, wake: () => void): Promise<() => Promise<void>> {
+    const sub = await this.subscriberConnection();
+    let waiters = this.channels.get(channel);
+    if (!waiters) {
+      waiters = { listeners: new Set(), subscribed: sub.subscribe(channel) };
+      this.channels.set(channel, waiters);
+    }
+    const mine = waiters;
+    mine.listeners.add(wake);
+    const stop = async () => {
+      mine.listeners.delete(wake);
+      if (mine.listeners.size > 0 || this.channels.get(channel) !== mine) return;
+      this.channels.delete(channel);
+      await sub.unsubscribe(channel).catch(() => undefined);
+    };
+    try {
+      await mine.subscribed;
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    return stop;
+  }
+
+  async waitForWake(
+    project: string,
+    agent: string,
+    streams: Target[],
+    options: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<boolean> {
+    if (options.signal?.aborted || this.closed) return false;
+    const inner = new AbortController();
+    const abort = () => inner.abort();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    this.closing.signal.addEventListener('abort', abort, { once: true });
+    let woken = false;
+    let stop: (() => Promise<void>) | undefined;
+    try {
+      stop = await this.listen(wakeChannel(project, agent), () => {
+        woken = true;
+        inner.abort();
+      }).catch((err: unknown) => {
+        throw redisError(err, this.options.url);
+      });
+      // Subscribed first, then checked: a message sent in between is not missed.
+      if ((await this.countUnread(project, agent, streams, Date.now())) > 0) return true;
+      await abortableSleep(options.timeoutMs, inner.signal);
+      return woken;
+    } finally {
+      inner.abort();
+      options.signal?.removeEventListener('abort', abort);
+      this.closing.signal.removeEventListener('abort', abort);
+      await stop?.();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.closing.abort();
+      const opened = await Promise.allSettled([this.connection, this.subscriber]);
+      await Promise.all(opened.map((o) => (o.status === 'fulfilled' && o.value ? closeRedis(o.value) : undefined)));
+      this.channels.clear();
+    })();
+    return this.closed;
+  }
+}

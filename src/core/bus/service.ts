@@ -1,0 +1,398 @@
+import { actingAgent, type Caller, deny, requireAdmin } from '../auth/caller.js';
+import { Conflict, NotFound, UsageError } from '../errors.js';
+import { getAgent, listAgents } from '../identity/agents.js';
+import { getSquad, listSquads } from '../identity/squads.js';
+import { newId } from '../ids.js';
+import { assertName } from '../names.js';
+import type { Store } from '../store/port.js';
+import { abortableSleep } from '../time.js';
+import type { Bus } from './port.js';
+import {
+  ACK_TIMEOUT_MS,
+  type AckWatch,
+  type Delivery,
+  type Envelope,
+  type InboxItem,
+  PRIORITIES,
+  type Priority,
+  type Target,
+} from './types.js';
+
+/**
+ * The bus rules, the same on every adapter: who may send what to whom, validation before any
+ * write, the ack protocol and its sweep. CLI commands and MCP tools call these functions.
+ */
+
+export interface BusContext {
+  store: Store;
+  bus: Bus;
+  maxMessageBytes: number;
+  presenceTtlMs: number;
+  now?: () => number;
+}
+
+const MESSAGE_ID = /^msg_[0-9a-z]{26}$/;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+const now = (ctx: BusContext) => (ctx.now ?? Date.now)();
+
+export function assertMessageId(id: string): string {
+  if (!MESSAGE_ID.test(id)) throw new UsageError(`invalid message id ${JSON.stringify(id)}: expected msg_ followed by 26 characters`);
+  return id;
+}
+
+/** The agent the caller speaks as; the operator must say who with --as. Observers never send. */
+async function speaker(ctx: BusContext, caller: Caller, action: string): Promise<string> {
+  if (caller.role === 'observer') return deny(ctx.store, caller, action, 'is not allowed with an observer token');
+  if (caller.agent === null) {
+    throw new UsageError(`${action} needs an agent to act as`, { hint: 'pass --as <agent> (or set SOS_AGENT), or use an agent token' });
+  }
+  await getAgent(ctx.store, caller, caller.agent);
+  return caller.agent;
+}
+
+/** The streams an agent reads: its inbox, its squads, the project broadcast. */
+export async function streamsOf(store: Store, caller: Caller, agent: string): Promise<Target[]> {
+  const squads = (await listSquads(store, caller)).filter((s) => s.members.includes(agent));
+  return [{ kind: 'agent', name: agent }, ...squads.map((s): Target => ({ kind: 'squad', name: s.name })), { kind: 'broadcast' }];
+}
+
+export interface SendInput {
+  /** An agent name, `squad:<name>`, or `all`. */
+  to: string;
+  text: string;
+  type?: string;
+  replyTo?: string;
+  ack?: boolean;
+  critical?: boolean;
+  priority?: string;
+  expiresInMs?: number;
+  idempotencyKey?: string;
+}
+
+export interface SendResult {
+  id: string;
+  duplicate: boolean;
+  to: string;
+  recipients: string[];
+  ackRequired: boolean;
+}
+
+async function resolveTarget(ctx: BusContext, caller: Caller, to: string, from: string): Promise<{ target: Target; recipients: string[] }> {
+  if (to === 'all') {
+    const recipients = (await listAgents(ctx.store, caller)).map((a) => a.name).filter((n) => n !== from);
+    if (recipients.length === 0) throw new Conflict(`project "${caller.project}" has no other agents to broadcast to`);
+    return { target: { kind: 'broadcast' }, recipients };
+  }
+  if (to.startsWith('squad:')) {
+    const squad = await getSquad(ctx.store, caller, assertName('squad', to.slice('squad:'.length)));
+    const recipients = squad.members.filter((m) => m !== from);
+    if (recipients.length === 0) throw new Conflict(`squad "${squad.name}" has no members besides ${from} to deliver to`);
+    return { target: { kind: 'squad', name: squad.name }, recipients };
+  }
+  const agent = await getAgent(ctx.store, caller, assertName('agent', to));
+  return { target: { kind: 'agent', name: agent.name }, recipients: [agent.name] };
+}
+
+/** Validates everything, then appends durably; returns once the message is persisted. */
+export async function sendMessage(ctx: BusContext, caller: Caller, input: SendInput): Promise<SendResult> {
+  const text = input.text;
+  if (text.trim() === '') throw new UsageError('the message is empty');
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > ctx.maxMessageBytes) {
+    throw new UsageError(`the message is ${bytes} bytes; the limit is ${ctx.maxMessageBytes}`, {
+      hint: 'send a path or a link instead, or raise SOS_MAX_MESSAGE_BYTES',
+    });
+  }
+  const priority = (input.priority ?? (input.critical ? 'critical' : 'normal')) as Priority;
+  if (!PRIORITIES.includes(priority)) throw new UsageError(`invalid priority ${JSON.stringify(input.priority)}: use ${PRIORITIES.join(', ')}`);
+  if (input.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
+    throw new UsageError('an idempotency key is 1-200 printable characters without spaces');
+  }
+  if (input.replyTo !== undefined) assertMessageId(input.replyTo);
+  if (input.expiresInMs !== undefined && !(input.expiresInMs > 0)) throw new UsageError('--expires must be positive');
+  const type = input.type ?? 'message';
+  if (!/^[a-z][a-z0-9._-]{0,39}$/.test(type)) throw new UsageError(`invalid message type ${JSON.stringify(type)}`);
+
+  const from = await speaker(ctx, caller, 'sending a message');
+  const { target, recipients } = await resolveTarget(ctx, caller, input.to, from);
+  if (input.replyTo !== undefined && !(await ctx.bus.get(caller.project, input.replyTo))) {
+    throw new NotFound(`message ${input.replyTo} (--reply-to) does not exist in project "${caller.project}"`);
+  }
+  const at = now(ctx);
+  const ackRequired = input.ack === true || input.critical === true;
+  const envelope: Envelope = {
+    id: newId('msg', at),
+    project: caller.project,
+    from,
+    target,
+    type,
+    text,
+    contentType: 'text/plain',
+    replyTo: input.replyTo ?? null,
+    requestId: ackRequired ? newId('req', at) : null,
+    ackRequired,
+    ackTimeoutMs: ackRequired ? (input.critical || priority === 'critical' ? ACK_TIMEOUT_MS.critical : ACK_TIMEOUT_MS.routine) : null,
+    priority,
+    createdAt: at,
+    expiresAt: input.expiresInMs === undefined ? null : at + input.expiresInMs,
+    recipients,
+    ackFor: null,
+    ackOk: null,
+    resendOf: null,
+  };
+  const result = await ctx.bus.append(envelope, input.idempotencyKey ?? null);
+  return { id: result.id, duplicate: result.duplicate, to: input.to, recipients, ackRequired };
+}
+
+export interface InboxResult {
+  agent: string;
+  unread: InboxItem[];
+  /** With `all`: earlier messages, already read, newest last. */
+  history: InboxItem[];
+}
+
+export async function readInbox(
+  ctx: BusContext,
+  caller: Caller,
+  input: { agent?: string; all?: boolean; limit?: number },
+): Promise<InboxResult> {
+  const limit = input.limit ?? 50;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+  if (input.agent !== undefined) assertName('agent', input.agent);
+  const agent = await actingAgent(ctx.store, caller, input.agent ?? undefined, 'reading an inbox');
+  await getAgent(ctx.store, caller, agent);
+  const streams = await streamsOf(ctx.store, caller, agent);
+  const unread = await ctx.bus.takeUnread(caller.project, agent, streams, limit, now(ctx));
+  let history: InboxItem[] = [];
+  if (input.all) {
+    const taken = new Set(unread.map((i) => i.message.id));
+    history = (await ctx.bus.history(caller.project, agent, streams, limit)).filter((i) => !taken.has(i.message.id));
+  }
+  return { agent, unread, history };
+}
+
+/**
+ * Streams the agent's new messages to `onItems` until the signal aborts: takes what is unread,
+ * then sleeps until the bus wakes it (no fast polling).
+ */
+export async function followInbox(
+  ctx: BusContext,
+  caller: Caller,
+  input: { agent?: string; signal: AbortSignal; onItems: (items: InboxItem[]) => void | Promise<void> },
+): Promise<void> {
+  const agent = await actingAgent(ctx.store, caller, input.agent, 'reading an inbox');
+  await getAgent(ctx.store, caller, agent);
+  const streams = await streamsOf(ctx.store, caller, agent);
+  while (!input.signal.aborted) {
+    const items = await ctx.bus.takeUnread(caller.project, agent, streams, 500, now(ctx));
+    if (items.length > 0) {
+      await input.onItems(items);
+      continue;
+    }
+    await ctx.bus.waitForWake(caller.project, agent, streams, { timeoutMs: 30_000, signal: input.signal });
+  }
+}
+
+export interface AckResult {
+  id: string;
+  ok: boolean;
+  ackMessageId: string | null;
+}
+
+/** Marks the message acked for the caller and sends `{ack_for, ok}` back to its sender. */
+export async function ackMessage(
+  ctx: BusContext,
+  caller: Caller,
+  input: { id: string; ok: boolean; note?: string },
+): Promise<AckResult> {
+  assertMessageId(input.id);
+  const who = await speaker(ctx, caller, 'acknowledging a message');
+  const found = await ctx.bus.get(caller.project, input.id);
+  if (!found || !found.deliveries.some((d) => d.recipient === who)) {
+    throw new NotFound(`message ${input.id} was not sent to ${who} in project "${caller.project}"`);
+  }
+  // Acking a re-send acknowledges the original it repeats.
+  const original = found.message.resendOf ?? found.message.id;
+  const at = now(ctx);
+  await ctx.bus.setState(caller.project, found.message.id, who, 'acked', at);
+  if (original !== found.message.id) await ctx.bus.setState(caller.project, original, who, 'acked', at);
+  let ackMessageId: string | null = null;
+  const sender = await ctx.store.agents.get(caller.project, found.message.from);
+  if (sender && sender.name !== who) {
+    const reply: Envelope = {
+      ...found.message,
+      id: newId('msg', at),
+      from: who,
+      target: { kind: 'agent', name: sender.name },
+      type: 'ack',
+      text: input.note ?? (input.ok ? 'ok' : 'refused'),
+      replyTo: original,
+      ackRequired: false,
+      ackTimeoutMs: null,
+      priority: found.message.priority,
+      createdAt: at,
+      expiresAt: null,
+      recipients: [sender.name],
+      ackFor: original,
+      ackOk: input.ok,
+      resendOf: null,
+    };
+    ackMessageId = (await ctx.bus.append(reply, null)).id;
+  }
+  return { id: original, ok: input.ok, ackMessageId };
+}
+
+export type AckOutcome = 'acked' | 'refused' | 'timeout';
+
+/** Blocks until every recipient acked (or one refused) or the time runs out. */
+export async function waitForAck(ctx: BusContext, caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<AckOutcome> {
+  const deadline = Date.now() + timeoutMs;
+  const from = await speaker(ctx, caller, 'waiting for an ack');
+  const streams: Target[] = [{ kind: 'agent', name: from }];
+  for (;;) {
+    const found = await ctx.bus.get(caller.project, id);
+    if (!found) throw new NotFound(`message ${id} does not exist`);
+    const replies = (await ctx.bus.history(caller.project, from, streams, 500)).filter(
+      (i) => i.message.type === 'ack' && i.message.ackFor === id,
+    );
+    if (replies.some((r) => r.message.ackOk === false)) return 'refused';
+    if (found.deliveries.length > 0 && found.deliveries.every((d) => d.state === 'acked')) return 'acked';
+    const left = deadline - Date.now();
+    if (left <= 0 || signal?.aborted) return 'timeout';
+    const started = Date.now();
+    await ctx.bus.waitForWake(caller.project, from, streams, { timeoutMs: Math.min(left, 1_000), ...(signal ? { signal } : {}) });
+    // The sender may have other unread mail, which makes the wait return at once: don't spin.
+    if (Date.now() - started < 50) await abortableSleep(50, signal);
+  }
+}
+
+export async function showMessage(
+  ctx: BusContext,
+  caller: Caller,
+  id: string,
+): Promise<{ message: Envelope; deliveries: Delivery[] }> {
+  assertMessageId(id);
+  const found = await ctx.bus.get(caller.project, id);
+  if (!found) throw new NotFound(`message ${id} does not exist in project "${caller.project}"`);
+  const involved = caller.agent !== null && (found.message.from === caller.agent || found.deliveries.some((d) => d.recipient === caller.agent));
+  if (!involved && caller.role !== 'operator' && caller.role !== 'admin') {
+    return deny(ctx.store, caller, `reading message ${id}`, 'is allowed only to its sender, its recipients and admins');
+  }
+  return found;
+}
+
+export interface PendingAck extends AckWatch {
+  deadline: number;
+  overdue: boolean;
+}
+
+export async function pendingAcks(ctx: BusContext, caller: Caller, input: { overdue?: boolean } = {}): Promise<PendingAck[]> {
+  const at = now(ctx);
+  const all = (await ctx.bus.pendingAcks(caller.project)).map((w) => {
+    const deadline = w.message.createdAt + (w.message.ackTimeoutMs ?? ACK_TIMEOUT_MS.routine);
+    return { ...w, deadline, overdue: deadline <= at };
+  });
+  const visible =
+    caller.role === 'operator' || caller.role === 'admin'
+      ? all
+      : all.filter((w) => w.message.from === caller.agent || w.unacked.includes(caller.agent ?? ''));
+  return input.overdue ? visible.filter((w) => w.overdue) : visible;
+}
+
+export interface SweepReport {
+  resent: { id: string; resendId: string; to: string[] }[];
+  escalated: { id: string; coordinators: string[]; messageIds: string[] }[];
+}
+
+/**
+ * The ack sweep, meant for a timer in the daemon: an unacked message past its timeout is
+ * re-sent once to those who have not acked; past a second timeout it is escalated to the
+ * project's coordinators. Each step happens once per message.
+ */
+export async function sweepAcks(ctx: BusContext, caller: Caller): Promise<SweepReport> {
+  await requireAdmin(ctx.store, caller, 'sweeping acks');
+  const report: SweepReport = { resent: [], escalated: [] };
+  const at = now(ctx);
+  for (const watch of await ctx.bus.pendingAcks(caller.project)) {
+    const { message } = watch;
+    const timeout = message.ackTimeoutMs ?? ACK_TIMEOUT_MS.routine;
+    if (watch.resentAt === null && at >= message.createdAt + timeout) {
+      const resend: Envelope = {
+        ...message,
+        id: newId('msg', at),
+        createdAt: at,
+        recipients: watch.unacked,
+        ackRequired: false,
+        ackTimeoutMs: null,
+        resendOf: message.id,
+        text: `(re-sent: no ack yet) ${message.text}`,
+      };
+      await ctx.bus.append(resend, null);
+      await ctx.bus.markAckEvent(caller.project, message.id, 'resent', at);
+      report.resent.push({ id: message.id, resendId: resend.id, to: watch.unacked });
+    } else if (watch.resentAt !== null && watch.escalatedAt === null && at >= watch.resentAt + timeout) {
+      const coordinators = (await ctx.store.agents.list(caller.project)).filter((a) => a.role === 'coordinator').map((a) => a.name);
+      const messageIds: string[] = [];
+      for (const coordinator of coordinators) {
+        const escalation: Envelope = {
+          ...message,
+          id: newId('msg', at),
+          target: { kind: 'agent', name: coordinator },
+          type: 'escalation',
+          text: `ack overdue: ${message.from} → ${watch.unacked.join(', ')}: ${message.id} "${message.text.slice(0, 200)}"`,
+          replyTo: message.id,
+          createdAt: at,
+          recipients: [coordinator],
+          ackRequired: false,
+          ackTimeoutMs: null,
+          priority: 'high',
+          expiresAt: null,
+          resendOf: null,
+        };
+        messageIds.push((await ctx.bus.append(escalation, null)).id);
+      }
+      await ctx.bus.markAckEvent(caller.project, message.id, 'escalated', at);
+      report.escalated.push({ id: message.id, coordinators, messageIds });
+    }
+  }
+  return report;
+}
+
+export async function heartbeat(ctx: BusContext, caller: Caller, input: { agent?: string } = {}): Promise<{ agent: string; at: number; ttlMs: number }> {
+  if (input.agent !== undefined) assertName('agent', input.agent);
+  const agent = await actingAgent(ctx.store, caller, input.agent, 'sending a heartbeat');
+  await getAgent(ctx.store, caller, agent);
+  const at = now(ctx);
+  await ctx.bus.heartbeat(caller.project, agent, at, ctx.presenceTtlMs);
+  return { agent, at, ttlMs: ctx.presenceTtlMs };
+}
+
+export interface Peer {
+  name: string;
+  kind: string;
+  role: string;
+  online: boolean;
+  lastSeen: number | null;
+  unread: number;
+}
+
+export async function listPeers(ctx: BusContext, caller: Caller): Promise<Peer[]> {
+  const agents = await listAgents(ctx.store, caller);
+  const presence = new Map((await ctx.bus.presence(caller.project)).map((p) => [p.agent, p]));
+  const at = now(ctx);
+  const peers: Peer[] = [];
+  for (const agent of agents) {
+    const seen = presence.get(agent.name);
+    const streams = await streamsOf(ctx.store, caller, agent.name);
+    peers.push({
+      name: agent.name,
+      kind: agent.kind,
+      role: agent.role,
+      online: seen !== undefined && at - seen.lastSeen < seen.ttlMs,
+      lastSeen: seen?.lastSeen ?? null,
+      unread: await ctx.bus.countUnread(caller.project, agent.name, streams, at),
+    });
+  }
+  return peers;
+}

@@ -1,0 +1,16 @@
+/**
+ * The programmatic surface of sos: the same core the CLI and MCP tools call. Benchmarks and
+ * embedding applications import this (`dist/index.js`); the CLI never does.
+ */
+export type { Caller } from './core/auth/caller.js';
+export { resolveCaller } from './core/auth/caller.js';
+export { openBusContext } from './core/bus/context.js';
+export { openBus } from './core/bus/open.js';
+export type { Bus, BusCapabilities } from './core/bus/port.js';
+export * from './core/bus/service.js';
+export type { Envelope, InboxItem, Target } from './core/bus/types.js';
+export { resolveConfig } from './core/config/resolve.js';
+export * from './core/errors.js';
+export { newId } from './core/ids.js';
+export { openStore, parseStoreTarget } from './core/store/open.js';
+export type { Store } from './core/store/port.js';

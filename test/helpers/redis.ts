@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import type { TestContext } from 'vitest';
+import { RedisBus, type RedisBusOptions } from '../../src/core/bus/redis-bus.js';
+import { redisPing } from '../../src/core/doctor/redis-ping.js';
+import { services } from './isolation.js';
+
+/**
+ * Redis isolation per test (STYLE.md §9): a project slug of its own, so its keys
+ * (`sos:*:project:<slug>:*`) and ACL user (`sos-<slug>`) never meet another test's; removed when
+ * the test passes, kept (and printed) when it fails. Every connection opened here is closed at
+ * the end of the test.
+ */
+
+function failed(ctx: TestContext): boolean {
+  return ctx.task.result?.state === 'fail' || (ctx.task.result?.errors?.length ?? 0) > 0;
+}
+
+/**
+ * A fresh project slug (`t-<random>`, or `name`) whose keys and ACL user are dropped when the test
+ * passes.
+ */
+export function redisProject(ctx: TestContext, options: { url?: string; name?: string } = {}): string {
+  const project = options.name ?? `t-${randomBytes(5).toString('hex')}`;
+  const url = options.url ?? services.redisUrl;
+  ctx.onTestFinished(async () => {
+    if (failed(ctx)) {
+      console.warn(`kept Redis keys sos:*:project:${project}:* on ${url} for the failed test "${ctx.task.name}"`);
+      return;
+    }
+    await dropRedisProject(url, project);
+  });
+  return project;
+}
+
+/** Deletes every key of the project (SCAN, never KEYS) and its ACL user. */
+export async function dropRedisProject(url: string, project: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+    await redis.call('ACL', 'DELUSER', `sos-${project}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** A raw ioredis connection (admin unless `url` says otherwise), closed when the test ends. */
+export async function rawRedis(ctx: TestContext, url = services.redisUrl): Promise<Redis> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    enableReadyCheck: false, // INFO is refused to project ACL users
+    retryStrategy: () => null,
+  });
+  redis.on('error', () => undefined);
+  ctx.onTestFinished(() => {
+    redis.disconnect();
+  });
+  await redis.connect();
+  return redis;
+}
+
+/** A connected RedisBus closed when the test ends. */
+export async function openRedisBus(ctx: TestContext, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
+  const bus = new RedisBus({ url: options.url ?? services.redisUrl, maxLen: options.maxLen ?? 10_000 });
+  ctx.onTestFinished(() => bus.close());
+  await bus.connect();
+  return bus;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RedisServer {
+  url: string;
+  pid: number;
+  /** SIGKILLs this server (only this PID) and waits until the process is gone. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts a private `redis-server` on 127.0.0.1:`port` with an fsync-always AOF in `dir`; it is
+ * killed when the test ends, pass or fail.
+ */
+export async function startRedisServer(ctx: TestContext, dir: string, port: number): Promise<RedisServer> {
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((resolve) => {
+    child.once('close', () => resolve());
+    child.once('error', () => resolve());
+  });
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  ctx.onTestFinished(kill);
+  const url = `redis://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
+    try {
+      await redisPing(url, 500);
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        await kill();
+        throw new Error(`redis-server on port ${port} did not answer: ${(err as Error).message}`, { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { url, pid: child.pid!, kill };
+}

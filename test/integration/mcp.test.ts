@@ -1,0 +1,195 @@
+import { once } from 'node:events';
+import { Client, type ClientOptions } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { describe, expect, it, type TestContext } from 'vitest';
+import pkg from '../../package.json' with { type: 'json' };
+import { BIN, isolatedEnv, ROOT, sos, spawnSos } from '../helpers/cli.js';
+import { tempDir } from '../helpers/isolation.js';
+
+/**
+ * `sos mcp` as an MCP client sees it: the built binary spawned over stdio by the official SDK
+ * client, against a private SQLite install made with the CLI.
+ */
+
+const TOOL_NAMES = ['ack', 'broadcast', 'inbox', 'peers', 'send', 'whoami'];
+/** Every agent reads the whole tool list into its context on every turn. */
+const TOOL_LIST_BUDGET_BYTES = 4096;
+
+async function install(ctx: TestContext) {
+  const env = isolatedEnv(tempDir(ctx));
+  for (const args of [['init'], ['agents', 'add', 'kasra'], ['agents', 'add', 'codex']]) {
+    const r = await sos(args, env);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  const token = await sos(['tokens', 'create', '--agent', 'codex', '--quiet'], env);
+  expect(token.code, token.stderr).toBe(0);
+  return { env, codexToken: token.stdout.trim() };
+}
+
+function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** Spawns `sos mcp <args>` and connects an SDK client to it; closed when the test ends. */
+async function connect(ctx: TestContext, env: NodeJS.ProcessEnv, args: string[], options: ClientOptions = {}) {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, 'mcp', ...args],
+    env: definedEnv(env),
+    cwd: ROOT,
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  transport.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const client = new Client({ name: 'sos-test', version: '0.0.0' }, options);
+  ctx.onTestFinished(() => client.close());
+  await client.connect(transport);
+  return {
+    client,
+    stderr: () => stderr,
+    async call(name: string, args: Record<string, unknown> = {}) {
+      const result = await client.callTool({ name, arguments: args });
+      const content = result.content as { type: string; text: string }[];
+      expect(content).toHaveLength(1);
+      expect(content[0]!.type).toBe('text');
+      return { isError: result.isError === true, body: JSON.parse(content[0]!.text) as Record<string, unknown> };
+    },
+  };
+}
+
+interface InboxBody {
+  agent: string;
+  unread: { id: string; from: string; to: string; type: string; text: string; created: string; state: string }[];
+}
+
+describe('sos mcp', () => {
+  it('lists six short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
+    const { env, codexToken } = await install(ctx);
+    const kasra = await connect(ctx, env, ['--agent', 'kasra']);
+
+    expect(kasra.client.getServerVersion()).toMatchObject({ name: 'sos', version: pkg.version });
+    const { tools } = await kasra.client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(TOOL_NAMES);
+    for (const tool of tools) expect(tool.description?.length ?? 0, tool.name).toBeLessThanOrEqual(200);
+    const size = Buffer.byteLength(JSON.stringify(tools));
+    console.info(`sos mcp tool list: ${size} bytes of JSON`);
+    expect(size).toBeLessThan(TOOL_LIST_BUDGET_BYTES);
+
+    expect((await kasra.call('whoami')).body).toEqual({ project: 'default', agent: 'kasra', role: 'operator', via: 'local' });
+
+    const sent = await kasra.call('send', { to: 'codex', text: 'deploy is fixed', ack: true });
+    expect(sent.isError).toBe(false);
+    expect(sent.body).toMatchObject({ to: 'codex', recipients: ['codex'], ack_required: true });
+    const id = sent.body.id as string;
+    expect(id).toMatch(/^msg_/);
+
+    // The second agent comes in with its token only: identity from SOS_TOKEN.
+    const codex = await connect(ctx, { ...env, SOS_TOKEN: codexToken }, []);
+    expect((await codex.call('whoami')).body).toMatchObject({ agent: 'codex', role: 'agent', via: 'token' });
+    const inbox = (await codex.call('inbox')).body as unknown as InboxBody;
+    expect(inbox.agent).toBe('codex');
+    expect(inbox.unread).toEqual([
+      expect.objectContaining({ id, from: 'kasra', to: 'codex', type: 'message', text: 'deploy is fixed', priority: 'normal', ack_required: true }),
+    ]);
+    expect(inbox.unread[0]!.created).toMatch(/^\d{4}-\d\d-\d\dT/);
+
+    const acked = await codex.call('ack', { id, note: 'on it' });
+    expect(acked.isError).toBe(false);
+    expect(acked.body).toMatchObject({ id, ok: true, ack_message_id: expect.stringMatching(/^msg_/) });
+
+    const reply = (await kasra.call('inbox')).body as unknown as InboxBody;
+    expect(reply.unread).toEqual([
+      expect.objectContaining({ from: 'codex', to: 'kasra', type: 'ack', text: 'on it', ack_for: id, ok: true }),
+    ]);
+    expect(((await kasra.call('inbox')).body as unknown as InboxBody).unread).toEqual([]);
+    const history = (await kasra.call('inbox', { all: true })).body as { history: unknown[] };
+    expect(history.history).toHaveLength(1);
+
+    const everyone = await kasra.call('broadcast', { text: 'standup in 5' });
+    expect(everyone.body).toMatchObject({ to: 'all', recipients: ['codex'] });
+    const peers = (await codex.call('peers')).body as unknown as { name: string; unread: number }[];
+    expect(peers.map((p) => p.name).sort()).toEqual(['codex', 'kasra']);
+
+    // Errors: the same JSON as `sos --json`, with the CLI's codes.
+    const nobody = await kasra.call('send', { to: 'nobody', text: 'hello?' });
+    expect(nobody.isError).toBe(true);
+    expect(nobody.body).toEqual({
+      error: { code: 'not_found', message: 'agent "nobody" does not exist in project "default"', hint: 'list agents with `sos agents list`' },
+    });
+    const cli = await sos(['--as', 'kasra', '--json', 'send', 'nobody', 'hello?'], env);
+    expect(cli.code).toBe(3);
+    expect(JSON.parse(cli.stdout)).toEqual(nobody.body);
+
+    const empty = await kasra.call('send', { to: 'codex', text: '  ' });
+    expect(empty.isError).toBe(true);
+    expect(empty.body).toEqual({ error: { code: 'usage', message: 'the message is empty' } });
+    const badId = await codex.call('ack', { id: 'nope' });
+    expect(badId.body).toMatchObject({ error: { code: 'usage' } });
+    const squad = await kasra.call('broadcast', { text: 'hi', squad: 'ghosts' });
+    expect(squad.body).toMatchObject({ error: { code: 'not_found' } });
+
+    for (const side of [kasra, codex]) {
+      expect(side.stderr()).not.toMatch(/\n\s+at |Error:/);
+    }
+  });
+
+  it('serves a client of the 2026-07-28 protocol revision too', async (ctx) => {
+    const { env } = await install(ctx);
+    const modern = await connect(ctx, env, ['--agent', 'kasra'], { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    expect((await modern.client.listTools()).tools).toHaveLength(TOOL_NAMES.length);
+    expect((await modern.call('whoami')).body).toMatchObject({ agent: 'kasra' });
+  });
+
+  it('refuses --agent that is not the token\'s agent, before serving: exit 6, nothing on stdout', async (ctx) => {
+    const { env, codexToken } = await install(ctx);
+    const result = await sos(['mcp', '--agent', 'kasra'], { ...env, SOS_TOKEN: codexToken });
+    expect(result.code).toBe(6);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^sos: serving MCP as "kasra" is not allowed with a token of "codex"/);
+
+    const unknown = await sos(['mcp', '--agent', 'ghost'], env);
+    expect(unknown.code).toBe(3);
+    const nobody = await sos(['mcp'], env);
+    expect(nobody.code).toBe(2);
+    expect(nobody.stderr).toMatch(/needs an agent/);
+  });
+
+  it('exits 0 when the client closes stdin, and on SIGTERM', async (ctx) => {
+    const { env } = await install(ctx);
+    const initialize = `${JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } },
+    })}\n`;
+
+    for (const ending of ['stdin', 'SIGTERM'] as const) {
+      // --json must not add anything to stdout either.
+      const child = spawnSos([...(ending === 'stdin' ? ['--json'] : []), 'mcp', '--agent', 'kasra'], env);
+      let stdout = '';
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const answered = new Promise<void>((resolve) =>
+        child.stdout!.on('data', (d: Buffer) => {
+          stdout += d.toString();
+          if (stdout.includes('\n')) resolve();
+        }),
+      );
+      const exited = once(child, 'exit');
+      const closed = once(child, 'close');
+      child.stdin!.write(initialize);
+      await answered;
+      if (ending === 'SIGTERM') {
+        child.kill('SIGTERM');
+        await exited; // before stdin ends, so it is the signal that stops the server
+      }
+      child.stdin!.end();
+      const [code, signal] = (await closed) as [number | null, NodeJS.Signals | null];
+      expect({ ending, code, signal, stderr }).toEqual({ ending, code: 0, signal: null, stderr: '' });
+      // Only protocol on stdout: one JSON-RPC response per line.
+      for (const line of stdout.trim().split('\n')) expect(JSON.parse(line)).toMatchObject({ jsonrpc: '2.0', id: 1 });
+    }
+  });
+});
