@@ -28,13 +28,26 @@ export interface BusWorld {
   as(agent: string | null): Caller;
   /** An agent token's caller for `agent`. */
   token(agent: string, role?: 'agent' | 'admin' | 'observer'): Caller;
+  /** Creates a second project in the same Store (its Redis keys are dropped on success too). */
+  otherProject(): Promise<string>;
 }
 
 const sqlite = ADAPTERS.find((a) => a.name === 'sqlite')!;
 const postgres = ADAPTERS.find((a) => a.name === 'postgres')!;
 
-function makeWorld(project: string, store: Store, open: () => Promise<BusContext>, first: BusContext): BusWorld {
+function makeWorld(
+  project: string,
+  store: Store,
+  open: () => Promise<BusContext>,
+  first: BusContext,
+  newProject: () => string,
+): BusWorld {
   return {
+    async otherProject() {
+      const other = newProject();
+      await store.projects.create(other);
+      return other;
+    },
     project,
     store,
     ctx: first,
@@ -50,7 +63,8 @@ function fixture(name: string, available: boolean, store: typeof sqlite, redisUr
     available,
     async open(ctx, options = {}) {
       // On Redis the slug keeps keys apart, and its keys are dropped when the test passes.
-      const project = redisUrl ? redisProject(ctx, { url: redisUrl }) : `p${Math.random().toString(36).slice(2, 10)}`;
+      const newProject = () => (redisUrl ? redisProject(ctx, { url: redisUrl }) : `p${Math.random().toString(36).slice(2, 10)}`);
+      const project = newProject();
       const s = await store.open(ctx);
       await s.projects.create(project);
       const openCtx = async (): Promise<BusContext> => {
@@ -58,7 +72,7 @@ function fixture(name: string, available: boolean, store: typeof sqlite, redisUr
         ctx.onTestFinished(() => bus.close());
         return { store: s, bus, maxMessageBytes: 65_536, presenceTtlMs: 90_000, ...(options.now ? { now: options.now } : {}) };
       };
-      return makeWorld(project, s, openCtx, await openCtx());
+      return makeWorld(project, s, openCtx, await openCtx(), newProject);
     },
   };
 }

@@ -211,9 +211,9 @@ describe.each(BUS_ADAPTERS)('Bus conformance: $name', (adapter) => {
       // An admin may read another agent's inbox.
       await readInbox(w.ctx, w.token('kasra', 'admin'), { agent: 'codex' });
       // Another project cannot see the message, by id or by inbox.
-      await w.store.projects.create(`${w.project}x`);
-      await w.store.agents.add({ project: `${w.project}x`, name: 'codex', kind: 'custom', role: 'worker', capabilities: [], session: null });
-      const elsewhere = { project: `${w.project}x`, agent: 'codex', role: 'operator' as const, via: 'local' as const };
+      const other = await w.otherProject();
+      await w.store.agents.add({ project: other, name: 'codex', kind: 'custom', role: 'worker', capabilities: [], session: null });
+      const elsewhere = { project: other, agent: 'codex', role: 'operator' as const, via: 'local' as const };
       await fails(showMessage(w.ctx, elsewhere, sent.id), NotFound);
       expect((await readInbox(w.ctx, elsewhere, { all: true })).history).toEqual([]);
       const counts = await w.store.security.count(w.project);
