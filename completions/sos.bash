@@ -8,7 +8,9 @@ _sos_node() {
   case $1 in
     '') _sos_subs='init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat mcp completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
-    projects) _sos_subs='create list' _sos_opts='' ;;
+    projects) _sos_subs='create acl list' _sos_opts='' ;;
+    'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
+    'projects acl') _sos_subs='' _sos_opts=--revoke ;;
     agents) _sos_subs='add list show remove' _sos_opts='' ;;
     'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session' ;;
     squads) _sos_subs='create list show join leave' _sos_opts='' ;;
@@ -82,6 +84,7 @@ _sos_value() {
 # _sos_arg PATH INDEX: completes the positional argument at INDEX, if the command takes one.
 _sos_arg() {
   case $1'|'$2 in
+    'projects acl|'0) _sos_list projects ;;
     'agents show|'0) _sos_list agents ;;
     'agents remove|'0) _sos_list agents ;;
     'squads show|'0) _sos_list squads ;;

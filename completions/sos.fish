@@ -9,7 +9,7 @@ function __sos_subcommands --argument-names cmd
         case ''
             printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat mcp completion
         case projects
-            printf '%s\n' create list
+            printf '%s\n' create acl list
         case agents
             printf '%s\n' add list show remove
         case squads
@@ -129,7 +129,15 @@ complete -c sos -n '__sos_at migrate' -l status -d 'show applied and pending mig
 
 # sos projects
 complete -c sos -n '__sos_arg 0 projects' -a create -d 'create a project (local operator only)'
+complete -c sos -n '__sos_arg 0 projects' -a acl -d 'create or reset the project\'s Redis ACL user (prints its password once)'
 complete -c sos -n '__sos_arg 0 projects' -a list -d 'list projects'
+
+# sos projects create
+complete -c sos -n '__sos_at projects create' -l redis-acl -d 'also create a Redis user confined to this project (prints its password once)'
+
+# sos projects acl
+complete -c sos -n '__sos_at projects acl' -l revoke -d 'delete the Redis user instead'
+complete -c sos -n '__sos_arg 0 projects acl' -a '(__sos_list projects)' -d project
 
 # sos agents
 complete -c sos -n '__sos_arg 0 agents' -a add -d 'register an agent in the project'

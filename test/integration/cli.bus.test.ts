@@ -176,3 +176,41 @@ describe.each(BACKENDS)('messaging commands on the $name', (backend) => {
     });
   });
 });
+
+describe.skipIf(services.redis === null)('per-project Redis credentials', () => {
+  it('projects create --redis-acl prints a URL that runs the bus for that project and nothing else', async (ctx) => {
+    const { Redis } = await import('ioredis');
+    const home = tempDir(ctx);
+    const mine = redisProject(ctx);
+    const theirs = redisProject(ctx);
+    const env = isolatedEnv(home, { SOS_REDIS_URL: services.redisUrl });
+    expect((await sos(['init'], env)).code).toBe(0);
+    const created = await sos(['projects', 'create', mine, '--redis-acl', '--json'], env);
+    expect(created.code, created.stderr).toBe(0);
+    const { redis } = created.json<{ redis: { url: string; user: string } }>();
+    expect(redis.user).toBe(`sos-${mine}`);
+    expect((await sos(['projects', 'create', theirs], env)).code).toBe(0);
+    for (const p of [mine, theirs]) for (const a of ['kasra', 'codex']) await sos(['agents', 'add', a, '--project', p], env);
+    expect((await sos(['send', 'codex', 'theirs', '--as', 'kasra', '--project', theirs], env)).code).toBe(0);
+
+    // The project's own bus works through the confined user.
+    const confined = { ...env, SOS_REDIS_URL: redis.url, SOS_PROJECT: mine };
+    expect((await sos(['send', 'codex', 'mine', '--as', 'kasra'], confined)).code).toBe(0);
+    expect((await sos(['inbox', '--as', 'codex', '--json'], confined)).json<{ unread: { text: string }[] }>().unread.map((m) => m.text)).toEqual(['mine']);
+    // Pointed at the other project, the same credentials are refused by Redis itself.
+    const across = await sos(['inbox', '--as', 'codex', '--project', theirs], { ...confined });
+    expect(across.code).toBe(6);
+    // And raw commands with those credentials cannot touch the other project's keys.
+    const raw = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await raw.connect();
+    try {
+      await expect(raw.xrange(`sos:stream:project:${theirs}:agent:codex`, '-', '+')).rejects.toThrow(/NOPERM/);
+      await expect(raw.xadd(`sos:stream:project:${theirs}:agent:codex`, '*', 'type', 'message')).rejects.toThrow(/NOPERM/);
+      await expect(raw.keys('*')).rejects.toThrow(/NOPERM/);
+      expect(await raw.xlen(`sos:stream:project:${mine}:agent:codex`)).toBe(1);
+    } finally {
+      raw.disconnect();
+    }
+    expect((await sos(['projects', 'acl', mine, '--revoke'], env)).stdout).toContain('deleted');
+  });
+});
