@@ -44,3 +44,11 @@ describe('names, ids, secrets, exit codes', () => {
     });
   });
 });
+
+describe('monotonic ids', () => {
+  it('orders ids made in the same millisecond by creation', () => {
+    const ids = Array.from({ length: 500 }, () => newId('msg', 42_000));
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(500);
+  });
+});

@@ -10,7 +10,6 @@ import {
   idempotencyKey,
   presenceKey,
   readerGroup,
-  sequenceKey,
   streamKey,
   targetField,
   targetOfStream,
@@ -45,6 +44,8 @@ const CLAIM_IDLE_MS = 30_000;
 const IDEMPOTENCY_TTL_S = 7 * 24 * 3600;
 /** How long a repeat waits for the first sender's message to appear before writing it itself. */
 const IDEMPOTENCY_WAIT_MS = 1_000;
+/** How far from its send time `get` looks for an entry whose id is not recorded yet. */
+const LOCATE_WINDOW_MS = 10_000;
 /** One consumer name for every reader of a group: the group, not the name, splits the entries. */
 const CONSUMER = 'reader';
 /** Owner of entries a take read beyond its limit: pending, unread, taken first next time. */
@@ -100,6 +101,8 @@ export async function openRedis(url: string, name: string): Promise<Redis> {
     // The ready check runs INFO, which a project ACL user may not run; LOADING is awaited below.
     enableReadyCheck: false,
     protocol: 2,
+    // Commands issued in the same tick (many sends in flight) share one write to the socket.
+    enableAutoPipelining: true,
     retryStrategy: (times) => (connected ? Math.min(times * 100, 2_000) : null),
   });
   // Failures surface through the command that failed; without a listener ioredis logs them. A
@@ -216,10 +219,9 @@ const Payload = z.object({
   ack_for: z.string().nullable().catch(null),
   ack_ok: z.boolean().nullable().catch(null),
   resend_of: z.string().nullable().catch(null),
-  seq: z.number().optional().catch(undefined),
 });
 
-function entryFields(m: Envelope, seq: number): string[] {
+function entryFields(m: Envelope): string[] {
   const payload = {
     text: m.text,
     content_type: m.contentType,
@@ -235,7 +237,6 @@ function entryFields(m: Envelope, seq: number): string[] {
     ack_ok: m.ackOk,
     resend_of: m.resendOf,
     project: m.project,
-    seq,
   };
   return [
     'type', m.type,
@@ -250,8 +251,8 @@ function entryFields(m: Envelope, seq: number): string[] {
 
 interface Stored {
   entry: string;
-  /** The project-wide sequence number (absent on other clients' entries). */
-  seq: number | undefined;
+  /** Our message id (a monotonic ULID), or undefined for another client's entry. */
+  seq: string | undefined;
   message: Envelope;
   /** Written without a recipient list (another SOS client, squad or broadcast): every reader but the sender. */
   open: boolean;
@@ -271,15 +272,22 @@ function compareEntries(a: string, b: string): number {
 
 /**
  * Oldest first across streams. Entry ids order one stream, but across streams only to the
- * millisecond (their sequence part is per stream): the project sequence breaks those ties.
+ * millisecond (their sequence part is per stream): message ids, which are monotonic within a
+ * sending process, break those ties without a shared counter (one round trip less per send).
  */
 function compareStored(a: Pick<Stored, 'entry' | 'seq'>, b: Pick<Stored, 'entry' | 'seq'>): number {
   const byTime = entryMs(a.entry) - entryMs(b.entry);
   if (byTime !== 0) return byTime;
-  return a.seq !== undefined && b.seq !== undefined ? a.seq - b.seq : compareEntries(a.entry, b.entry);
+  if (a.seq !== undefined && b.seq !== undefined && a.seq !== b.seq) return a.seq < b.seq ? -1 : 1;
+  return compareEntries(a.entry, b.entry);
 }
 
 /** Parses an entry tolerantly: whatever another SOS client wrote becomes a valid Envelope. */
+function fieldValue(list: string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < list.length; i += 2) if (list[i] === name) return list[i + 1];
+  return undefined;
+}
+
 function decode(project: string, target: Target, [entry, list]: RawEntry): Stored | undefined {
   if (!Array.isArray(list)) return undefined;
   const f: Record<string, string> = {};
@@ -315,7 +323,7 @@ function decode(project: string, target: Target, [entry, list]: RawEntry): Store
     ackOk: p.ack_ok,
     resendOf: p.resend_of,
   };
-  return { entry, seq: p.seq, message, open };
+  return { entry, seq: /^msg_[0-9a-z]{26}$/.test(message.id) ? message.id : undefined, message, open };
 }
 
 function isFor(stored: Stored, agent: string): boolean {
@@ -447,7 +455,7 @@ export class RedisBus implements Bus {
           const first = await redis.get(guard);
           if (first === null) continue; // expired between SET and GET: try again
           // The first sender may still be writing, or may have died between SET and XADD.
-          if (!(await this.appeared(redis, message.project, first))) await this.write(redis, { ...message, id: first });
+          if (!(await this.appeared(redis, message.project, first))) await this.write(redis, { ...message, id: first }, true);
           return { id: first, duplicate: true };
         }
       }
@@ -466,22 +474,56 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * A sequence number, XADD (durable), then the delivery hash (HSETNX: a re-send never resets a state), the ack
-   * watch and the wakes. A crash after XADD leaves no hash: readers treat it as queued.
+   * One round trip: XADD (durable), the delivery hash (HSETNX: a re-send never resets a state),
+   * the ack watch and the wakes, pipelined. Every command touches one key, and Redis runs them in
+   * order, so a wake is never published before its message exists. The hash records the stream
+   * and send time; the entry id is filled in by the first reader or by `get`. A crash after XADD
+   * leaves no hash: readers treat it as queued.
    */
-  private async write(redis: Redis, m: Envelope): Promise<void> {
+  private async write(redis: Redis, m: Envelope, takeover = false): Promise<void> {
     const stream = streamKey(m.project, m.target);
-    const seq = await redis.incr(sequenceKey(m.project));
-    const entry = await redis.xadd(stream, 'MAXLEN', '~', String(this.options.maxLen), '*', ...entryFields(m, seq));
-    if (entry === null) throw new Error(`XADD to ${stream} returned no id`);
     const delivery = deliveryKey(m.project, m.id);
-    const pipe = redis.pipeline();
-    pipe.hsetnx(delivery, 'stream', stream);
-    pipe.hsetnx(delivery, 'entry', entry);
-    for (const r of m.recipients) pipe.hsetnx(delivery, `r:${r}`, `queued:${m.createdAt}`);
-    if (m.ackRequired) pipe.zadd(acksKey(m.project), m.createdAt, m.id);
-    for (const r of m.recipients) pipe.publish(wakeChannel(m.project, r), m.id);
-    await run(pipe);
+    // Plain commands, not a pipeline object: with auto-pipelining, the commands of every send
+    // issued in the same tick go out in one write, and Redis still runs each send's in order.
+    const maxLen = String(this.options.maxLen);
+    const added = redis.xadd(stream, 'MAXLEN', '~', maxLen, '*', ...entryFields(m));
+    // Wall time of the write (not the envelope's, which a caller may set): where `locate` looks.
+    const fields: string[] = ['stream', stream, 'created', String(Date.now())];
+    for (const r of m.recipients) fields.push(`r:${r}`, `queued:${m.createdAt}`);
+    const rest: Promise<unknown>[] = [];
+    if (takeover) {
+      // Re-sending for a sender that died mid-send: never reset a state a reader already moved.
+      for (let i = 0; i < fields.length; i += 2) rest.push(redis.hsetnx(delivery, fields[i]!, fields[i + 1]!));
+    } else {
+      rest.push(redis.hset(delivery, ...fields));
+    }
+    if (m.ackRequired) rest.push(redis.zadd(acksKey(m.project), m.createdAt, m.id));
+    for (const r of m.recipients) rest.push(redis.publish(wakeChannel(m.project, r), m.id));
+    const [entry] = await Promise.all([added, ...rest]);
+    if (entry === null || entry === undefined) throw new Error(`XADD to ${stream} returned no id`);
+  }
+
+  /**
+   * Finds a message's entry when its hash has no entry id yet: entries carry the send time, so
+   * the search scans a window around it (clocks of one deployment agree to well within it),
+   * then remembers the id.
+   */
+  private async locate(redis: Redis, project: string, id: string, hash: Record<string, string>): Promise<string | undefined> {
+    const created = Number(hash.created);
+    if (!hash.stream || !Number.isFinite(created)) return undefined;
+    let start = String(Math.max(0, created - LOCATE_WINDOW_MS));
+    const end = String(created + LOCATE_WINDOW_MS);
+    for (;;) {
+      const page = asEntries(await redis.xrange(hash.stream, start, end, 'COUNT', 500));
+      for (const [entry, fields] of page) {
+        if (fields && fieldValue(fields, 'message_id') === id) {
+          await scripted(redis).sosSetIfExists(deliveryKey(project, id), 'entry', entry);
+          return entry;
+        }
+      }
+      if (page.length < 500) return undefined;
+      start = `(${page[page.length - 1]![0]}`;
+    }
   }
 
   // ------------------------------------------------------------ reading
@@ -836,8 +878,16 @@ export class RedisBus implements Bus {
     const found = (await run(hashes)).map((value) => {
       const hash = value as Record<string, string>;
       const target = hash.stream === undefined ? undefined : targetOfStream(project, hash.stream);
-      return hash.stream === undefined || hash.entry === undefined || target === undefined ? undefined : { hash, target };
+      return hash.stream === undefined || target === undefined ? undefined : { hash, target };
     });
+    // Sends record the stream and time, not the entry id (one round trip per send): find those.
+    for (const [i, f] of found.entries()) {
+      if (f && f.hash.entry === undefined) {
+        const entry = await this.locate(redis, project, ids[i]!, f.hash);
+        if (entry === undefined) found[i] = undefined;
+        else f.hash.entry = entry;
+      }
+    }
     const entries = redis.pipeline();
     for (const f of found) if (f) entries.call('XRANGE', f.hash.stream!, f.hash.entry!, f.hash.entry!);
     const replies = await run(entries);

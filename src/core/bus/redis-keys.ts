@@ -56,10 +56,6 @@ export function acksKey(project: string): string {
   return `${projectPrefix('acks', project)}:pending`;
 }
 
-/** Counter giving every message of the project a sequence number: the order across streams. */
-export function sequenceKey(project: string): string {
-  return `${projectPrefix('seq', project)}:messages`;
-}
 
 /** Hash of heartbeats: agent → `<lastSeen>:<ttlMs>`. */
 export function presenceKey(project: string): string {

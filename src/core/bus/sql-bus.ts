@@ -30,7 +30,8 @@ interface DeliveryRow {
 const UNREAD = "('queued', 'delivered')";
 /** Forward-only: a delivery never moves back (read → delivered) or out of a final state. */
 const RANK: Record<DeliveryState, number> = { queued: 0, delivered: 1, read: 2, acked: 3, expired: 4 };
-const POLL_MS = 20;
+/** SQLite wake poll: one `PRAGMA data_version` (microseconds) per tick per waiting reader. */
+const POLL_MS = 5;
 
 // SQLite has one writer at a time, so a plain IN (… LIMIT) is atomic.
 const TAKE_SQLITE = `UPDATE bus_deliveries SET state = 'read', at = $3
