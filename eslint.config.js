@@ -15,6 +15,7 @@ export default tseslint.config(
         AbortController: 'readonly',
         AbortSignal: 'readonly',
         setTimeout: 'readonly',
+        setInterval: 'readonly',
         clearTimeout: 'readonly',
       },
     },

@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat mcp completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks mcp completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -18,13 +18,15 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' create list revoke
         case messages
             printf '%s\n' show pending sweep
+        case tasks
+            printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats
     end
 end
 
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -120,6 +122,7 @@ complete -c sos -n '__sos_arg 0' -a ack -d 'acknowledge a message: replies {ack_
 complete -c sos -n '__sos_arg 0' -a messages -d 'inspect messages: one envelope, acks pending, the ack sweep'
 complete -c sos -n '__sos_arg 0' -a peers -d 'agents of the project: online or not, last seen, unread messages'
 complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online until its presence TTL runs out)'
+complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with a lease, complete, retry, hand off'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve the bus as MCP tools over stdio, for Claude Code, Codex, Gemini CLI'
 complete -c sos -n '__sos_arg 0' -a completion -d 'print a shell completion script (bash, zsh or fish)'
 complete -c sos -n __sos_at -s V -l version -d 'output the version number'
@@ -220,6 +223,123 @@ complete -c sos -n '__sos_at messages pending' -l overdue -d 'only those past th
 
 # sos heartbeat
 complete -c sos -n '__sos_at heartbeat' -l agent -x -a '(__sos_list agents)' -d 'the agent (default: the caller)'
+
+# sos tasks
+complete -c sos -n '__sos_arg 0 tasks' -a create -d 'create a task; prints its id'
+complete -c sos -n '__sos_arg 0 tasks' -a list -d 'list tasks'
+complete -c sos -n '__sos_arg 0 tasks' -a show -d 'one task, with --events its history'
+complete -c sos -n '__sos_arg 0 tasks' -a board -d 'ready work ranked by priority, what it unblocks, age'
+complete -c sos -n '__sos_arg 0 tasks' -a claim -d 'claim the best ready task you may take (exit 4 when there is none)'
+complete -c sos -n '__sos_arg 0 tasks' -a start -d 'mark a claimed task in progress (renews the lease)'
+complete -c sos -n '__sos_arg 0 tasks' -a heartbeat -d 'renew the lease of a task you hold'
+complete -c sos -n '__sos_arg 0 tasks' -a complete -d 'finish a task you hold'
+complete -c sos -n '__sos_arg 0 tasks' -a fail -d 'fail a task you hold (--retryable: back to the queue while attempts remain)'
+complete -c sos -n '__sos_arg 0 tasks' -a release -d 'give a task you hold back to the queue'
+complete -c sos -n '__sos_arg 0 tasks' -a cancel -d 'cancel a task (its dependents are blocked, or canceled with --cascade)'
+complete -c sos -n '__sos_arg 0 tasks' -a block -d 'hold a queued task back'
+complete -c sos -n '__sos_arg 0 tasks' -a unblock -d 'return a blocked task to the queue'
+complete -c sos -n '__sos_arg 0 tasks' -a redrive -d 'send a dead or failed task back to the queue'
+complete -c sos -n '__sos_arg 0 tasks' -a comment -d 'add a comment to the task history'
+complete -c sos -n '__sos_arg 0 tasks' -a handoff -d 'hand a task you hold to another agent with a context package'
+complete -c sos -n '__sos_arg 0 tasks' -a accept -d 'accept a handoff addressed to you: you become the claimant'
+complete -c sos -n '__sos_arg 0 tasks' -a reject -d 'reject a handoff addressed to you: it returns to the sender'
+complete -c sos -n '__sos_arg 0 tasks' -a sweep -d 'requeue tasks whose lease ran out, or make them dead'
+complete -c sos -n '__sos_arg 0 tasks' -a stats -d 'task counters: duplicate claims and stale fences refused, leases expired'
+
+# sos tasks create
+complete -c sos -n '__sos_at tasks create' -l description -x -d 'details (or --stdin)'
+complete -c sos -n '__sos_at tasks create' -l stdin -d 'read the description from standard input'
+complete -c sos -n '__sos_at tasks create' -l priority -x -d 'critical, high, normal (default), low, or 0-100'
+complete -c sos -n '__sos_at tasks create' -l squad -x -a '(__sos_list squads)' -d squad
+complete -c sos -n '__sos_at tasks create' -l label -x -d 'free tag, repeatable'
+complete -c sos -n '__sos_at tasks create' -l requires -x -d 'capability the claimant must hold, repeatable'
+complete -c sos -n '__sos_at tasks create' -l depends-on -x -d 'task that must be done first, repeatable'
+complete -c sos -n '__sos_at tasks create' -l assignee -x -a '(__sos_list agents)' -d 'only this agent may claim it'
+complete -c sos -n '__sos_at tasks create' -l max-attempts -x -d 'claims before it goes dead (default 3)'
+complete -c sos -n '__sos_at tasks create' -l lease -x -d 'lease per claim (default 10m)'
+complete -c sos -n '__sos_at tasks create' -l budget -x -d 'token (50000) or dollar ($2.50) budget'
+complete -c sos -n '__sos_at tasks create' -l status -x -a 'queued backlog' -d 'queued (default) or backlog'
+complete -c sos -n '__sos_at tasks create' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks list
+complete -c sos -n '__sos_at tasks list' -l status -x -d 'only this status, repeatable'
+complete -c sos -n '__sos_at tasks list' -l squad -x -a '(__sos_list squads)' -d squad
+complete -c sos -n '__sos_at tasks list' -l assignee -x -a '(__sos_list agents)' -d 'assigned to or claimed by'
+complete -c sos -n '__sos_at tasks list' -l ready -d 'only claimable work'
+complete -c sos -n '__sos_at tasks list' -l limit -x -d 'at most n (default 1000)'
+
+# sos tasks show
+complete -c sos -n '__sos_at tasks show' -l events -d 'the event log'
+
+# sos tasks board
+complete -c sos -n '__sos_at tasks board' -l squad -x -a '(__sos_list squads)' -d squad
+complete -c sos -n '__sos_at tasks board' -l limit -x -d 'at most n (default 50)'
+
+# sos tasks claim
+complete -c sos -n '__sos_at tasks claim' -l id -x -d 'claim this task only'
+complete -c sos -n '__sos_at tasks claim' -l squad -x -a '(__sos_list squads)' -d squad
+complete -c sos -n '__sos_at tasks claim' -l wait -x -d 'block until something is claimable'
+complete -c sos -n '__sos_at tasks claim' -l lease -x -d 'lease for this claim'
+complete -c sos -n '__sos_at tasks claim' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks start
+complete -c sos -n '__sos_at tasks start' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks start' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks heartbeat
+complete -c sos -n '__sos_at tasks heartbeat' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks heartbeat' -l lease -x -d 'new lease length'
+
+# sos tasks complete
+complete -c sos -n '__sos_at tasks complete' -l result -x -d 'what came of it (or --stdin)'
+complete -c sos -n '__sos_at tasks complete' -l stdin -d 'read the result from standard input'
+complete -c sos -n '__sos_at tasks complete' -l artifact -x -d 'produced artifact, repeatable'
+complete -c sos -n '__sos_at tasks complete' -l usage -x -d 'tokens spent'
+complete -c sos -n '__sos_at tasks complete' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks complete' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks fail
+complete -c sos -n '__sos_at tasks fail' -l error -x -d 'what went wrong (required)'
+complete -c sos -n '__sos_at tasks fail' -l retryable -d 'retry after a backoff'
+complete -c sos -n '__sos_at tasks fail' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks fail' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks release
+complete -c sos -n '__sos_at tasks release' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks release' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks cancel
+complete -c sos -n '__sos_at tasks cancel' -l cascade -d 'also cancel everything that depends on it'
+complete -c sos -n '__sos_at tasks cancel' -l reason -x -d why
+complete -c sos -n '__sos_at tasks cancel' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks block
+complete -c sos -n '__sos_at tasks block' -l reason -x -d why
+complete -c sos -n '__sos_at tasks block' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks unblock
+complete -c sos -n '__sos_at tasks unblock' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks redrive
+complete -c sos -n '__sos_at tasks redrive' -l attempts -x -d 'tries it gets (default 3)'
+complete -c sos -n '__sos_at tasks redrive' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks comment
+complete -c sos -n '__sos_at tasks comment' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks handoff
+complete -c sos -n '__sos_at tasks handoff' -l to -x -a '(__sos_list agents)' -d 'the receiver (required)'
+complete -c sos -n '__sos_at tasks handoff' -l summary -x -d 'where it stands (required)'
+complete -c sos -n '__sos_at tasks handoff' -l memory -x -d 'relevant memory, repeatable'
+complete -c sos -n '__sos_at tasks handoff' -l fence -x -d 'the fencing token from your claim (refused if stale)'
+complete -c sos -n '__sos_at tasks handoff' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks accept
+complete -c sos -n '__sos_at tasks accept' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks reject
+complete -c sos -n '__sos_at tasks reject' -l reason -x -d 'why (required)'
+complete -c sos -n '__sos_at tasks reject' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'

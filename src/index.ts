@@ -14,3 +14,5 @@ export * from './core/errors.js';
 export { newId } from './core/ids.js';
 export { openStore, parseStoreTarget } from './core/store/open.js';
 export type { Store } from './core/store/port.js';
+export * from './core/tasks/service.js';
+export type { Task, TaskStatus } from './core/tasks/types.js';

@@ -8,6 +8,7 @@ import { mcpCommand } from './mcp.js';
 import { ackCommand, heartbeatCommand, inboxCommand, messagesCommand, peersCommand, sendCommand } from './messaging.js';
 import { projectsCommand } from './projects.js';
 import { squadsCommand } from './squads.js';
+import { tasksCommand } from './tasks.js';
 import { tokensCommand } from './tokens.js';
 import { whoamiCommand } from './whoami.js';
 
@@ -28,6 +29,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   messagesCommand,
   peersCommand,
   heartbeatCommand,
+  tasksCommand,
   mcpCommand,
   completionCommand,
 ];

@@ -5,6 +5,7 @@ import { PermissionDenied } from '../core/errors.js';
 import { openStore, parseStoreTarget } from '../core/store/open.js';
 import type { Store } from '../core/store/port.js';
 import type { BusContext } from '../core/bus/service.js';
+import type { TaskContext } from '../core/tasks/service.js';
 import type { Invocation } from './define.js';
 
 export interface Session {
@@ -70,4 +71,11 @@ export function withBus<T>(inv: Invocation, fn: (session: Session & { ctx: BusCo
       await ctx.bus.close();
     }
   });
+}
+
+/** A session with the bus open and the task context built over it. */
+export function withTasks<T>(inv: Invocation, fn: (session: Session & { ctx: BusContext; tasks: TaskContext }) => Promise<T>): Promise<T> {
+  return withBus(inv, (session) =>
+    fn({ ...session, tasks: { store: session.store, bus: session.ctx.bus, maxTextBytes: session.config.values.maxMessageBytes } }),
+  );
 }

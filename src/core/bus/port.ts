@@ -1,4 +1,4 @@
-import type { AckWatch, Delivery, DeliveryState, Envelope, InboxItem, Presence, Target } from './types.js';
+import type { AckWatch, BusEvent, Delivery, DeliveryState, Envelope, InboxItem, Presence, Target } from './types.js';
 
 /** What each Bus adapter can do; callers branch on these, never on the adapter class. */
 export interface BusCapabilities {
@@ -65,6 +65,15 @@ export interface Bus {
    * abort. Cheap: pushed wake-ups where the backend has them, a change counter otherwise.
    */
   waitForWake(project: string, agent: string, streams: Target[], options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean>;
+
+  /** Appends to the project's event stream (`task.*`, later `agent.state`…) and wakes event waiters. */
+  emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void>;
+
+  /** Events after `cursor` ('' = from the start), oldest first, and the cursor to continue from. */
+  events(project: string, cursor: string, limit: number): Promise<{ cursor: string; events: BusEvent[] }>;
+
+  /** Resolves true when an event is emitted after the call started; false on timeout or abort. */
+  waitForEvent(project: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean>;
 
   close(): Promise<void>;
 }

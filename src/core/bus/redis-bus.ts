@@ -7,6 +7,8 @@ import type { AppendResult, Bus, BusCapabilities } from './port.js';
 import {
   acksKey,
   deliveryKey,
+  eventsChannel,
+  eventsKey,
   idempotencyKey,
   presenceKey,
   readerGroup,
@@ -17,6 +19,7 @@ import {
 } from './redis-keys.js';
 import {
   type AckWatch,
+  type BusEvent,
   type Delivery,
   DELIVERY_STATES,
   type DeliveryState,
@@ -1051,6 +1054,61 @@ export class RedisBus implements Bus {
       });
       // Subscribed first, then checked: a message sent in between is not missed.
       if ((await this.countUnread(project, agent, streams, Date.now())) > 0) return true;
+      await abortableSleep(options.timeoutMs, inner.signal);
+      return woken;
+    } finally {
+      inner.abort();
+      options.signal?.removeEventListener('abort', abort);
+      this.closing.signal.removeEventListener('abort', abort);
+      await stop?.();
+    }
+  }
+
+  // ------------------------------------------------------------ project events
+
+  async emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void> {
+    await this.use(async (redis) => {
+      const maxLen = String(this.options.maxLen);
+      await Promise.all([
+        redis.xadd(eventsKey(project), 'MAXLEN', '~', maxLen, '*', 'type', type, 'data', JSON.stringify(data), 'at', String(at)),
+        redis.publish(eventsChannel(project), type),
+      ]);
+    });
+  }
+
+  async events(project: string, cursor: string, limit: number): Promise<{ cursor: string; events: BusEvent[] }> {
+    return this.use(async (redis) => {
+      const page = asEntries(await redis.xrange(eventsKey(project), cursor === '' ? '-' : `(${cursor}`, '+', 'COUNT', limit));
+      const events: BusEvent[] = [];
+      for (const [, fields] of page) {
+        if (!fields) continue;
+        let data: Record<string, unknown> = {};
+        try {
+          data = JSON.parse(fieldValue(fields, 'data') ?? '{}') as Record<string, unknown>;
+        } catch {
+          // another client's event: keep its type, drop the unreadable data
+        }
+        events.push({ type: fieldValue(fields, 'type') ?? 'unknown', data, at: Number(fieldValue(fields, 'at') ?? 0) });
+      }
+      return { cursor: page.length ? page[page.length - 1]![0] : cursor, events };
+    });
+  }
+
+  async waitForEvent(project: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
+    if (options.signal?.aborted || this.closed) return false;
+    const inner = new AbortController();
+    const abort = () => inner.abort();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    this.closing.signal.addEventListener('abort', abort, { once: true });
+    let woken = false;
+    let stop: (() => Promise<void>) | undefined;
+    try {
+      stop = await this.listen(eventsChannel(project), () => {
+        woken = true;
+        inner.abort();
+      }).catch((err: unknown) => {
+        throw redisError(err, this.options.url);
+      });
       await abortableSleep(options.timeoutMs, inner.signal);
       return woken;
     } finally {

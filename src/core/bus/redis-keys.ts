@@ -81,3 +81,13 @@ export function projectPattern(project: string): string {
 export function targetField(target: Target): string {
   return target.kind === 'broadcast' ? 'broadcast' : `${target.kind}:${target.name}`;
 }
+
+/** The project's event stream (`task.*`, …): `sos:stream:project:<p>:events`. */
+export function eventsKey(project: string): string {
+  return `${projectPrefix('stream', project)}:events`;
+}
+
+/** Published after each event, for waiters. */
+export function eventsChannel(project: string): string {
+  return `${projectPrefix('wake', project)}:events`;
+}

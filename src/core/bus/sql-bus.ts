@@ -4,6 +4,7 @@ import { abortableSleep } from '../time.js';
 import type { AppendResult, Bus, BusCapabilities } from './port.js';
 import {
   type AckWatch,
+  type BusEvent,
   type Delivery,
   type DeliveryState,
   type Envelope,
@@ -32,6 +33,8 @@ const UNREAD = "('queued', 'delivered')";
 const RANK: Record<DeliveryState, number> = { queued: 0, delivered: 1, read: 2, acked: 3, expired: 4 };
 /** SQLite wake poll: one `PRAGMA data_version` (microseconds) per tick per waiting reader. */
 const POLL_MS = 5;
+/** The pseudo-recipient that event waiters listen on. */
+const EVENTS = '#events';
 
 // SQLite has one writer at a time, so a plain IN (… LIMIT) is atomic.
 const TAKE_SQLITE = `UPDATE bus_deliveries SET state = 'read', at = $3
@@ -272,11 +275,48 @@ export class SqlBus implements Bus {
     streams: Target[],
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<boolean> {
+    // Subscribed first, then checked: a message sent in between is not missed.
+    return this.waitFor(`${project}/${agent}`, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0, options, true);
+  }
+
+  async emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void> {
+    await this.db.run('INSERT INTO bus_events (project, type, data, at) VALUES ($1, $2, $3, $4)', [project, type, JSON.stringify(data), at]);
+    this.local.emit(`${project}/${EVENTS}`);
+    if (this.db.listen) await this.db.one('SELECT pg_notify($1, $2)', [this.channel, `${project}/${EVENTS}`]);
+  }
+
+  async events(project: string, cursor: string, limit: number): Promise<{ cursor: string; events: BusEvent[] }> {
+    const rows = await this.db.all<{ seq: number; type: string; data: string; at: number }>(
+      'SELECT seq, type, data, at FROM bus_events WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [project, cursor === '' ? 0 : Number(cursor), limit],
+    );
+    return {
+      cursor: rows.length ? String(rows[rows.length - 1]!.seq) : cursor,
+      events: rows.map((r) => ({ type: r.type, data: JSON.parse(r.data) as Record<string, unknown>, at: r.at })),
+    };
+  }
+
+  async waitForEvent(project: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
+    const last = async () =>
+      Number((await this.db.one<{ n: number | null }>('SELECT MAX(seq) AS n FROM bus_events WHERE project = $1', [project]))?.n ?? 0);
+    const start = await last();
+    return this.waitFor(`${project}/${EVENTS}`, async () => (await last()) > start, options, false);
+  }
+
+  /**
+   * Waits until `key` is emitted in-process or by NOTIFY, or (SQLite) another connection commits
+   * and `ready()` holds. With `checkFirst`, returns at once when `ready()` already holds.
+   */
+  private async waitFor(
+    key: string,
+    ready: () => Promise<boolean>,
+    options: { timeoutMs: number; signal?: AbortSignal },
+    checkFirst: boolean,
+  ): Promise<boolean> {
     const deadline = Date.now() + options.timeoutMs;
     const inner = new AbortController();
     const abort = () => inner.abort();
     options.signal?.addEventListener('abort', abort, { once: true });
-    const key = `${project}/${agent}`;
     let woken = false;
     const onLocal = () => {
       woken = true;
@@ -285,8 +325,7 @@ export class SqlBus implements Bus {
     this.local.on(key, onLocal);
     try {
       await this.startListening();
-      // Subscribed first, then checked: a message sent in between is not missed.
-      if ((await this.countUnread(project, agent, streams, Date.now())) > 0) return true;
+      if (checkFirst && (await ready())) return true;
       let version = this.db.changeCounter ? await this.db.changeCounter() : 0;
       while (!woken && !inner.signal.aborted && Date.now() < deadline) {
         await abortableSleep(this.db.changeCounter ? Math.min(POLL_MS, deadline - Date.now()) : deadline - Date.now(), inner.signal);
@@ -295,7 +334,7 @@ export class SqlBus implements Bus {
           const now = await this.db.changeCounter();
           if (now !== version) {
             version = now;
-            if ((await this.countUnread(project, agent, streams, Date.now())) > 0) return true;
+            if (await ready()) return true;
           }
         }
       }

@@ -86,3 +86,10 @@ export function parseTargetKey(key: string): Target {
   const [kind, name] = key.split(':', 2) as [string, string];
   return kind === 'squad' ? { kind: 'squad', name } : { kind: 'agent', name };
 }
+
+/** One entry of a project's event stream. */
+export interface BusEvent {
+  type: string;
+  data: Record<string, unknown>;
+  at: number;
+}

@@ -1,3 +1,4 @@
+import type { SqlTaskRepo } from '../tasks/sql-tasks.js';
 import type { SqlDriver } from './sql/driver.js';
 import type { Agent, NewAgent, NewToken, Project, SecurityEvent, Squad, TokenRecord } from './types.js';
 
@@ -67,6 +68,8 @@ export interface Store {
     /** Returns false when the agent was not a member. */
     leave(project: string, squad: string, agent: string): Promise<boolean>;
   };
+  /** Tasks and their claim engine (every Store is SQL; the claim statement is per dialect). */
+  readonly tasks: SqlTaskRepo;
   security: {
     record(event: SecurityEvent): Promise<void>;
     count(project?: string): Promise<Record<SecurityEvent['kind'], number>>;

@@ -1,4 +1,5 @@
 import { Conflict, NotFound, SosError, Unavailable } from '../errors.js';
+import { SqlTaskRepo } from '../tasks/sql-tasks.js';
 import { applyMigrations, readMigrationStatus } from './migrations.js';
 import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
 import { type SqlDriver, SqlError, type SqlExecutor } from './sql/driver.js';
@@ -119,9 +120,12 @@ export class SqlStore implements Store {
   readonly capabilities: StoreCapabilities;
   readonly location: string;
 
+  readonly tasks: SqlTaskRepo;
+
   constructor(private readonly db: SqlDriver) {
     this.capabilities = CAPABILITIES[db.dialect];
     this.location = db.location;
+    this.tasks = new SqlTaskRepo(db);
   }
 
   get sql(): SqlDriver {

@@ -1,0 +1,478 @@
+import { Conflict, NotFound } from '../errors.js';
+import { SqlError, type SqlDriver, type SqlExecutor } from '../store/sql/driver.js';
+import type {
+  ChangeRefusal,
+  Handoff,
+  Idempotency,
+  NewTask,
+  Task,
+  TaskChange,
+  TaskEvent,
+  TaskFilter,
+  TaskStatus,
+} from './types.js';
+
+interface TaskRow {
+  seq: number;
+  id: string;
+  project: string;
+  title: string;
+  description: string | null;
+  status: TaskStatus;
+  priority: number;
+  squad: string | null;
+  assignee: string | null;
+  claimant: string | null;
+  attempt: number;
+  max_attempts: number;
+  lease_ms: number;
+  lease_until: number | null;
+  available_at: number;
+  unmet_deps: number;
+  budget_tokens: number | null;
+  budget_micros: number | null;
+  usage_tokens: number | null;
+  result: string | null;
+  error: string | null;
+  blocked_reason: string | null;
+  handoff: string | null;
+  handoff_to: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
+const COLUMNS =
+  'seq, id, project, title, description, status, priority, squad, assignee, claimant, attempt, max_attempts, lease_ms, lease_until, available_at, unmet_deps, budget_tokens, budget_micros, usage_tokens, result, error, blocked_reason, handoff, handoff_to, created_by, created_at, updated_at';
+
+const SETTABLE: Record<string, string> = {
+  claimant: 'claimant',
+  leaseUntil: 'lease_until',
+  availableAt: 'available_at',
+  result: 'result',
+  error: 'error',
+  usageTokens: 'usage_tokens',
+  blockedReason: 'blocked_reason',
+  attempt: 'attempt',
+  maxAttempts: 'max_attempts',
+};
+
+export interface ClaimOptions {
+  id?: string;
+  squad?: string;
+  leaseMs?: number;
+  now: number;
+}
+
+export type ChangeResult =
+  | { ok: true; task: Task; replayed: boolean; unblocked: string[]; blocked: string[] }
+  | { ok: false; refusal: ChangeRefusal };
+
+/**
+ * Tasks on the Store's SQL database. The claim is one statement: SQLite
+ * `UPDATE … WHERE seq = (SELECT … LIMIT 1) RETURNING`, PostgreSQL a `FOR UPDATE SKIP LOCKED` pick
+ * feeding the UPDATE. Every other change is a guarded UPDATE whose WHERE re-checks status and
+ * fence, so two writers can never both win; each change and its event commit together.
+ */
+export class SqlTaskRepo {
+  constructor(private readonly db: SqlDriver) {}
+
+  private async arrays(db: SqlExecutor, rows: TaskRow[]): Promise<Task[]> {
+    if (rows.length === 0) return [];
+    const seqs = rows.map((r) => r.seq);
+    const list = seqs.map((_, i) => `$${i + 1}`).join(', ');
+    const [labels, requires, deps, artifacts] = await Promise.all([
+      db.all<{ task_seq: number; v: string }>(`SELECT task_seq, label AS v FROM task_labels WHERE task_seq IN (${list}) ORDER BY label`, seqs),
+      db.all<{ task_seq: number; v: string }>(
+        `SELECT task_seq, capability AS v FROM task_requires WHERE task_seq IN (${list}) ORDER BY capability`,
+        seqs,
+      ),
+      db.all<{ task_seq: number; v: string }>(
+        `SELECT d.task_seq, t.id AS v FROM task_deps d JOIN tasks t ON t.seq = d.depends_on_seq WHERE d.task_seq IN (${list}) ORDER BY t.seq`,
+        seqs,
+      ),
+      db.all<{ task_seq: number; v: string }>(`SELECT task_seq, ref AS v FROM task_artifacts WHERE task_seq IN (${list}) ORDER BY ref`, seqs),
+    ]);
+    const group = (pairs: { task_seq: number; v: string }[]) => {
+      const map = new Map<number, string[]>();
+      for (const p of pairs) map.set(p.task_seq, [...(map.get(p.task_seq) ?? []), p.v]);
+      return map;
+    };
+    const [l, r, d, a] = [group(labels), group(requires), group(deps), group(artifacts)];
+    return rows.map((row) => ({
+      id: row.id,
+      project: row.project,
+      title: row.title,
+      description: row.description,
+      status: row.status,
+      priority: row.priority,
+      squad: row.squad,
+      labels: l.get(row.seq) ?? [],
+      requires: r.get(row.seq) ?? [],
+      dependsOn: d.get(row.seq) ?? [],
+      assignee: row.assignee,
+      claimant: row.claimant,
+      attempt: row.attempt,
+      maxAttempts: row.max_attempts,
+      leaseMs: row.lease_ms,
+      leaseUntil: row.lease_until,
+      availableAt: row.available_at,
+      unmetDeps: row.unmet_deps,
+      budgetTokens: row.budget_tokens,
+      budgetMicros: row.budget_micros,
+      usageTokens: row.usage_tokens,
+      result: row.result,
+      error: row.error,
+      artifacts: a.get(row.seq) ?? [],
+      blockedReason: row.blocked_reason,
+      handoff: row.handoff ? (JSON.parse(row.handoff) as Handoff) : null,
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  private async one(db: SqlExecutor, project: string, id: string): Promise<TaskRow | undefined> {
+    return db.one<TaskRow>(`SELECT ${COLUMNS} FROM tasks WHERE project = $1 AND id = $2`, [project, id]);
+  }
+
+  private async event(db: SqlExecutor, seq: number, at: number, e: TaskChange['event'], from: TaskStatus | null, to: TaskStatus | null) {
+    await db.run('INSERT INTO task_events (task_seq, at, actor, event, from_status, to_status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      seq,
+      at,
+      e.actor,
+      e.name,
+      from,
+      to,
+      e.detail === undefined ? null : JSON.stringify(e.detail),
+    ]);
+  }
+
+  /**
+   * Runs `fn` in one transaction with the idempotency record: a repeat of (project, actor, key)
+   * returns the stored result and runs nothing; two racing repeats leave one winner.
+   */
+  private async once<T>(
+    project: string,
+    idem: Idempotency | undefined,
+    fn: (tx: SqlExecutor) => Promise<T>,
+    keep: (value: T) => boolean = () => true,
+  ): Promise<{ value: T; replayed: boolean }> {
+    const stored = async (db: SqlExecutor) =>
+      idem === undefined
+        ? undefined
+        : db.one<{ operation: string; result: string }>('SELECT operation, result FROM idempotency WHERE project = $1 AND actor = $2 AND key = $3', [
+            project,
+            idem.actor,
+            idem.key,
+          ]);
+    const replay = (row: { operation: string; result: string }) => {
+      if (row.operation !== idem!.operation) {
+        throw new Conflict(`idempotency key "${idem!.key}" was already used for \`${row.operation}\``, { hint: 'use a new key for a new operation' });
+      }
+      return { value: JSON.parse(row.result) as T, replayed: true };
+    };
+    try {
+      return await this.db.transaction(async (tx) => {
+        const before = await stored(tx);
+        if (before) return replay(before);
+        const value = await fn(tx);
+        // A refused change is not recorded: the same key may be retried once the refusal is fixed.
+        if (idem !== undefined && keep(value)) {
+          await tx.run('INSERT INTO idempotency (project, actor, key, operation, result, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+            project,
+            idem.actor,
+            idem.key,
+            idem.operation,
+            JSON.stringify(value),
+            Date.now(),
+          ]);
+        }
+        return { value, replayed: false };
+      });
+    } catch (err) {
+      if (err instanceof SqlError && err.kind === 'unique' && idem !== undefined) {
+        const after = await stored(this.db);
+        if (after) return replay(after);
+      }
+      throw err;
+    }
+  }
+
+  async create(t: NewTask, idem?: Idempotency): Promise<{ task: Task; replayed: boolean }> {
+    const { value, replayed } = await this.once(t.project, idem, async (tx) => {
+      const deps: { seq: number; id: string; status: TaskStatus }[] = [];
+      for (const id of new Set(t.dependsOn)) {
+        const dep = await tx.one<{ seq: number; id: string; status: TaskStatus }>('SELECT seq, id, status FROM tasks WHERE project = $1 AND id = $2', [
+          t.project,
+          id,
+        ]);
+        if (!dep) throw new NotFound(`dependency ${id} does not exist in project "${t.project}"`);
+        deps.push(dep);
+      }
+      const unmet = deps.filter((d) => d.status !== 'done').length;
+      const doomed = deps.find((d) => d.status === 'dead' || d.status === 'canceled' || d.status === 'failed');
+      const status: TaskStatus = doomed ? 'blocked' : t.status;
+      const row = await tx.one<{ seq: number }>(
+        `INSERT INTO tasks (id, project, title, description, status, priority, squad, assignee, attempt, max_attempts, lease_ms, available_at, unmet_deps,
+           budget_tokens, budget_micros, blocked_reason, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12, $13, $14, $15, $16, $11, $11) RETURNING seq`,
+        [
+          t.id,
+          t.project,
+          t.title,
+          t.description,
+          status,
+          t.priority,
+          t.squad,
+          t.assignee,
+          t.maxAttempts,
+          t.leaseMs,
+          t.createdAt,
+          unmet,
+          t.budgetTokens,
+          t.budgetMicros,
+          doomed ? `dependency ${doomed.id} is ${doomed.status}` : null,
+          t.createdBy,
+        ],
+      );
+      const seq = row!.seq;
+      for (const label of new Set(t.labels)) await tx.run('INSERT INTO task_labels (task_seq, label) VALUES ($1, $2)', [seq, label]);
+      for (const cap of new Set(t.requires)) await tx.run('INSERT INTO task_requires (task_seq, capability) VALUES ($1, $2)', [seq, cap]);
+      for (const dep of deps) await tx.run('INSERT INTO task_deps (task_seq, depends_on_seq) VALUES ($1, $2)', [seq, dep.seq]);
+      await this.event(tx, seq, t.createdAt, { actor: t.createdBy, name: 'created' }, null, status);
+      const [task] = await this.arrays(tx, [(await this.one(tx, t.project, t.id))!]);
+      return task!;
+    });
+    return { task: value, replayed };
+  }
+
+  async get(project: string, id: string): Promise<Task | undefined> {
+    const row = await this.one(this.db, project, id);
+    return row ? (await this.arrays(this.db, [row]))[0] : undefined;
+  }
+
+  async list(project: string, filter: TaskFilter, now: number): Promise<Task[]> {
+    const where = ['project = $1'];
+    const params: unknown[] = [project];
+    const add = (sql: (n: number) => string, value: unknown) => {
+      params.push(value);
+      where.push(sql(params.length));
+    };
+    if (filter.statuses?.length) {
+      const marks = filter.statuses.map((s) => {
+        params.push(s);
+        return `$${params.length}`;
+      });
+      where.push(`status IN (${marks.join(', ')})`);
+    }
+    if (filter.squad !== undefined) add((n) => `squad = $${n}`, filter.squad);
+    if (filter.assignee !== undefined) add((n) => `(assignee = $${n} OR claimant = $${n})`, filter.assignee);
+    if (filter.ready) {
+      where.push("status = 'queued' AND unmet_deps = 0");
+      add((n) => `available_at <= $${n}`, now);
+    }
+    params.push(filter.limit ?? 1000);
+    const rows = await this.db.all<TaskRow>(
+      `SELECT ${COLUMNS} FROM tasks WHERE ${where.join(' AND ')} ORDER BY priority DESC, seq LIMIT $${params.length}`,
+      params,
+    );
+    return this.arrays(this.db, rows);
+  }
+
+  /** The one-statement claim, and its event, in one short transaction. */
+  async claim(project: string, agent: string, opts: ClaimOptions, idem?: Idempotency): Promise<{ task: Task | undefined; replayed: boolean }> {
+    const params: unknown[] = [project, agent, opts.now, opts.leaseMs ?? 0];
+    const extra: string[] = [];
+    if (opts.squad !== undefined) {
+      params.push(opts.squad);
+      extra.push(`AND t.squad = $${params.length}`);
+    }
+    if (opts.id !== undefined) {
+      params.push(opts.id);
+      extra.push(`AND t.id = $${params.length}`);
+    }
+    const pick = `SELECT t.seq FROM tasks t
+      WHERE t.project = $1 AND t.status = 'queued' AND t.unmet_deps = 0 AND t.available_at <= $3
+        AND (t.assignee IS NULL OR t.assignee = $2)
+        AND (t.squad IS NULL OR t.squad IN (SELECT m.squad FROM squad_members m WHERE m.project = $1 AND m.agent = $2))
+        AND NOT EXISTS (SELECT 1 FROM task_requires r WHERE r.task_seq = t.seq AND NOT EXISTS (
+          SELECT 1 FROM agent_capabilities c WHERE c.project = $1 AND c.agent = $2 AND c.capability = r.capability))
+        ${extra.join(' ')}
+      ORDER BY t.priority DESC, t.seq LIMIT 1`;
+    const set = `status = 'claimed', claimant = $2, attempt = attempt + 1, updated_at = $3,
+      lease_until = $3 + CASE WHEN $4 > 0 THEN $4 ELSE lease_ms END`;
+    const sql =
+      this.db.dialect === 'postgres'
+        ? `WITH picked AS MATERIALIZED (${pick} FOR UPDATE SKIP LOCKED)
+           UPDATE tasks SET ${set} FROM picked WHERE tasks.seq = picked.seq RETURNING ${COLUMNS.split(', ').map((c) => `tasks.${c}`).join(', ')}`
+        : `UPDATE tasks SET ${set} WHERE seq = (${pick}) AND status = 'queued' RETURNING ${COLUMNS}`;
+    const { value, replayed } = await this.once(project, idem, async (tx) => {
+      const row = await tx.one<TaskRow>(sql, params);
+      if (!row) return null;
+      await this.event(tx, row.seq, opts.now, { actor: agent, name: 'claimed', detail: { fence: row.attempt, leaseUntil: row.lease_until } }, 'queued', 'claimed');
+      return (await this.arrays(tx, [row]))[0]!;
+    });
+    return { task: value ?? undefined, replayed };
+  }
+
+  /** Applies a guarded change; on refusal says why (not found, status, holder, handoff). */
+  async change(project: string, id: string, change: TaskChange, now: number, idem?: Idempotency): Promise<ChangeResult> {
+    const attempt = await this.once(project, idem, async (tx): Promise<ChangeResult> => {
+      const sets = ['status = $3', 'updated_at = $4'];
+      const params: unknown[] = [project, id, change.to, now];
+      for (const [key, value] of Object.entries(change.set ?? {})) {
+        if (key === 'handoff') {
+          params.push(value === null ? null : JSON.stringify(value));
+          sets.push(`handoff = $${params.length}`);
+          params.push(value === null ? null : (value as Handoff).to);
+          sets.push(`handoff_to = $${params.length}`);
+          continue;
+        }
+        params.push(value);
+        sets.push(`${SETTABLE[key]} = $${params.length}`);
+      }
+      if (change.bumpAttempt) sets.push('attempt = attempt + 1');
+      const marks = change.from.map((s) => {
+        params.push(s);
+        return `$${params.length}`;
+      });
+      const where = [`project = $1`, `id = $2`, `status IN (${marks.join(', ')})`];
+      if (change.holder) {
+        params.push(change.holder.agent);
+        where.push(`claimant = $${params.length}`);
+        if (change.holder.fence !== undefined) {
+          params.push(change.holder.fence);
+          where.push(`attempt = $${params.length}`);
+        }
+      }
+      if (change.handoffTo !== undefined) {
+        params.push(change.handoffTo);
+        where.push(`handoff_to = $${params.length}`);
+      }
+      if (change.leaseExpiredBy !== undefined) {
+        params.push(change.leaseExpiredBy);
+        where.push(`lease_until < $${params.length}`);
+      }
+      const before = await this.one(tx, project, id);
+      if (!before) return { ok: false, refusal: { reason: 'not_found' } };
+      const updated = await tx.one<TaskRow>(`UPDATE tasks SET ${sets.join(', ')} WHERE ${where.join(' AND ')} RETURNING ${COLUMNS}`, params);
+      if (!updated) return { ok: false, refusal: this.refusal(before, change) };
+      for (const ref of new Set(change.artifacts ?? [])) {
+        await tx.run('INSERT INTO task_artifacts (task_seq, ref) VALUES ($1, $2) ON CONFLICT DO NOTHING', [updated.seq, ref]);
+      }
+      await this.event(tx, updated.seq, now, change.event, before.status, change.to);
+      let unblocked: string[] = [];
+      let blocked: string[] = [];
+      if (change.to === 'done' && before.status !== 'done') {
+        const rows = await tx.all<{ id: string; status: TaskStatus; unmet_deps: number }>(
+          `UPDATE tasks SET unmet_deps = unmet_deps - 1, updated_at = $2
+           WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) RETURNING id, status, unmet_deps`,
+          [updated.seq, now],
+        );
+        unblocked = rows.filter((r) => r.unmet_deps === 0 && r.status === 'queued').map((r) => r.id);
+      }
+      if ((change.to === 'dead' || change.to === 'canceled') && before.status !== change.to) {
+        const reason = `dependency ${id} is ${change.to}`;
+        const rows = await tx.all<{ seq: number; id: string; status: TaskStatus }>(
+          `UPDATE tasks SET status = 'blocked', blocked_reason = $2, updated_at = $3
+           WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) AND status IN ('backlog', 'queued')
+           RETURNING seq, id, status`,
+          [updated.seq, reason, now],
+        );
+        for (const r of rows) await this.event(tx, r.seq, now, { actor: change.event.actor, name: 'blocked', detail: { reason } }, 'queued', 'blocked');
+        blocked = rows.map((r) => r.id);
+      }
+      const [task] = await this.arrays(tx, [updated]);
+      return { ok: true, task: task!, replayed: false, unblocked, blocked };
+    }, (result) => result.ok);
+    if (attempt.value.ok && attempt.replayed) return { ...attempt.value, replayed: true };
+    return attempt.value;
+  }
+
+  private refusal(row: TaskRow, change: TaskChange): ChangeRefusal {
+    if (!change.from.includes(row.status)) return { reason: 'status', status: row.status };
+    if (change.holder && (row.claimant !== change.holder.agent || (change.holder.fence !== undefined && row.attempt !== change.holder.fence))) {
+      return { reason: 'holder', claimant: row.claimant, attempt: row.attempt, status: row.status };
+    }
+    return { reason: 'handoff', to: row.handoff_to, status: row.status };
+  }
+
+  /** A comment: an event with no change of status. */
+  async comment(project: string, id: string, actor: string, text: string, now: number, idem?: Idempotency): Promise<boolean> {
+    const { value } = await this.once(project, idem, async (tx) => {
+      const row = await this.one(tx, project, id);
+      if (!row) return false;
+      await this.event(tx, row.seq, now, { actor, name: 'commented', detail: { text } }, row.status, row.status);
+      return true;
+    });
+    return value;
+  }
+
+  async events(project: string, id: string): Promise<TaskEvent[]> {
+    const rows = await this.db.all<{ at: number; actor: string; event: string; from_status: TaskStatus | null; to_status: TaskStatus | null; detail: string | null }>(
+      `SELECT e.at, e.actor, e.event, e.from_status, e.to_status, e.detail FROM task_events e JOIN tasks t ON t.seq = e.task_seq
+       WHERE t.project = $1 AND t.id = $2 ORDER BY e.id`,
+      [project, id],
+    );
+    return rows.map((r) => ({
+      at: r.at,
+      actor: r.actor,
+      event: r.event,
+      from: r.from_status,
+      to: r.to_status,
+      detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null,
+    }));
+  }
+
+  /** Tasks whose lease ran out (the sweep's work list). */
+  async expired(project: string, now: number, limit = 500): Promise<Task[]> {
+    const rows = await this.db.all<TaskRow>(
+      `SELECT ${COLUMNS} FROM tasks WHERE project = $1 AND status IN ('claimed', 'in_progress') AND lease_until < $2 ORDER BY lease_until LIMIT $3`,
+      [project, now, limit],
+    );
+    return this.arrays(this.db, rows);
+  }
+
+  /** Ids of the tasks that depend on this one. */
+  async dependents(project: string, id: string): Promise<Task[]> {
+    const rows = await this.db.all<TaskRow>(
+      `SELECT ${COLUMNS.split(', ').map((c) => `t.${c}`).join(', ')} FROM tasks t JOIN task_deps d ON d.task_seq = t.seq
+       JOIN tasks p ON p.seq = d.depends_on_seq WHERE p.project = $1 AND p.id = $2 ORDER BY t.seq`,
+      [project, id],
+    );
+    return this.arrays(this.db, rows);
+  }
+
+  /** Ready work with how many open tasks each one unblocks (for `sos tasks board`). */
+  async board(project: string, squad: string | undefined, now: number, limit: number): Promise<(Task & { unblocks: number })[]> {
+    const params: unknown[] = [project, now, limit];
+    let squadClause = '';
+    if (squad !== undefined) {
+      params.push(squad);
+      squadClause = `AND t.squad = $${params.length}`;
+    }
+    const rows = await this.db.all<TaskRow & { unblocks: number }>(
+      `SELECT ${COLUMNS.split(', ').map((c) => `t.${c}`).join(', ')},
+         (SELECT COUNT(*) FROM task_deps d JOIN tasks x ON x.seq = d.task_seq WHERE d.depends_on_seq = t.seq AND x.status NOT IN ('done', 'canceled')) AS unblocks
+       FROM tasks t WHERE t.project = $1 AND t.status = 'queued' AND t.unmet_deps = 0 AND t.available_at <= $2 ${squadClause}
+       ORDER BY t.priority DESC, unblocks DESC, t.seq LIMIT $3`,
+      params,
+    );
+    const tasks = await this.arrays(this.db, rows);
+    return tasks.map((t, i) => ({ ...t, unblocks: Number(rows[i]!.unblocks) }));
+  }
+
+  async count(project: string, name: string, by = 1): Promise<void> {
+    await this.db.run(
+      `INSERT INTO counters (project, name, value) VALUES ($1, $2, $3)
+       ON CONFLICT (project, name) DO UPDATE SET value = counters.value + excluded.value`,
+      [project, name, by],
+    );
+  }
+
+  async counters(project: string): Promise<Record<string, number>> {
+    const rows = await this.db.all<{ name: string; value: number }>('SELECT name, value FROM counters WHERE project = $1 ORDER BY name', [project]);
+    return Object.fromEntries(rows.map((r) => [r.name, Number(r.value)]));
+  }
+}
