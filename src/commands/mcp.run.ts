@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { serveStdio, StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { type Caller, deny } from '../core/auth/caller.js';
-import type { BusContext } from '../core/bus/service.js';
 import { UsageError } from '../core/errors.js';
 import { getAgent } from '../core/identity/agents.js';
 import { buildMcpServer, InFlight } from '../core/mcp/server.js';
+import type { McpContext } from '../core/mcp/tools.js';
 import type { Store } from '../core/store/port.js';
 import type { Invocation, Output } from './define.js';
-import { withBus } from './session.js';
+import { withTasks } from './session.js';
 
 /** How long shutdown waits for tool calls in flight before saying so on stderr. */
 const DRAIN_WARN_MS = 5_000;
@@ -54,12 +54,13 @@ async function servingAs(inv: Invocation, resolved: Caller, store: Store): Promi
 }
 
 /** Serves until the client closes stdin (or the pipe breaks), SIGINT or SIGTERM. */
-async function serve(inv: Invocation, ctx: BusContext, caller: Caller): Promise<void> {
+async function serve(inv: Invocation, ctx: McpContext, caller: Caller): Promise<void> {
   const inFlight = new InFlight();
+  const shutdown = new AbortController();
   const version = packageVersion();
   const wire = new StdioServerTransport(inv.stdin as Readable, inv.stdout as Writable);
   const handle = serveStdio(
-    () => buildMcpServer(ctx, caller, { version, inFlight, onInternalError: (e) => log('error', e.message) }),
+    () => buildMcpServer(ctx, caller, { version, inFlight, signal: shutdown.signal, onInternalError: (e) => log('error', e.message) }),
     { transport: wire, onerror: (e) => log('error', e.message) },
   );
 
@@ -88,6 +89,7 @@ async function serve(inv: Invocation, ctx: BusContext, caller: Caller): Promise<
 
   try {
     await stopped;
+    shutdown.abort(); // a task_claim waiting for work gives up now
     await handle.close();
     const slow = setTimeout(() => log('warn', 'waiting for tool calls in flight to finish'), DRAIN_WARN_MS).unref();
     await inFlight.settled();
@@ -104,9 +106,9 @@ export async function mcp(inv: Invocation): Promise<Output> {
   if (typeof agent === 'string' && inv.globals.as !== undefined && agent !== inv.globals.as) {
     throw new UsageError(`--agent "${agent}" and --as "${inv.globals.as}" name different agents`, { hint: 'give one of them' });
   }
-  // withBus closes the bus, then the Store, once serving ends.
-  return withBus(inv, async ({ ctx, caller, store }) => {
-    await serve(inv, ctx, await servingAs(inv, caller, store));
+  // withTasks closes the bus, then the Store, once serving ends.
+  return withTasks(inv, async ({ ctx, tasks, caller, store }) => {
+    await serve(inv, { bus: ctx, tasks }, await servingAs(inv, caller, store));
     // Nothing is printed, even under --json: stdout belonged to the protocol.
     return { data: undefined, human: '', quiet: '' };
   });

@@ -11,13 +11,28 @@ import { tempDir } from '../helpers/isolation.js';
  * client, against a private SQLite install made with the CLI.
  */
 
-const TOOL_NAMES = ['ack', 'broadcast', 'inbox', 'peers', 'send', 'whoami'];
+const TOOL_NAMES = [
+  'ack',
+  'broadcast',
+  'inbox',
+  'peers',
+  'send',
+  'task_accept',
+  'task_claim',
+  'task_complete',
+  'task_create',
+  'task_fail',
+  'task_handoff',
+  'task_heartbeat',
+  'task_list',
+  'whoami',
+];
 /** Every agent reads the whole tool list into its context on every turn. */
-const TOOL_LIST_BUDGET_BYTES = 4096;
+const TOOL_LIST_BUDGET_BYTES = 6144;
 
 async function install(ctx: TestContext) {
   const env = isolatedEnv(tempDir(ctx));
-  for (const args of [['init'], ['agents', 'add', 'kasra'], ['agents', 'add', 'codex']]) {
+  for (const args of [['init'], ['agents', 'add', 'kasra', '--cap', 'code'], ['agents', 'add', 'codex', '--cap', 'code']]) {
     const r = await sos(args, env);
     expect(r.code, r.stderr).toBe(0);
   }
@@ -65,7 +80,7 @@ interface InboxBody {
 }
 
 describe('sos mcp', () => {
-  it('lists six short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
+  it('lists fourteen short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
     const { env, codexToken } = await install(ctx);
     const kasra = await connect(ctx, env, ['--agent', 'kasra']);
 
@@ -133,6 +148,117 @@ describe('sos mcp', () => {
     for (const side of [kasra, codex]) {
       expect(side.stderr()).not.toMatch(/\n\s+at |Error:/);
     }
+  });
+
+  it('runs a task through claim, heartbeat, handoff, accept and complete; stale fences and empty queues are conflicts', async (ctx) => {
+    const { env, codexToken } = await install(ctx);
+    const kasra = await connect(ctx, env, ['--agent', 'kasra']);
+    const codex = await connect(ctx, { ...env, SOS_TOKEN: codexToken }, []);
+    const ok = async (side: typeof kasra, name: string, args: Record<string, unknown> = {}) => {
+      const r = await side.call(name, args);
+      expect(r.isError, `${name}: ${JSON.stringify(r.body)}`).toBe(false);
+      return r.body;
+    };
+    const refused = async (side: typeof kasra, name: string, args: Record<string, unknown>) => {
+      const r = await side.call(name, args);
+      expect(r.isError, `${name}: ${JSON.stringify(r.body)}`).toBe(true);
+      return (r.body as { error: { code: string; message: string; hint?: string } }).error;
+    };
+
+    const login = await ok(kasra, 'task_create', {
+      title: 'fix the login bug',
+      description: 'users get logged out after 5 minutes',
+      priority: 'high',
+      requires: ['code'],
+    });
+    expect(login).toEqual({
+      id: expect.stringMatching(/^tsk_[0-9a-z]{26}$/),
+      title: 'fix the login bug',
+      status: 'queued',
+      priority: 70,
+      requires: ['code'],
+      description: 'users get logged out after 5 minutes',
+    });
+    const id = login.id as string;
+    const ship = await ok(kasra, 'task_create', { title: 'ship the fix', priority: 20, depends_on: [id] });
+    expect(ship).toMatchObject({ status: 'queued', priority: 20, depends_on: [id] });
+    const again = await ok(kasra, 'task_create', { title: 'ship the fix', depends_on: [id], idempotency_key: 'ship-1' });
+    expect(await ok(kasra, 'task_create', { title: 'ship the fix', depends_on: [id], idempotency_key: 'ship-1' })).toMatchObject({
+      id: again.id,
+      replayed: true,
+    });
+
+    // The list is brief (no description) and highest priority first; ready=true leaves out what waits.
+    const listed = (await ok(codex, 'task_list', { status: ['queued'] })) as unknown as Record<string, unknown>[];
+    expect(listed.map((t) => t.id)).toEqual([id, again.id, ship.id]);
+    expect(listed[0]).toEqual({ id, title: 'fix the login bug', status: 'queued', priority: 70, requires: ['code'] });
+    expect(((await ok(codex, 'task_list', { ready: true })) as unknown as { id: string }[]).map((t) => t.id)).toEqual([id]);
+
+    const claimed = await ok(kasra, 'task_claim');
+    expect(claimed).toMatchObject({ id, status: 'claimed', claimant: 'kasra', fence: 1, description: 'users get logged out after 5 minutes' });
+    expect(claimed.lease_until).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const renewed = await ok(kasra, 'task_heartbeat', { id, fence: 1 });
+    expect(renewed).toMatchObject({ id, claimant: 'kasra', fence: 1 });
+    expect(Date.parse(renewed.lease_until as string)).toBeGreaterThanOrEqual(Date.parse(claimed.lease_until as string));
+
+    const handed = await ok(kasra, 'task_handoff', { id, fence: 1, to: 'codex', summary: 'root cause is the cookie max-age' });
+    expect(handed).toMatchObject({
+      id,
+      status: 'review',
+      claimant: 'kasra',
+      handoff: { from: 'kasra', to: 'codex', summary: 'root cause is the cookie max-age' },
+    });
+    const told = (await codex.call('inbox')).body as unknown as InboxBody;
+    expect(told.unread).toEqual([expect.objectContaining({ from: 'kasra', type: 'task.handoff', priority: 'high' })]);
+    expect(await refused(kasra, 'task_accept', { id })).toMatchObject({ code: 'conflict', message: expect.stringMatching(/addressed to codex/) });
+
+    const accepted = await ok(codex, 'task_accept', { id });
+    expect(accepted).toMatchObject({ id, status: 'claimed', claimant: 'codex', fence: 2 });
+    // kasra's fence 1 is stale now: its writes are refused, the same as from the CLI.
+    const stale = await refused(kasra, 'task_complete', { id, fence: 1, result: 'done?' });
+    expect(stale).toEqual({ code: 'conflict', message: `cannot complete task ${id}: it is held by codex (claimed), not kasra` });
+    const cli = await sos(['--as', 'kasra', '--json', 'tasks', 'complete', id, '--fence', '1', '--result', 'done?'], env);
+    expect(cli.code).toBe(4);
+    expect(JSON.parse(cli.stdout)).toEqual({ error: stale });
+    expect(await refused(codex, 'task_heartbeat', { id, fence: 1 })).toMatchObject({ code: 'conflict', message: expect.stringMatching(/stale/) });
+
+    const done = await ok(codex, 'task_complete', { id, fence: 2, result: 'cookie max-age fixed', artifacts: ['src/auth/cookie.ts'], usage_tokens: 1200 });
+    expect(done).toMatchObject({ id, status: 'done', result: 'cookie max-age fixed', artifacts: ['src/auth/cookie.ts'] });
+    expect(done).toMatchObject({ claimant: 'codex', fence: 2 });
+    expect([...(done.unblocked as string[])].sort()).toEqual([again.id, ship.id].sort());
+    expect((await refused(kasra, 'task_complete', { id, fence: 1 })).code).toBe('conflict');
+
+    // Fail one of the unblocked tasks, retryably: it goes back to the queue, backing off.
+    const next = await ok(codex, 'task_claim', { id: ship.id, lease_seconds: 120 });
+    expect(next).toMatchObject({ id: ship.id, claimant: 'codex', fence: 1 });
+    expect(Date.parse(next.lease_until as string) - Date.now()).toBeGreaterThan(100_000);
+    const failed = await ok(codex, 'task_fail', { id: ship.id, fence: 1, error: 'CI is red', retryable: true });
+    expect(failed).toEqual({ id: ship.id, title: 'ship the fix', status: 'queued', priority: 20, depends_on: [id], error: 'CI is red' });
+    await ok(codex, 'task_claim', { id: again.id });
+    await ok(codex, 'task_fail', { id: again.id, fence: 1, error: 'duplicate' });
+
+    // Nothing claimable (the failed one is backing off): a conflict, after a short wait too.
+    const empty = await refused(kasra, 'task_claim', {});
+    expect(empty).toMatchObject({ code: 'conflict', message: 'nothing to claim for kasra in project "default"' });
+    const started = Date.now();
+    expect((await refused(kasra, 'task_claim', { wait_seconds: 0.3 })).code).toBe('conflict');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+
+    // Bad input: the service's usage errors, with the CLI's messages.
+    const priority = await refused(kasra, 'task_create', { title: 'x', priority: 'urgent' });
+    expect(priority).toEqual({ code: 'usage', message: 'invalid priority "urgent": use critical, high, normal, low or a number 0-100' });
+    const cliPriority = await sos(['--as', 'kasra', '--json', 'tasks', 'create', 'x', '--priority', 'urgent'], env);
+    expect(cliPriority.code).toBe(2);
+    expect(JSON.parse(cliPriority.stdout)).toEqual({ error: priority });
+    expect((await refused(kasra, 'task_create', { title: 'x', priority: 101 })).code).toBe('usage');
+    expect((await refused(kasra, 'task_claim', { wait_seconds: -1 })).code).toBe('usage');
+    expect((await refused(kasra, 'task_accept', { id: 'nope' })).code).toBe('usage');
+    expect(await refused(codex, 'task_heartbeat', { id, fence: 1.5 })).toEqual({ code: 'usage', message: 'fence must be a whole number, 1 or more' });
+    expect((await refused(codex, 'task_list', { status: ['bogus'] })).code).toBe('usage');
+
+    const shown = await sos(['--json', 'tasks', 'show', id], env);
+    expect(shown.json()).toMatchObject({ status: 'done', claimant: 'codex', fence: 2, usageTokens: 1200 });
+    for (const side of [kasra, codex]) expect(side.stderr()).not.toMatch(/\n\s+at |Error:/);
   });
 
   it('serves a client of the 2026-07-28 protocol revision too', async (ctx) => {

@@ -1,11 +1,10 @@
 import { type CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import type { Caller } from '../auth/caller.js';
-import type { BusContext } from '../bus/service.js';
 import { toSosError } from '../errors.js';
-import { TOOLS } from './tools.js';
+import { type McpContext, TOOLS } from './tools.js';
 
 /**
- * The sos MCP server: the bus tools for one caller, over whatever transport the surface picks
+ * The sos MCP server: the bus and task tools for one caller, over whatever transport the surface picks
  * (stdio for `sos mcp`; streamable HTTP in the daemon later). No CLI code here.
  */
 
@@ -29,6 +28,8 @@ export interface McpServerOptions {
   /** Reported to clients as the server's version. */
   version: string;
   inFlight?: InFlight;
+  /** Aborted at shutdown: tool calls that wait (task_claim) stop waiting. */
+  signal?: AbortSignal;
   /** Called with each error that is not the caller's fault (code `internal`). */
   onInternalError?: (error: Error) => void;
 }
@@ -43,20 +44,40 @@ function errorResult(err: unknown, options: McpServerOptions): CallToolResult {
   return { content: text(body), isError: true };
 }
 
-export function buildMcpServer(ctx: BusContext, caller: Caller, options: McpServerOptions): McpServer {
+/**
+ * A controller aborted as soon as any of `signals` is. Abort it when the call ends: that also
+ * drops its listeners from the long-lived shutdown signal.
+ */
+function linkedController(signals: (AbortSignal | undefined)[]): AbortController {
+  const controller = new AbortController();
+  for (const signal of signals) {
+    if (signal === undefined) continue;
+    if (signal.aborted) {
+      controller.abort(signal.reason);
+      break;
+    }
+    signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true, signal: controller.signal });
+  }
+  return controller;
+}
+
+export function buildMcpServer(ctx: McpContext, caller: Caller, options: McpServerOptions): McpServer {
   const server = new McpServer(
     { name: 'sos', version: options.version },
     {
-      instructions: `The sos message bus. You are agent "${caller.agent ?? '(none)'}" in project "${caller.project}"; check inbox for messages from other agents.`,
+      instructions: `The sos message bus and task queue. You are agent "${caller.agent ?? '(none)'}" in project "${caller.project}"; check inbox for messages from other agents, task_claim for work.`,
     },
   );
   for (const tool of TOOLS) {
-    server.registerTool(tool.name, { description: tool.description, inputSchema: tool.input }, async (args) => {
-      const call = (async () => tool.run(ctx, caller, args as never))();
+    server.registerTool(tool.name, { description: tool.description, inputSchema: tool.input }, async (args, request) => {
+      const controller = linkedController([request.mcpReq.signal, options.signal]);
+      const call = (async () => tool.run({ ...ctx, signal: controller.signal }, caller, args as never))();
       try {
         return { content: text(await (options.inFlight?.track(call) ?? call)) };
       } catch (err) {
         return errorResult(err, options);
+      } finally {
+        controller.abort();
       }
     });
   }

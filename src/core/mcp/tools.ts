@@ -2,6 +2,19 @@ import { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
+import { UsageError } from '../errors.js';
+import {
+  acceptHandoff,
+  claimTask,
+  completeTask,
+  createTask,
+  failTask,
+  handoffTask,
+  heartbeatTask,
+  listTasks,
+  type TaskContext,
+} from '../tasks/service.js';
+import type { Task } from '../tasks/types.js';
 
 /**
  * The bus as MCP tools: each one validates its arguments with zod and calls the same service
@@ -9,12 +22,23 @@ import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
  * they stay one short sentence; results are compact, snake_case JSON with empty fields left out.
  */
 
+/** What the tools run against: the bus, the task engine over it, and when to stop waiting. */
+export interface McpContext {
+  bus: BusContext;
+  tasks: TaskContext;
+}
+
+export interface ToolContext extends McpContext {
+  /** Aborted when the client cancels the call or the server shuts down. */
+  signal: AbortSignal;
+}
+
 export interface ToolSpec<S extends z.ZodObject = z.ZodObject> {
   name: string;
   description: string;
   input: S;
   // Method syntax on purpose: a tool with a narrower schema still fits in `ToolSpec[]`.
-  run(ctx: BusContext, caller: Caller, args: z.infer<S>): Promise<unknown>;
+  run(ctx: ToolContext, caller: Caller, args: z.infer<S>): Promise<unknown>;
 }
 
 const tool = <S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> => spec;
@@ -51,6 +75,56 @@ async function send(ctx: BusContext, caller: Caller, input: SendInput) {
   };
 }
 
+/**
+ * A task as the tools return it. `brief` (task_list) leaves out the long texts, description and
+ * result; the fence and lease show only while someone holds the task.
+ */
+function taskView(t: Task, brief = false) {
+  return {
+    id: t.id,
+    title: t.title,
+    status: t.status,
+    priority: t.priority,
+    ...(t.squad !== null ? { squad: t.squad } : {}),
+    ...(t.labels.length ? { labels: t.labels } : {}),
+    ...(t.requires.length ? { requires: t.requires } : {}),
+    ...(t.dependsOn.length ? { depends_on: t.dependsOn } : {}),
+    ...(t.assignee !== null ? { assignee: t.assignee } : {}),
+    ...(t.claimant !== null ? { claimant: t.claimant, fence: t.attempt, lease_until: iso(t.leaseUntil) } : {}),
+    ...(t.handoff ? { handoff: { from: t.handoff.from, to: t.handoff.to, summary: t.handoff.summary, ...(t.handoff.memories.length ? { memories: t.handoff.memories } : {}) } } : {}),
+    ...(!brief && t.description !== null ? { description: t.description } : {}),
+    ...(!brief && t.result !== null ? { result: t.result } : {}),
+    ...(t.error !== null ? { error: t.error } : {}),
+    ...(t.artifacts.length ? { artifacts: t.artifacts } : {}),
+  };
+}
+
+const taskResult = (r: { task: Task; replayed: boolean }) => ({ ...taskView(r.task), ...(r.replayed ? { replayed: true } : {}) });
+
+/** Longest a task_claim waits for work: a tool call should not hold the agent's turn for long. */
+export const MAX_CLAIM_WAIT_SECONDS = 60;
+
+function seconds(value: number | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value < 0) throw new UsageError(`${what} must be a number of seconds, 0 or more`);
+  return Math.round(value * 1000);
+}
+
+/**
+ * Whole numbers are checked here, not in the schema: zod writes a JSON Schema integer with
+ * ±2^53 bounds, 55 bytes a field in a tool list every agent reads on every turn.
+ */
+function whole<T extends number | undefined>(value: T, what: string, min: number): T {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) throw new UsageError(`${what} must be a whole number, ${min} or more`);
+  return value;
+}
+
+const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]: V }));
+
+const taskId = z.string().describe('task id (tsk_…)');
+const fence = z.number().describe('fence from task_claim');
+const held = (a: { id: string; fence: number }) => ({ id: a.id, fence: whole(a.fence, 'fence', 1) });
+
 export const TOOLS: readonly ToolSpec[] = [
   tool({
     name: 'send',
@@ -64,7 +138,7 @@ export const TOOLS: readonly ToolSpec[] = [
       idempotency_key: z.string().optional().describe('a repeat with this key sends nothing'),
     }),
     run: (ctx, caller, a) =>
-      send(ctx, caller, {
+      send(ctx.bus, caller, {
         to: a.to,
         text: a.text,
         ...(a.reply_to !== undefined ? { replyTo: a.reply_to } : {}),
@@ -81,7 +155,7 @@ export const TOOLS: readonly ToolSpec[] = [
       all: z.boolean().optional().describe('include read history'),
     }),
     async run(ctx, caller, a) {
-      const r = await readInbox(ctx, caller, {
+      const r = await readInbox(ctx.bus, caller, {
         ...(a.limit !== undefined ? { limit: a.limit } : {}),
         ...(a.all ? { all: true } : {}),
       });
@@ -101,7 +175,7 @@ export const TOOLS: readonly ToolSpec[] = [
       note: z.string().optional().describe('short reply'),
     }),
     async run(ctx, caller, a) {
-      const r = await ackMessage(ctx, caller, {
+      const r = await ackMessage(ctx.bus, caller, {
         id: a.id,
         ok: a.ok ?? true,
         ...(a.note !== undefined ? { note: a.note } : {}),
@@ -116,14 +190,14 @@ export const TOOLS: readonly ToolSpec[] = [
       text: z.string(),
       squad: z.string().optional().describe('squad name; default everyone'),
     }),
-    run: (ctx, caller, a) => send(ctx, caller, { to: a.squad === undefined ? 'all' : `squad:${a.squad}`, text: a.text }),
+    run: (ctx, caller, a) => send(ctx.bus, caller, { to: a.squad === undefined ? 'all' : `squad:${a.squad}`, text: a.text }),
   }),
   tool({
     name: 'peers',
     description: "List the project's agents: role, online, unread count.",
     input: z.object({}),
     async run(ctx, caller) {
-      return (await listPeers(ctx, caller)).map((p) => ({
+      return (await listPeers(ctx.bus, caller)).map((p) => ({
         name: p.name,
         kind: p.kind,
         role: p.role,
@@ -138,5 +212,127 @@ export const TOOLS: readonly ToolSpec[] = [
     description: 'Show who you are on the bus: project, agent, role.',
     input: z.object({}),
     run: async (_ctx, caller) => ({ project: caller.project, agent: caller.agent, role: caller.role, via: caller.via }),
+  }),
+  tool({
+    name: 'task_create',
+    description: 'Create a task for any agent (or squad) to claim.',
+    input: z.object({
+      title: z.string(),
+      description: z.string().optional(),
+      priority: z.union([z.string(), z.number()]).optional().describe('critical|high|normal|low or 0-100'),
+      squad: z.string().optional(),
+      labels: z.array(z.string()).optional(),
+      requires: z.array(z.string()).optional().describe('capabilities the claimant needs'),
+      depends_on: z.array(z.string()).optional().describe('task ids that must finish first'),
+      assignee: z.string().optional().describe('only this agent may claim it'),
+      idempotency_key: z.string().optional(),
+    }),
+    run: async (ctx, caller, a) =>
+      taskResult(
+        await createTask(ctx.tasks, caller, {
+          title: a.title,
+          ...opt('description', a.description),
+          ...opt('priority', a.priority),
+          ...opt('squad', a.squad),
+          ...opt('labels', a.labels),
+          ...opt('requires', a.requires),
+          ...opt('dependsOn', a.depends_on),
+          ...opt('assignee', a.assignee),
+          ...opt('idempotencyKey', a.idempotency_key),
+        }),
+      ),
+  }),
+  tool({
+    name: 'task_list',
+    description: 'List tasks you can see, highest priority first.',
+    input: z.object({
+      status: z.array(z.string()).optional().describe('e.g. queued, claimed, done'),
+      squad: z.string().optional(),
+      ready: z.boolean().optional().describe('only claimable now'),
+      limit: z.int().min(1).max(1000).optional().describe('default 50'),
+    }),
+    async run(ctx, caller, a) {
+      const found = await listTasks(ctx.tasks, caller, {
+        ...opt('statuses', a.status),
+        ...opt('squad', a.squad),
+        ...(a.ready ? { ready: true } : {}),
+        limit: a.limit ?? 50,
+      });
+      return found.map((t) => taskView(t, true));
+    },
+  }),
+  tool({
+    name: 'task_claim',
+    description: 'Claim the best ready task you may take (or one by id); returns its fence.',
+    input: z.object({
+      id: taskId.optional(),
+      squad: z.string().optional(),
+      wait_seconds: z.number().optional().describe(`wait for work, at most ${MAX_CLAIM_WAIT_SECONDS}`),
+      lease_seconds: z.number().optional(),
+    }),
+    async run(ctx, caller, a) {
+      const wait = seconds(a.wait_seconds, 'wait_seconds');
+      return taskResult(
+        await claimTask(ctx.tasks, caller, {
+          ...opt('id', a.id),
+          ...opt('squad', a.squad),
+          ...opt('waitMs', wait === undefined ? undefined : Math.min(wait, MAX_CLAIM_WAIT_SECONDS * 1000)),
+          ...opt('leaseMs', seconds(a.lease_seconds, 'lease_seconds')),
+          signal: ctx.signal,
+        }),
+      );
+    },
+  }),
+  tool({
+    name: 'task_complete',
+    description: 'Finish a task you hold (fence from task_claim).',
+    input: z.object({
+      id: taskId,
+      fence,
+      result: z.string().optional(),
+      artifacts: z.array(z.string()).optional().describe('paths or URLs'),
+      usage_tokens: z.number().optional(),
+    }),
+    async run(ctx, caller, a) {
+      const r = await completeTask(ctx.tasks, caller, {
+        ...held(a),
+        ...opt('result', a.result),
+        ...opt('artifacts', a.artifacts),
+        ...opt('usageTokens', whole(a.usage_tokens, 'usage_tokens', 0)),
+      });
+      return { ...taskResult(r), unblocked: r.unblocked };
+    },
+  }),
+  tool({
+    name: 'task_fail',
+    description: 'Fail a task you hold; retryable=true puts it back in the queue.',
+    input: z.object({ id: taskId, fence, error: z.string(), retryable: z.boolean().optional() }),
+    run: async (ctx, caller, a) =>
+      taskResult(await failTask(ctx.tasks, caller, { ...held(a), error: a.error, ...(a.retryable ? { retryable: true } : {}) })),
+  }),
+  tool({
+    name: 'task_heartbeat',
+    description: 'Renew the lease on a task you hold while you work on it.',
+    input: z.object({ id: taskId, fence }),
+    run: async (ctx, caller, a) => taskResult(await heartbeatTask(ctx.tasks, caller, held(a))),
+  }),
+  tool({
+    name: 'task_handoff',
+    description: 'Hand a task you hold to another agent, with a summary of where it stands.',
+    input: z.object({
+      id: taskId,
+      fence,
+      to: z.string().describe('agent'),
+      summary: z.string(),
+      memories: z.array(z.string()).optional().describe('engram ids'),
+    }),
+    run: async (ctx, caller, a) =>
+      taskResult(await handoffTask(ctx.tasks, caller, { ...held(a), to: a.to, summary: a.summary, ...opt('memories', a.memories) })),
+  }),
+  tool({
+    name: 'task_accept',
+    description: 'Accept a task handed off to you; returns your new fence.',
+    input: z.object({ id: taskId }),
+    run: async (ctx, caller, a) => taskResult(await acceptHandoff(ctx.tasks, caller, { id: a.id })),
   }),
 ];
