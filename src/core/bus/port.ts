@@ -1,3 +1,4 @@
+import type { SqlExecutor } from '../store/sql/driver.js';
 import type { AckWatch, BusEvent, Delivery, DeliveryState, Envelope, InboxItem, Presence, Target } from './types.js';
 
 /** What each Bus adapter can do; callers branch on these, never on the adapter class. */
@@ -68,6 +69,13 @@ export interface Bus {
 
   /** Appends to the project's event stream (`task.*`, later `agent.state`…) and wakes event waiters. */
   emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void>;
+
+  /**
+   * Adapters whose events live in the Store's database write the event inside the caller's
+   * transaction (it commits or rolls back with the change it reports) and return the in-process
+   * wake to run after the commit. Absent on adapters that keep events elsewhere.
+   */
+  emitWithin?(tx: SqlExecutor, project: string, type: string, data: Record<string, unknown>, at: number): Promise<() => void>;
 
   /** Events after `cursor` ('' = from the start), oldest first, and the cursor to continue from. */
   events(project: string, cursor: string, limit: number): Promise<{ cursor: string; events: BusEvent[] }>;

@@ -285,6 +285,15 @@ export class SqlBus implements Bus {
     if (this.db.listen) await this.db.one('SELECT pg_notify($1, $2)', [this.channel, `${project}/${EVENTS}`]);
   }
 
+  async emitWithin(tx: SqlExecutor, project: string, type: string, data: Record<string, unknown>, at: number): Promise<() => void> {
+    await tx.run('INSERT INTO bus_events (project, type, data, at) VALUES ($1, $2, $3, $4)', [project, type, JSON.stringify(data), at]);
+    // NOTIFY is transactional in PostgreSQL: delivered on commit, dropped on rollback.
+    if (this.db.listen) await tx.one('SELECT pg_notify($1, $2)', [this.channel, `${project}/${EVENTS}`]);
+    return () => {
+      this.local.emit(`${project}/${EVENTS}`);
+    };
+  }
+
   async events(project: string, cursor: string, limit: number): Promise<{ cursor: string; events: BusEvent[] }> {
     const rows = await this.db.all<{ seq: number; type: string; data: string; at: number }>(
       'SELECT seq, type, data, at FROM bus_events WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3',

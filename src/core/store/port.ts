@@ -48,6 +48,8 @@ export interface Store {
   agents: {
     add(agent: NewAgent): Promise<Agent>;
     get(project: string, name: string): Promise<Agent | undefined>;
+    /** One cheap query, for hot paths that only need to know the agent is registered. */
+    exists(project: string, name: string): Promise<boolean>;
     list(project: string): Promise<Agent[]>;
     remove(project: string, name: string): Promise<boolean>;
   };

@@ -255,6 +255,8 @@ export class SqlStore implements Store {
           caps.map((c) => c.capability),
         );
       }),
+    exists: (project, name) =>
+      guarded(async () => (await this.db.one('SELECT 1 AS ok FROM agents WHERE project = $1 AND name = $2', [project, name])) !== undefined),
     list: (project) =>
       guarded(async () => {
         const rows = await this.db.all<AgentRow>(

@@ -6,6 +6,7 @@ import { getSquad, listSquads } from '../identity/squads.js';
 import { newId } from '../ids.js';
 import { assertCapability, assertName } from '../names.js';
 import type { Store } from '../store/port.js';
+import type { SqlExecutor } from '../store/sql/driver.js';
 import type { ChangeResult } from './sql-tasks.js';
 import { canMove, HELD } from './transitions.js';
 import { type Idempotency, PRIORITY_NAMES, type Task, type TaskChange, type TaskEvent, type TaskStatus, TASK_STATUSES } from './types.js';
@@ -94,6 +95,40 @@ async function publish(ctx: TaskContext, caller: Caller, event: string, task: Ta
     { task: task.id, title: task.title, status: task.status, squad: task.squad, claimant: task.claimant, actor: actor(caller), ...extra },
     now(ctx),
   );
+}
+
+function eventData(ctx: TaskContext, caller: Caller, task: Task, extra: Record<string, unknown>): Record<string, unknown> {
+  return { task: task.id, title: task.title, status: task.status, squad: task.squad, claimant: task.claimant, actor: actor(caller), ...extra };
+}
+
+type EventList = (task: Task, info: { unblocked: string[]; blocked: string[] }) => [string, Record<string, unknown>][];
+
+/**
+ * Task events for a change: written inside the change's transaction when the bus keeps events in
+ * the Store's database (one commit, not two), else emitted right after the commit.
+ */
+function eventHook(ctx: TaskContext, caller: Caller, make: EventList) {
+  const emitWithin = ctx.bus.emitWithin?.bind(ctx.bus);
+  const wakes: (() => void)[] = [];
+  const list = (task: Task, info: { unblocked: string[]; blocked: string[] }) =>
+    make(task, info).map(([event, extra]): [string, Record<string, unknown>] => [
+      event.includes('.') ? event : `task.${event}`,
+      event.includes('.') ? extra : eventData(ctx, caller, task, extra),
+    ]);
+  return {
+    within: emitWithin
+      ? async (tx: SqlExecutor, task: Task, info: { unblocked: string[]; blocked: string[] }) => {
+          for (const [type, data] of list(task, info)) wakes.push(await emitWithin(tx, caller.project, type, data, now(ctx)));
+        }
+      : undefined,
+    async after(task: Task, info: { unblocked: string[]; blocked: string[] }) {
+      if (emitWithin) {
+        for (const wake of wakes) wake();
+        return;
+      }
+      for (const [type, data] of list(task, info)) await ctx.bus.emit(caller.project, type, data, now(ctx));
+    },
+  };
 }
 
 export async function getTask(ctx: TaskContext, caller: Caller, id: string): Promise<Task> {
@@ -219,7 +254,9 @@ export async function board(ctx: TaskContext, caller: Caller, input: { squad?: s
 async function worker(ctx: TaskContext, caller: Caller, action: string): Promise<string> {
   if (caller.role === 'observer') return deny(ctx.store, caller, action, 'is not allowed with an observer token');
   if (caller.agent === null) throw new UsageError(`${action} needs an agent`, { hint: 'pass --as <agent> (or SOS_AGENT), or use an agent token' });
-  await getAgent(ctx.store, caller, caller.agent);
+  if (!(await ctx.store.agents.exists(caller.project, caller.agent))) {
+    throw new NotFound(`agent "${caller.agent}" does not exist in project "${caller.project}"`, { hint: 'list agents with `sos agents list`' });
+  }
   return caller.agent;
 }
 
@@ -244,6 +281,7 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
   const idem = idempotency(caller, input.idempotencyKey, 'tasks claim');
   const deadline = Date.now() + (input.waitMs ?? 0);
   for (;;) {
+    const events = eventHook(ctx, caller, (task) => [['claimed', { fence: task.attempt }]]);
     const { task, replayed } = await ctx.store.tasks.claim(
       caller.project,
       agent,
@@ -254,9 +292,10 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
         ...(input.leaseMs !== undefined ? { leaseMs: input.leaseMs } : {}),
       },
       idem,
+      events.within,
     );
     if (task) {
-      if (!replayed) await publish(ctx, caller, 'claimed', task, { fence: task.attempt });
+      if (!replayed) await events.after(task, { unblocked: [], blocked: [] });
       return { task, replayed };
     }
     if (input.id !== undefined) await explainUnclaimable(ctx, caller, agent, input.id);
@@ -327,7 +366,7 @@ async function holderChange(
   what: string,
   to: (task: Task) => TaskStatus,
   change: (task: Task, at: number) => Omit<TaskChange, 'from' | 'to' | 'holder' | 'event'> & { event?: Record<string, unknown> },
-  options: { onBehalf?: boolean } = {},
+  options: { onBehalf?: boolean; events?: EventList } = {},
 ): Promise<{ task: Task; replayed: boolean; unblocked: string[]; blocked: string[] }> {
   assertTaskId(input.id);
   if (input.fence !== undefined && (!Number.isInteger(input.fence) || input.fence < 1)) throw new UsageError('--fence must be a positive whole number');
@@ -335,12 +374,15 @@ async function holderChange(
   const supervisor = options.onBehalf === true && isAdmin(caller);
   const agent = supervisor && caller.agent === null ? 'operator' : await worker(ctx, caller, `${what} a task`);
   const idem = idempotency(caller, input.idempotencyKey, `tasks ${what}`);
-  const task = await getTask(ctx, caller, input.id);
+  // Only the holder can change a held task (the write checks it), so a bare read is enough here.
+  const task = await ctx.store.tasks.peek(caller.project, input.id);
+  if (!task) throw new NotFound(`task ${input.id} does not exist in project "${caller.project}"`);
   const holder = supervisor && task.claimant !== null ? task.claimant : agent;
   const target = to(task);
   if (idem === undefined) guard(task, target, what);
   const at = now(ctx);
   const { event, ...rest } = change(task, at);
+  const events = eventHook(ctx, caller, options.events ?? (() => []));
   const result = await ctx.store.tasks.change(
     caller.project,
     input.id,
@@ -353,16 +395,17 @@ async function holderChange(
     },
     at,
     idem,
+    events.within,
   );
   const done = await settle(ctx, caller, input.id, result, what);
   const extra = result.ok ? { replayed: result.replayed, unblocked: result.unblocked, blocked: result.blocked } : { replayed: false, unblocked: [], blocked: [] };
+  if (!extra.replayed) await events.after(done, extra);
   return { task: done, ...extra };
 }
 
 export function startTask(ctx: TaskContext, caller: Caller, input: HolderInput) {
-  return holderChange(ctx, caller, input, 'start', () => 'in_progress', (t, at) => ({ set: { leaseUntil: at + t.leaseMs } })).then(async (r) => {
-    if (!r.replayed) await publish(ctx, caller, 'started', r.task);
-    return r;
+  return holderChange(ctx, caller, input, 'start', () => 'in_progress', (t, at) => ({ set: { leaseUntil: at + t.leaseMs } }), {
+    events: () => [['started', {}]],
   });
 }
 
@@ -387,15 +430,23 @@ export async function completeTask(
   if (input.result !== undefined) assertText('result', input.result, ctx.maxTextBytes);
   if (input.usageTokens !== undefined && (!Number.isInteger(input.usageTokens) || input.usageTokens < 0)) throw new UsageError('--usage must be a whole number of tokens');
   for (const a of input.artifacts ?? []) if (a.trim() === '' || a.length > 2_000) throw new UsageError('an artifact is a path or URL of 1-2000 characters');
-  const r = await holderChange(ctx, caller, input, 'complete', () => 'done', () => ({
-    set: { result: input.result ?? null, leaseUntil: null, ...(input.usageTokens !== undefined ? { usageTokens: input.usageTokens } : {}) },
-    ...(input.artifacts ? { artifacts: input.artifacts } : {}),
-  }));
-  if (!r.replayed) {
-    await publish(ctx, caller, 'completed', r.task, { unblocked: r.unblocked });
-    for (const id of r.unblocked) await ctx.bus.emit(caller.project, 'task.ready', { task: id, after: r.task.id }, now(ctx));
-  }
-  return r;
+  return holderChange(
+    ctx,
+    caller,
+    input,
+    'complete',
+    () => 'done',
+    () => ({
+      set: { result: input.result ?? null, leaseUntil: null, ...(input.usageTokens !== undefined ? { usageTokens: input.usageTokens } : {}) },
+      ...(input.artifacts ? { artifacts: input.artifacts } : {}),
+    }),
+    {
+      events: (task, info) => [
+        ['completed', { unblocked: info.unblocked }],
+        ...info.unblocked.map((id): [string, Record<string, unknown>] => ['task.ready', { task: id, after: task.id }]),
+      ],
+    },
+  );
 }
 
 export async function failTask(ctx: TaskContext, caller: Caller, input: HolderInput & { error: string; retryable?: boolean }) {
@@ -412,15 +463,15 @@ export async function failTask(ctx: TaskContext, caller: Caller, input: HolderIn
       set: { error: input.error, claimant: null, leaseUntil: null, ...(input.retryable ? { availableAt: at + backoff(t.attempt) } : {}) },
       event: { error: input.error, retryable: input.retryable === true },
     }),
+    { events: (task, info) => [[task.status === 'queued' ? 'retrying' : task.status === 'dead' ? 'dead' : 'failed', { blocked: info.blocked }]] },
   );
-  if (!r.replayed) await publish(ctx, caller, r.task.status === 'queued' ? 'retrying' : r.task.status === 'dead' ? 'dead' : 'failed', r.task, { blocked: r.blocked });
   return r;
 }
 
 export async function releaseTask(ctx: TaskContext, caller: Caller, input: HolderInput) {
-  const r = await holderChange(ctx, caller, input, 'release', () => 'queued', () => ({ set: { claimant: null, leaseUntil: null } }));
-  if (!r.replayed) await publish(ctx, caller, 'released', r.task);
-  return r;
+  return holderChange(ctx, caller, input, 'release', () => 'queued', () => ({ set: { claimant: null, leaseUntil: null } }), {
+    events: () => [['released', {}]],
+  });
 }
 
 async function adminChange(

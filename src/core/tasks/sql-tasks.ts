@@ -64,6 +64,9 @@ export interface ClaimOptions {
   now: number;
 }
 
+/** Runs inside the change's transaction, after it (the SQL bus writes the task.* event here). */
+export type Within = (tx: SqlExecutor, task: Task, info: { unblocked: string[]; blocked: string[] }) => Promise<void>;
+
 export type ChangeResult =
   | { ok: true; task: Task; replayed: boolean; unblocked: string[]; blocked: string[] }
   | { ok: false; refusal: ChangeRefusal };
@@ -81,25 +84,26 @@ export class SqlTaskRepo {
     if (rows.length === 0) return [];
     const seqs = rows.map((r) => r.seq);
     const list = seqs.map((_, i) => `$${i + 1}`).join(', ');
-    const [labels, requires, deps, artifacts] = await Promise.all([
-      db.all<{ task_seq: number; v: string }>(`SELECT task_seq, label AS v FROM task_labels WHERE task_seq IN (${list}) ORDER BY label`, seqs),
-      db.all<{ task_seq: number; v: string }>(
-        `SELECT task_seq, capability AS v FROM task_requires WHERE task_seq IN (${list}) ORDER BY capability`,
-        seqs,
-      ),
-      db.all<{ task_seq: number; v: string }>(
-        `SELECT d.task_seq, t.id AS v FROM task_deps d JOIN tasks t ON t.seq = d.depends_on_seq WHERE d.task_seq IN (${list}) ORDER BY t.seq`,
-        seqs,
-      ),
-      db.all<{ task_seq: number; v: string }>(`SELECT task_seq, ref AS v FROM task_artifacts WHERE task_seq IN (${list}) ORDER BY ref`, seqs),
-    ]);
-    const group = (pairs: { task_seq: number; v: string }[]) => {
-      const map = new Map<number, string[]>();
-      for (const p of pairs) map.set(p.task_seq, [...(map.get(p.task_seq) ?? []), p.v]);
-      return map;
-    };
-    const [l, r, d, a] = [group(labels), group(requires), group(deps), group(artifacts)];
-    return rows.map((row) => ({
+    // One round trip for all four lists (and one query at a time on a transaction's client).
+    const items = await db.all<{ task_seq: number; k: string; v: string; o: number }>(
+      `SELECT task_seq, 'l' AS k, label AS v, 0 AS o FROM task_labels WHERE task_seq IN (${list})
+       UNION ALL SELECT task_seq, 'r' AS k, capability AS v, 0 AS o FROM task_requires WHERE task_seq IN (${list})
+       UNION ALL SELECT d.task_seq, 'd' AS k, t.id AS v, t.seq AS o FROM task_deps d JOIN tasks t ON t.seq = d.depends_on_seq WHERE d.task_seq IN (${list})
+       UNION ALL SELECT task_seq, 'a' AS k, ref AS v, 0 AS o FROM task_artifacts WHERE task_seq IN (${list})
+       ORDER BY k, o, v`,
+      seqs,
+    );
+    const groups: Record<string, Map<number, string[]>> = { l: new Map(), r: new Map(), d: new Map(), a: new Map() };
+    for (const item of items) {
+      const map = groups[item.k]!;
+      map.set(item.task_seq, [...(map.get(item.task_seq) ?? []), item.v]);
+    }
+    const [l, r, d, a] = [groups.l!, groups.r!, groups.d!, groups.a!];
+    return rows.map((row) => this.toTask(row, l, r, d, a));
+  }
+
+  private toTask(row: TaskRow, l: Map<number, string[]>, r: Map<number, string[]>, d: Map<number, string[]>, a: Map<number, string[]>): Task {
+    return {
       id: row.id,
       project: row.project,
       title: row.title,
@@ -129,7 +133,7 @@ export class SqlTaskRepo {
       createdBy: row.created_by,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
-    }));
+    };
   }
 
   private async one(db: SqlExecutor, project: string, id: string): Promise<TaskRow | undefined> {
@@ -247,6 +251,12 @@ export class SqlTaskRepo {
     return { task: value, replayed };
   }
 
+  /** The task without its lists (labels, requires, deps, artifacts are empty): one query. */
+  async peek(project: string, id: string): Promise<Task | undefined> {
+    const row = await this.one(this.db, project, id);
+    return row ? this.toTask(row, new Map(), new Map(), new Map(), new Map()) : undefined;
+  }
+
   async get(project: string, id: string): Promise<Task | undefined> {
     const row = await this.one(this.db, project, id);
     return row ? (await this.arrays(this.db, [row]))[0] : undefined;
@@ -281,7 +291,13 @@ export class SqlTaskRepo {
   }
 
   /** The one-statement claim, and its event, in one short transaction. */
-  async claim(project: string, agent: string, opts: ClaimOptions, idem?: Idempotency): Promise<{ task: Task | undefined; replayed: boolean }> {
+  async claim(
+    project: string,
+    agent: string,
+    opts: ClaimOptions,
+    idem?: Idempotency,
+    within?: Within,
+  ): Promise<{ task: Task | undefined; replayed: boolean }> {
     const params: unknown[] = [project, agent, opts.now, opts.leaseMs ?? 0];
     const extra: string[] = [];
     if (opts.squad !== undefined) {
@@ -311,13 +327,15 @@ export class SqlTaskRepo {
       const row = await tx.one<TaskRow>(sql, params);
       if (!row) return null;
       await this.event(tx, row.seq, opts.now, { actor: agent, name: 'claimed', detail: { fence: row.attempt, leaseUntil: row.lease_until } }, 'queued', 'claimed');
-      return (await this.arrays(tx, [row]))[0]!;
+      const task = (await this.arrays(tx, [row]))[0]!;
+      await within?.(tx, task, { unblocked: [], blocked: [] });
+      return task;
     });
     return { task: value ?? undefined, replayed };
   }
 
   /** Applies a guarded change; on refusal says why (not found, status, holder, handoff). */
-  async change(project: string, id: string, change: TaskChange, now: number, idem?: Idempotency): Promise<ChangeResult> {
+  async change(project: string, id: string, change: TaskChange, now: number, idem?: Idempotency, within?: Within): Promise<ChangeResult> {
     const attempt = await this.once(project, idem, async (tx): Promise<ChangeResult> => {
       const sets = ['status = $3', 'updated_at = $4'];
       const params: unknown[] = [project, id, change.to, now];
@@ -384,6 +402,7 @@ export class SqlTaskRepo {
         blocked = rows.map((r) => r.id);
       }
       const [task] = await this.arrays(tx, [updated]);
+      await within?.(tx, task!, { unblocked, blocked });
       return { ok: true, task: task!, replayed: false, unblocked, blocked };
     }, (result) => result.ok);
     if (attempt.value.ok && attempt.replayed) return { ...attempt.value, replayed: true };

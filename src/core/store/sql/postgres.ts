@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { redactUrl, type SqlDriver, SqlError, type SqlErrorKind, type SqlExecutor } from './driver.js';
 
@@ -38,10 +39,27 @@ function classify(err: unknown): SqlError {
   return new SqlError(kind, message, { cause: err });
 }
 
-function executor(q: (sql: string, params: unknown[]) => Promise<pg.QueryResult>): SqlExecutor {
+const NAMES = new Map<string, string>();
+
+/**
+ * Parameterised statements are named, so each connection parses and plans them once (the claim
+ * statement spends most of its time in planning when sent unnamed). Scripts and statements
+ * without parameters (BEGIN, COMMIT) go as plain queries.
+ */
+function statement(sql: string, params: readonly unknown[]): pg.QueryConfig {
+  if (params.length === 0) return { text: sql };
+  let name = NAMES.get(sql);
+  if (name === undefined) {
+    name = `sos_${createHash('sha1').update(sql).digest('hex').slice(0, 16)}`;
+    NAMES.set(sql, name);
+  }
+  return { name, text: sql, values: [...params] };
+}
+
+function executor(q: (config: pg.QueryConfig) => Promise<pg.QueryResult>): SqlExecutor {
   const query = async (sql: string, params: readonly unknown[] = []) => {
     try {
-      return await q(sql, [...params]);
+      return await q(statement(sql, params));
     } catch (err) {
       throw classify(err);
     }
@@ -88,7 +106,7 @@ export class PostgresDriver implements SqlDriver {
     });
     // An idle client losing its connection must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
-    this.direct = executor((sql, params) => this.pool.query(sql, params));
+    this.direct = executor((config) => this.pool.query(config));
   }
 
   all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
@@ -111,7 +129,7 @@ export class PostgresDriver implements SqlDriver {
     } catch (err) {
       throw classify(err);
     }
-    const tx = executor((sql, params) => client.query(sql, params));
+    const tx = executor((config) => client.query(config));
     try {
       await tx.run('BEGIN');
       const result = await fn(tx);
