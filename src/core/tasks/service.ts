@@ -250,6 +250,13 @@ export async function board(ctx: TaskContext, caller: Caller, input: { squad?: s
   return (await ctx.store.tasks.board(caller.project, input.squad, now(ctx), input.limit ?? 50)).filter(filter);
 }
 
+/** The caller's agent name for holder writes (checked by the write itself, not looked up). */
+async function speaker(ctx: TaskContext, caller: Caller, action: string): Promise<string> {
+  if (caller.role === 'observer') return deny(ctx.store, caller, action, 'is not allowed with an observer token');
+  if (caller.agent === null) throw new UsageError(`${action} needs an agent`, { hint: 'pass --as <agent> (or SOS_AGENT), or use an agent token' });
+  return caller.agent;
+}
+
 /** The agent a worker command acts as: the caller's own agent (observers never). */
 async function worker(ctx: TaskContext, caller: Caller, action: string): Promise<string> {
   if (caller.role === 'observer') return deny(ctx.store, caller, action, 'is not allowed with an observer token');
@@ -277,7 +284,8 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
   if (input.id !== undefined) assertTaskId(input.id);
   if (input.squad !== undefined) assertName('squad', input.squad);
   if (input.leaseMs !== undefined && (input.leaseMs < 1_000 || input.leaseMs > 7 * 86_400_000)) throw new UsageError('--lease must be between 1s and 7d');
-  const agent = await worker(ctx, caller, 'claiming a task');
+  // The claim statement itself requires the agent to be registered; a miss is explained below.
+  const agent = await speaker(ctx, caller, 'claiming a task');
   const idem = idempotency(caller, input.idempotencyKey, 'tasks claim');
   const deadline = Date.now() + (input.waitMs ?? 0);
   for (;;) {
@@ -297,6 +305,9 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
     if (task) {
       if (!replayed) await events.after(task, { unblocked: [], blocked: [] });
       return { task, replayed };
+    }
+    if (!(await ctx.store.agents.exists(caller.project, agent))) {
+      throw new NotFound(`agent "${agent}" does not exist in project "${caller.project}"`, { hint: 'list agents with `sos agents list`' });
     }
     if (input.id !== undefined) await explainUnclaimable(ctx, caller, agent, input.id);
     const left = deadline - Date.now();
@@ -372,7 +383,9 @@ async function holderChange(
   if (input.fence !== undefined && (!Number.isInteger(input.fence) || input.fence < 1)) throw new UsageError('--fence must be a positive whole number');
   // A supervisor (an admin, or the operator acting as nobody) may renew a lease on the claimant's behalf.
   const supervisor = options.onBehalf === true && isAdmin(caller);
-  const agent = supervisor && caller.agent === null ? 'operator' : await worker(ctx, caller, `${what} a task`);
+  // No registry lookup: the write only succeeds for the task's claimant, which was a registered
+  // agent when it claimed, so an unknown name is refused by the holder check.
+  const agent = supervisor && caller.agent === null ? 'operator' : await speaker(ctx, caller, `${what} a task`);
   const idem = idempotency(caller, input.idempotencyKey, `tasks ${what}`);
   // Only the holder can change a held task (the write checks it), so a bare read is enough here.
   const task = await ctx.store.tasks.peek(caller.project, input.id);
@@ -390,6 +403,7 @@ async function holderChange(
       ...rest,
       from: HELD,
       to: target,
+      expect: task.status,
       holder: { agent: holder, fence: input.fence },
       event: { actor: agent, name: what, ...(event ? { detail: event } : {}) },
     },

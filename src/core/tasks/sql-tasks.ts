@@ -310,6 +310,7 @@ export class SqlTaskRepo {
     }
     const pick = `SELECT t.seq FROM tasks t
       WHERE t.project = $1 AND t.status = 'queued' AND t.unmet_deps = 0 AND t.available_at <= $3
+        AND EXISTS (SELECT 1 FROM agents g WHERE g.project = $1 AND g.name = $2)
         AND (t.assignee IS NULL OR t.assignee = $2)
         AND (t.squad IS NULL OR t.squad IN (SELECT m.squad FROM squad_members m WHERE m.project = $1 AND m.agent = $2))
         AND NOT EXISTS (SELECT 1 FROM task_requires r WHERE r.task_seq = t.seq AND NOT EXISTS (
@@ -336,77 +337,102 @@ export class SqlTaskRepo {
 
   /** Applies a guarded change; on refusal says why (not found, status, holder, handoff). */
   async change(project: string, id: string, change: TaskChange, now: number, idem?: Idempotency, within?: Within): Promise<ChangeResult> {
-    const attempt = await this.once(project, idem, async (tx): Promise<ChangeResult> => {
-      const sets = ['status = $3', 'updated_at = $4'];
-      const params: unknown[] = [project, id, change.to, now];
-      for (const [key, value] of Object.entries(change.set ?? {})) {
-        if (key === 'handoff') {
-          params.push(value === null ? null : JSON.stringify(value));
-          sets.push(`handoff = $${params.length}`);
-          params.push(value === null ? null : (value as Handoff).to);
-          sets.push(`handoff_to = $${params.length}`);
-          continue;
+    const attempt = await this.once(
+      project,
+      idem,
+      async (tx): Promise<ChangeResult> => {
+        let expect = change.expect;
+        let updated: TaskRow | undefined;
+        let before: TaskRow | undefined;
+        for (let round = 0; round < 2 && !updated; round++) {
+          if (expect === undefined) {
+            before = await this.one(tx, project, id);
+            if (!before) return { ok: false, refusal: { reason: 'not_found' } };
+            if (!change.from.includes(before.status)) return { ok: false, refusal: this.refusal(before, change) };
+            expect = before.status;
+          }
+          updated = await this.tryChange(tx, project, id, change, expect, now);
+          if (!updated && before === undefined) {
+            // The status moved since the caller looked: read it once, and retry if still allowed.
+            before = await this.one(tx, project, id);
+            if (!before) return { ok: false, refusal: { reason: 'not_found' } };
+            if (before.status === expect || !change.from.includes(before.status)) return { ok: false, refusal: this.refusal(before, change) };
+            expect = before.status;
+          } else if (!updated) {
+            return { ok: false, refusal: this.refusal(before!, change) };
+          }
         }
-        params.push(value);
-        sets.push(`${SETTABLE[key]} = $${params.length}`);
-      }
-      if (change.bumpAttempt) sets.push('attempt = attempt + 1');
-      const marks = change.from.map((s) => {
-        params.push(s);
-        return `$${params.length}`;
-      });
-      const where = [`project = $1`, `id = $2`, `status IN (${marks.join(', ')})`];
-      if (change.holder) {
-        params.push(change.holder.agent);
-        where.push(`claimant = $${params.length}`);
-        if (change.holder.fence !== undefined) {
-          params.push(change.holder.fence);
-          where.push(`attempt = $${params.length}`);
+        if (!updated) return { ok: false, refusal: this.refusal(before!, change) };
+        for (const ref of new Set(change.artifacts ?? [])) {
+          await tx.run('INSERT INTO task_artifacts (task_seq, ref) VALUES ($1, $2) ON CONFLICT DO NOTHING', [updated.seq, ref]);
         }
-      }
-      if (change.handoffTo !== undefined) {
-        params.push(change.handoffTo);
-        where.push(`handoff_to = $${params.length}`);
-      }
-      if (change.leaseExpiredBy !== undefined) {
-        params.push(change.leaseExpiredBy);
-        where.push(`lease_until < $${params.length}`);
-      }
-      const before = await this.one(tx, project, id);
-      if (!before) return { ok: false, refusal: { reason: 'not_found' } };
-      const updated = await tx.one<TaskRow>(`UPDATE tasks SET ${sets.join(', ')} WHERE ${where.join(' AND ')} RETURNING ${COLUMNS}`, params);
-      if (!updated) return { ok: false, refusal: this.refusal(before, change) };
-      for (const ref of new Set(change.artifacts ?? [])) {
-        await tx.run('INSERT INTO task_artifacts (task_seq, ref) VALUES ($1, $2) ON CONFLICT DO NOTHING', [updated.seq, ref]);
-      }
-      await this.event(tx, updated.seq, now, change.event, before.status, change.to);
-      let unblocked: string[] = [];
-      let blocked: string[] = [];
-      if (change.to === 'done' && before.status !== 'done') {
-        const rows = await tx.all<{ id: string; status: TaskStatus; unmet_deps: number }>(
-          `UPDATE tasks SET unmet_deps = unmet_deps - 1, updated_at = $2
-           WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) RETURNING id, status, unmet_deps`,
-          [updated.seq, now],
-        );
-        unblocked = rows.filter((r) => r.unmet_deps === 0 && r.status === 'queued').map((r) => r.id);
-      }
-      if ((change.to === 'dead' || change.to === 'canceled') && before.status !== change.to) {
-        const reason = `dependency ${id} is ${change.to}`;
-        const rows = await tx.all<{ seq: number; id: string; status: TaskStatus }>(
-          `UPDATE tasks SET status = 'blocked', blocked_reason = $2, updated_at = $3
-           WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) AND status IN ('backlog', 'queued')
-           RETURNING seq, id, status`,
-          [updated.seq, reason, now],
-        );
-        for (const r of rows) await this.event(tx, r.seq, now, { actor: change.event.actor, name: 'blocked', detail: { reason } }, 'queued', 'blocked');
-        blocked = rows.map((r) => r.id);
-      }
-      const [task] = await this.arrays(tx, [updated]);
-      await within?.(tx, task!, { unblocked, blocked });
-      return { ok: true, task: task!, replayed: false, unblocked, blocked };
-    }, (result) => result.ok);
+        await this.event(tx, updated.seq, now, change.event, expect!, change.to);
+        let unblocked: string[] = [];
+        let blocked: string[] = [];
+        if (change.to === 'done' && expect !== 'done') {
+          const rows = await tx.all<{ id: string; status: TaskStatus; unmet_deps: number }>(
+            `UPDATE tasks SET unmet_deps = unmet_deps - 1, updated_at = $2
+             WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) RETURNING id, status, unmet_deps`,
+            [updated.seq, now],
+          );
+          unblocked = rows.filter((r) => r.unmet_deps === 0 && r.status === 'queued').map((r) => r.id);
+        }
+        if ((change.to === 'dead' || change.to === 'canceled') && expect !== change.to) {
+          const reason = `dependency ${id} is ${change.to}`;
+          const rows = await tx.all<{ seq: number; id: string; status: TaskStatus }>(
+            `UPDATE tasks SET status = 'blocked', blocked_reason = $2, updated_at = $3
+             WHERE seq IN (SELECT task_seq FROM task_deps WHERE depends_on_seq = $1) AND status IN ('backlog', 'queued')
+             RETURNING seq, id, status`,
+            [updated.seq, reason, now],
+          );
+          for (const r of rows) await this.event(tx, r.seq, now, { actor: change.event.actor, name: 'blocked', detail: { reason } }, 'queued', 'blocked');
+          blocked = rows.map((r) => r.id);
+        }
+        const [task] = await this.arrays(tx, [updated]);
+        await within?.(tx, task!, { unblocked, blocked });
+        return { ok: true, task: task!, replayed: false, unblocked, blocked };
+      },
+      (result) => result.ok,
+    );
     if (attempt.value.ok && attempt.replayed) return { ...attempt.value, replayed: true };
     return attempt.value;
+  }
+
+  /** The guarded UPDATE itself: status exactly `expect`, plus holder, handoff and lease guards. */
+  private async tryChange(tx: SqlExecutor, project: string, id: string, change: TaskChange, expect: TaskStatus, now: number): Promise<TaskRow | undefined> {
+    const sets = ['status = $3', 'updated_at = $4'];
+    const params: unknown[] = [project, id, change.to, now];
+    for (const [key, value] of Object.entries(change.set ?? {})) {
+      if (key === 'handoff') {
+        params.push(value === null ? null : JSON.stringify(value));
+        sets.push(`handoff = $${params.length}`);
+        params.push(value === null ? null : (value as Handoff).to);
+        sets.push(`handoff_to = $${params.length}`);
+        continue;
+      }
+      params.push(value);
+      sets.push(`${SETTABLE[key]} = $${params.length}`);
+    }
+    if (change.bumpAttempt) sets.push('attempt = attempt + 1');
+    params.push(expect);
+    const where = ['project = $1', 'id = $2', `status = $${params.length}`];
+    if (change.holder) {
+      params.push(change.holder.agent);
+      where.push(`claimant = $${params.length}`);
+      if (change.holder.fence !== undefined) {
+        params.push(change.holder.fence);
+        where.push(`attempt = $${params.length}`);
+      }
+    }
+    if (change.handoffTo !== undefined) {
+      params.push(change.handoffTo);
+      where.push(`handoff_to = $${params.length}`);
+    }
+    if (change.leaseExpiredBy !== undefined) {
+      params.push(change.leaseExpiredBy);
+      where.push(`lease_until < $${params.length}`);
+    }
+    return tx.one<TaskRow>(`UPDATE tasks SET ${sets.join(', ')} WHERE ${where.join(' AND ')} RETURNING ${COLUMNS}`, params);
   }
 
   private refusal(row: TaskRow, change: TaskChange): ChangeRefusal {

@@ -115,6 +115,12 @@ export interface TaskChange {
   holder?: { agent: string; fence: number | undefined };
   /** When set, the task's handoff must be addressed to this agent. */
   handoffTo?: string;
+  /**
+   * The status the caller last saw. The write then checks it exactly (and records it as the
+   * event's from-status) without reading the row first; if it moved to another allowed status
+   * meanwhile, the write is retried once against that.
+   */
+  expect?: TaskStatus;
   /** When set, the lease must have run out by then (a renewal racing the sweep wins). */
   leaseExpiredBy?: number;
   set?: Partial<
