@@ -136,20 +136,33 @@ export class SqliteDriver implements SqlDriver {
 
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.serial(async () => {
+      const control = this.control();
       try {
-        this.db.exec('BEGIN IMMEDIATE');
+        control.begin.run();
       } catch (err) {
         throw classify(err);
       }
       try {
         const result = await fn(this.direct);
-        this.db.exec('COMMIT');
+        control.commit.run();
         return result;
       } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (this.db.inTransaction) control.rollback.run();
         throw err;
       }
     });
+  }
+
+  private controlStatements: { begin: Database.Statement; commit: Database.Statement; rollback: Database.Statement } | undefined;
+
+  /** BEGIN IMMEDIATE / COMMIT / ROLLBACK prepared once: they run twice per write. */
+  private control() {
+    this.controlStatements ??= {
+      begin: this.db.prepare('BEGIN IMMEDIATE'),
+      commit: this.db.prepare('COMMIT'),
+      rollback: this.db.prepare('ROLLBACK'),
+    };
+    return this.controlStatements;
   }
 
   async lockForMigration(): Promise<void> {
