@@ -11,19 +11,12 @@ import {
   sweepAcks,
   waitForAck,
 } from '../../src/core/bus/service.js';
-import { Conflict, NotFound, PermissionDenied, type SosError, UsageError } from '../../src/core/errors.js';
+import { Conflict, NotFound, PermissionDenied, UsageError } from '../../src/core/errors.js';
 import { BUS_ADAPTERS, seedAgents } from '../helpers/bus.js';
+import { fails } from '../helpers/expect.js';
 
 /** One suite, unchanged, against every Bus adapter (STYLE.md §8). */
 
-async function fails(promise: Promise<unknown>, type: new (...args: never[]) => SosError, message?: RegExp) {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(type);
-  if (message) expect((err as Error).message).toMatch(message);
-}
 
 describe.each(BUS_ADAPTERS)('Bus conformance: $name', (adapter) => {
   describe.skipIf(!adapter.available)(adapter.name, () => {

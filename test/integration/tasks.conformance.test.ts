@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Conflict, NotFound, PermissionDenied, type SosError, UsageError } from '../../src/core/errors.js';
+import { Conflict, NotFound, PermissionDenied, UsageError } from '../../src/core/errors.js';
 import {
   acceptHandoff,
   blockTask,
@@ -24,18 +24,11 @@ import {
   unblockTask,
 } from '../../src/core/tasks/service.js';
 import { seedAgents } from '../helpers/bus.js';
+import { fails } from '../helpers/expect.js';
 import { TASK_ADAPTERS, type TaskWorld } from '../helpers/tasks.js';
 
 /** One suite, unchanged, on the Store's SQLite and PostgreSQL adapters. */
 
-async function fails(promise: Promise<unknown>, type: new (...args: never[]) => SosError, message?: RegExp) {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(type);
-  if (message) expect((err as Error).message).toMatch(message);
-}
 
 async function team(w: TaskWorld) {
   await seedAgents(

@@ -1038,6 +1038,12 @@ export class RedisBus implements Bus {
     streams: Target[],
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<boolean> {
+    // Subscribed first, then checked: a message sent in between is not missed.
+    return this.waitOn(wakeChannel(project, agent), options, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0);
+  }
+
+  /** Waits for a publish on `channel` (or timeout/abort); with `ready`, returns at once when it holds. */
+  private async waitOn(channel: string, options: { timeoutMs: number; signal?: AbortSignal }, ready?: () => Promise<boolean>): Promise<boolean> {
     if (options.signal?.aborted || this.closed) return false;
     const inner = new AbortController();
     const abort = () => inner.abort();
@@ -1046,14 +1052,13 @@ export class RedisBus implements Bus {
     let woken = false;
     let stop: (() => Promise<void>) | undefined;
     try {
-      stop = await this.listen(wakeChannel(project, agent), () => {
+      stop = await this.listen(channel, () => {
         woken = true;
         inner.abort();
       }).catch((err: unknown) => {
         throw redisError(err, this.options.url);
       });
-      // Subscribed first, then checked: a message sent in between is not missed.
-      if ((await this.countUnread(project, agent, streams, Date.now())) > 0) return true;
+      if (ready && (await ready())) return true;
       await abortableSleep(options.timeoutMs, inner.signal);
       return woken;
     } finally {
@@ -1095,28 +1100,7 @@ export class RedisBus implements Bus {
   }
 
   async waitForEvent(project: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
-    if (options.signal?.aborted || this.closed) return false;
-    const inner = new AbortController();
-    const abort = () => inner.abort();
-    options.signal?.addEventListener('abort', abort, { once: true });
-    this.closing.signal.addEventListener('abort', abort, { once: true });
-    let woken = false;
-    let stop: (() => Promise<void>) | undefined;
-    try {
-      stop = await this.listen(eventsChannel(project), () => {
-        woken = true;
-        inner.abort();
-      }).catch((err: unknown) => {
-        throw redisError(err, this.options.url);
-      });
-      await abortableSleep(options.timeoutMs, inner.signal);
-      return woken;
-    } finally {
-      inner.abort();
-      options.signal?.removeEventListener('abort', abort);
-      this.closing.signal.removeEventListener('abort', abort);
-      await stop?.();
-    }
+    return this.waitOn(eventsChannel(project), options);
   }
 
   async close(): Promise<void> {
