@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks mcp completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks memory mcp completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -44,6 +44,11 @@ _sos_node() {
     'tasks handoff') _sos_subs='' _sos_opts='--to --summary --memory --fence --idempotency-key' ;;
     'tasks accept') _sos_subs='' _sos_opts=--idempotency-key ;;
     'tasks reject') _sos_subs='' _sos_opts='--reason --idempotency-key' ;;
+    memory) _sos_subs='remember recall show forget list reindex context' _sos_opts='' ;;
+    'memory remember') _sos_subs='' _sos_opts='--stdin --kind --scope --tag --task --supersedes' ;;
+    'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
+    'memory list') _sos_subs='' _sos_opts='--agent --limit' ;;
+    'memory context') _sos_subs='' _sos_opts=--max-chars ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
@@ -124,6 +129,21 @@ _sos_takes_value() {
     'tasks accept|--idempotency-key') return 0 ;;
     'tasks reject|--reason') return 0 ;;
     'tasks reject|--idempotency-key') return 0 ;;
+    'memory remember|--kind') return 0 ;;
+    'memory remember|--scope') return 0 ;;
+    'memory remember|--tag') return 0 ;;
+    'memory remember|--task') return 0 ;;
+    'memory remember|--supersedes') return 0 ;;
+    'memory recall|--limit') return 0 ;;
+    'memory recall|--scope') return 0 ;;
+    'memory recall|--agent') return 0 ;;
+    'memory recall|--tag') return 0 ;;
+    'memory recall|--kind') return 0 ;;
+    'memory recall|--since') return 0 ;;
+    'memory recall|--mode') return 0 ;;
+    'memory list|--agent') return 0 ;;
+    'memory list|--limit') return 0 ;;
+    'memory context|--max-chars') return 0 ;;
     'mcp|--agent') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
@@ -153,6 +173,10 @@ _sos_value() {
     'tasks board|--squad') _sos_list squads ;;
     'tasks claim|--squad') _sos_list squads ;;
     'tasks handoff|--to') _sos_list agents ;;
+    'memory remember|--kind') _sos_words observation decision handoff finding checkpoint cycle ;;
+    'memory recall|--agent') _sos_list agents ;;
+    'memory recall|--mode') _sos_words hybrid vector text ;;
+    'memory list|--agent') _sos_list agents ;;
     'mcp|--agent') _sos_list agents ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
@@ -172,6 +196,7 @@ _sos_arg() {
     'squads leave|'0) _sos_list squads ;;
     'send|'0) _sos_list agents ;;
     'send|'*) : ;;
+    'memory context|'0) _sos_list agents ;;
     'completion|'0) _sos_words bash zsh fish ;;
   esac
 }

@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks mcp completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks memory mcp completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -20,13 +20,15 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' show pending sweep
         case tasks
             printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats
+        case memory
+            printf '%s\n' remember recall show forget list reindex context
     end
 end
 
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -123,6 +125,7 @@ complete -c sos -n '__sos_arg 0' -a messages -d 'inspect messages: one envelope,
 complete -c sos -n '__sos_arg 0' -a peers -d 'agents of the project: online or not, last seen, unread messages'
 complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online until its presence TTL runs out)'
 complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with a lease, complete, retry, hand off'
+complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall by meaning, context packs'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve the bus as MCP tools over stdio, for Claude Code, Codex, Gemini CLI'
 complete -c sos -n '__sos_arg 0' -a completion -d 'print a shell completion script (bash, zsh or fish)'
 complete -c sos -n __sos_at -s V -l version -d 'output the version number'
@@ -340,6 +343,40 @@ complete -c sos -n '__sos_at tasks accept' -l idempotency-key -x -d 'a repeat wi
 # sos tasks reject
 complete -c sos -n '__sos_at tasks reject' -l reason -x -d 'why (required)'
 complete -c sos -n '__sos_at tasks reject' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos memory
+complete -c sos -n '__sos_arg 0 memory' -a remember -d 'store an engram; prints its id (or the id it merged into)'
+complete -c sos -n '__sos_arg 0 memory' -a recall -d 'find engrams by meaning and words, best first'
+complete -c sos -n '__sos_arg 0 memory' -a show -d 'one engram'
+complete -c sos -n '__sos_arg 0 memory' -a forget -d 'delete an engram (its author or an admin)'
+complete -c sos -n '__sos_arg 0 memory' -a list -d 'newest engrams you can see'
+complete -c sos -n '__sos_arg 0 memory' -a reindex -d 're-embed every engram with the configured embedder'
+complete -c sos -n '__sos_arg 0 memory' -a context -d 'the bounded context pack for an agent starting or recovering'
+
+# sos memory remember
+complete -c sos -n '__sos_at memory remember' -l stdin -d 'read the text from standard input'
+complete -c sos -n '__sos_at memory remember' -l kind -x -a 'observation decision handoff finding checkpoint cycle' -d 'observation (default), decision, handoff, finding, checkpoint'
+complete -c sos -n '__sos_at memory remember' -l scope -x -d 'private, project (default) or squad:<name>'
+complete -c sos -n '__sos_at memory remember' -l tag -x -d 'tag, repeatable'
+complete -c sos -n '__sos_at memory remember' -l task -x -d 'the task this came from'
+complete -c sos -n '__sos_at memory remember' -l supersedes -x -d 'an engram this replaces'
+
+# sos memory recall
+complete -c sos -n '__sos_at memory recall' -l limit -x -d 'how many (default 10)'
+complete -c sos -n '__sos_at memory recall' -l scope -x -d 'private, project or squad:<name>'
+complete -c sos -n '__sos_at memory recall' -l agent -x -a '(__sos_list agents)' -d 'only engrams by this author'
+complete -c sos -n '__sos_at memory recall' -l tag -x -d 'must carry this tag, repeatable'
+complete -c sos -n '__sos_at memory recall' -l kind -x -d 'only this kind'
+complete -c sos -n '__sos_at memory recall' -l since -x -d 'only newer than 7d, 2h, or 2026-11-01'
+complete -c sos -n '__sos_at memory recall' -l mode -x -a 'hybrid vector text' -d 'hybrid (default), vector or text'
+
+# sos memory list
+complete -c sos -n '__sos_at memory list' -l agent -x -a '(__sos_list agents)' -d 'only by this author'
+complete -c sos -n '__sos_at memory list' -l limit -x -d 'how many (default 50)'
+
+# sos memory context
+complete -c sos -n '__sos_at memory context' -l max-chars -x -d 'bound on the text (default 4000)'
+complete -c sos -n '__sos_arg 0 memory context' -a '(__sos_list agents)' -d 'agent name'
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'

@@ -4,6 +4,7 @@ import { configCommand } from './config.js';
 import type { CommandSpec } from './define.js';
 import { doctorCommand } from './doctor.js';
 import { initCommand, migrateCommand } from './init.js';
+import { memoryCommand } from './memory.js';
 import { mcpCommand } from './mcp.js';
 import { ackCommand, heartbeatCommand, inboxCommand, messagesCommand, peersCommand, sendCommand } from './messaging.js';
 import { projectsCommand } from './projects.js';
@@ -30,6 +31,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   peersCommand,
   heartbeatCommand,
   tasksCommand,
+  memoryCommand,
   mcpCommand,
   completionCommand,
 ];

@@ -5,6 +5,7 @@ import { PermissionDenied } from '../core/errors.js';
 import { openStore, parseStoreTarget } from '../core/store/open.js';
 import type { Store } from '../core/store/port.js';
 import type { BusContext } from '../core/bus/service.js';
+import type { MemoryContext } from '../core/memory/service.js';
 import type { TaskContext } from '../core/tasks/service.js';
 import type { Invocation } from './define.js';
 
@@ -78,4 +79,17 @@ export function withTasks<T>(inv: Invocation, fn: (session: Session & { ctx: Bus
   return withBus(inv, (session) =>
     fn({ ...session, tasks: { store: session.store, bus: session.ctx.bus, maxTextBytes: session.config.values.maxMessageBytes } }),
   );
+}
+
+/** A session with the bus and memory open (memory may live in SOS_MEMORY_DB). */
+export function withMemory<T>(inv: Invocation, fn: (session: Session & { ctx: BusContext; memory: MemoryContext }) => Promise<T>): Promise<T> {
+  return withBus(inv, async (session) => {
+    const { openMemoryContext } = await import('../core/memory/open.js');
+    const opened = await openMemoryContext(session.config.values, session.store, inv.cwd, session.ctx.bus);
+    try {
+      return await fn({ ...session, memory: opened.ctx });
+    } finally {
+      await opened.close();
+    }
+  });
 }

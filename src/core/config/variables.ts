@@ -69,6 +69,38 @@ export const VARIABLES = {
     default: () => undefined,
     doc: 'Memory database (SQLite path or postgres:// URL); defaults to SOS_DB.',
   }),
+  embedder: variable({
+    env: 'SOS_EMBEDDER',
+    key: 'embedder',
+    schema: z.string().min(1).optional(),
+    default: () => undefined,
+    doc: 'Embedder: local (default), ollama:<model> or openai:<model>.',
+  }),
+  embedderUrl: variable({
+    env: 'SOS_EMBEDDER_URL',
+    key: 'embedder_url',
+    schema: z
+      .string()
+      .regex(/^https?:\/\/[^\s/]+/, 'an http:// or https:// URL')
+      .optional(),
+    default: () => undefined,
+    doc: 'Base URL of the HTTP embedder (Ollama default http://127.0.0.1:11434; required for openai:).',
+  }),
+  embedderKey: variable({
+    env: 'SOS_EMBEDDER_KEY',
+    key: 'embedder_key',
+    schema: z.string().min(1).optional(),
+    default: () => undefined,
+    doc: 'API key sent as a Bearer token to an OpenAI-compatible embedder.',
+    secret: true,
+  }),
+  maxEngramBytes: variable({
+    env: 'SOS_MAX_ENGRAM_BYTES',
+    key: 'max_engram_bytes',
+    schema: positiveInt,
+    default: () => 32_768,
+    doc: 'Largest engram text accepted by `sos memory remember`, in bytes.',
+  }),
   redisUrl: variable({
     env: 'SOS_REDIS_URL',
     key: 'redis_url',

@@ -101,7 +101,8 @@ export class PostgresDriver implements SqlDriver {
       max: options.poolSize ?? 4,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 10_000,
-      options: `-c search_path=${options.schema}`,
+      // public holds extensions (the `vector` type) on most installations.
+      options: `-c search_path=${options.schema},public`,
       types,
     });
     // An idle client losing its connection must not crash the process; the next query reports it.
