@@ -8,7 +8,7 @@ import { buildMcpServer, InFlight } from '../core/mcp/server.js';
 import type { McpContext } from '../core/mcp/tools.js';
 import type { Store } from '../core/store/port.js';
 import type { Invocation, Output } from './define.js';
-import { withTasks } from './session.js';
+import { withMemory } from './session.js';
 
 /** How long shutdown waits for tool calls in flight before saying so on stderr. */
 const DRAIN_WARN_MS = 5_000;
@@ -106,9 +106,10 @@ export async function mcp(inv: Invocation): Promise<Output> {
   if (typeof agent === 'string' && inv.globals.as !== undefined && agent !== inv.globals.as) {
     throw new UsageError(`--agent "${agent}" and --as "${inv.globals.as}" name different agents`, { hint: 'give one of them' });
   }
-  // withTasks closes the bus, then the Store, once serving ends.
-  return withTasks(inv, async ({ ctx, tasks, caller, store }) => {
-    await serve(inv, { bus: ctx, tasks }, await servingAs(inv, caller, store));
+  // withMemory closes memory, then the bus, then the Store, once serving ends.
+  return withMemory(inv, async ({ ctx, memory, caller, store }) => {
+    const tasks = { store, bus: ctx.bus, maxTextBytes: ctx.maxMessageBytes };
+    await serve(inv, { bus: ctx, tasks, memory }, await servingAs(inv, caller, store));
     // Nothing is printed, even under --json: stdout belonged to the protocol.
     return { data: undefined, human: '', quiet: '' };
   });

@@ -15,7 +15,10 @@ const TOOL_NAMES = [
   'ack',
   'broadcast',
   'inbox',
+  'memory_context',
   'peers',
+  'recall',
+  'remember',
   'send',
   'task_accept',
   'task_claim',
@@ -28,7 +31,7 @@ const TOOL_NAMES = [
   'whoami',
 ];
 /** Every agent reads the whole tool list into its context on every turn. */
-const TOOL_LIST_BUDGET_BYTES = 6144;
+const TOOL_LIST_BUDGET_BYTES = 7168;
 
 async function install(ctx: TestContext) {
   const env = isolatedEnv(tempDir(ctx));
@@ -94,6 +97,17 @@ describe('sos mcp', () => {
 
     expect((await kasra.call('whoami')).body).toEqual({ project: 'default', agent: 'kasra', role: 'operator', via: 'local' });
 
+    // Memory: one agent remembers, another recalls it by meaning; the context pack names it.
+    const stored = await kasra.call('remember', { text: 'The staging deploy key lives in the ops vault under deploy/staging.', kind: 'finding', tags: ['deploy'] });
+    expect(stored.isError).toBe(false);
+    expect(stored.body).toMatchObject({ id: expect.stringMatching(/^eng_/), merged: false });
+    const again = await kasra.call('remember', { text: 'The staging deploy key lives in the ops vault under deploy/staging. ' });
+    expect(again.body).toMatchObject({ id: stored.body.id, merged: true });
+    const pack = await kasra.call('memory_context', { max_chars: 800 });
+    expect((pack.body.text as string).length).toBeLessThanOrEqual(800);
+    expect(pack.body.text).toContain('You are kasra');
+    expect((await kasra.call('remember', { text: '' })).body).toMatchObject({ error: { code: 'usage' } });
+
     const sent = await kasra.call('send', { to: 'codex', text: 'deploy is fixed', ack: true });
     expect(sent.isError).toBe(false);
     expect(sent.body).toMatchObject({ to: 'codex', recipients: ['codex'], ack_required: true });
@@ -103,6 +117,8 @@ describe('sos mcp', () => {
     // The second agent comes in with its token only: identity from SOS_TOKEN.
     const codex = await connect(ctx, { ...env, SOS_TOKEN: codexToken }, []);
     expect((await codex.call('whoami')).body).toMatchObject({ agent: 'codex', role: 'agent', via: 'token' });
+    const recalled = (await codex.call('recall', { query: 'where is the staging deploy key kept', limit: 3 })).body as unknown as { id: string; author: string }[];
+    expect(recalled[0]).toMatchObject({ id: stored.body.id, author: 'kasra' });
     const inbox = (await codex.call('inbox')).body as unknown as InboxBody;
     expect(inbox.agent).toBe('codex');
     expect(inbox.unread).toEqual([

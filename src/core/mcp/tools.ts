@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { contextPack, type MemoryContext, recall, remember } from '../memory/service.js';
 import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
@@ -26,6 +27,7 @@ import type { Task } from '../tasks/types.js';
 export interface McpContext {
   bus: BusContext;
   tasks: TaskContext;
+  memory: MemoryContext;
 }
 
 export interface ToolContext extends McpContext {
@@ -334,5 +336,61 @@ export const TOOLS: readonly ToolSpec[] = [
     description: 'Accept a task handed off to you; returns your new fence.',
     input: z.object({ id: taskId }),
     run: async (ctx, caller, a) => taskResult(await acceptHandoff(ctx.tasks, caller, { id: a.id })),
+  }),
+  tool({
+    name: 'remember',
+    description: 'Store a memory for the team (decision, finding, handoff…); near-duplicates merge.',
+    input: z.object({
+      text: z.string(),
+      kind: z.string().optional().describe('observation|decision|handoff|finding|checkpoint'),
+      scope: z.string().optional().describe('private|project|squad:<name>'),
+      tags: z.array(z.string()).optional(),
+      task: z.string().optional().describe('task id'),
+    }),
+    run: async (ctx, caller, a) => {
+      const r = await remember(ctx.memory, caller, {
+        text: a.text,
+        ...opt('kind', a.kind),
+        ...opt('scope', a.scope),
+        ...opt('tags', a.tags),
+        ...opt('taskId', a.task),
+      });
+      return { id: r.id, merged: r.merged };
+    },
+  }),
+  tool({
+    name: 'recall',
+    description: 'Search team memory by meaning and words; best matches first.',
+    input: z.object({
+      query: z.string(),
+      limit: z.number().optional(),
+      tags: z.array(z.string()).optional(),
+      agent: z.string().optional().describe('author'),
+      kind: z.string().optional(),
+    }),
+    run: async (ctx, caller, a) =>
+      (
+        await recall(ctx.memory, caller, {
+          query: a.query,
+          ...opt('limit', a.limit),
+          ...opt('tags', a.tags),
+          ...opt('agent', a.agent),
+          ...opt('kind', a.kind),
+        })
+      ).map((r) => ({
+        id: r.engram.id,
+        score: Number(r.score.toFixed(4)),
+        kind: r.engram.kind,
+        author: r.engram.author,
+        updated: iso(r.engram.updatedAt),
+        ...(r.engram.tags.length ? { tags: r.engram.tags } : {}),
+        text: r.engram.text,
+      })),
+  }),
+  tool({
+    name: 'memory_context',
+    description: 'Your context pack: identity, held tasks, unread digest, relevant memories.',
+    input: z.object({ max_chars: z.number().optional() }),
+    run: async (ctx, caller, a) => ({ text: await contextPack(ctx.memory, caller, caller.agent ?? '', a.max_chars ?? 4_000) }),
   }),
 ];
