@@ -79,6 +79,33 @@ export async function checkDatabase(values: ConfigValues, cwd: string): Promise<
   }
 }
 
+/** Stored vectors of another embedder than the configured one are invisible to recall until reindexed. */
+export async function checkMemoryEmbedder(values: ConfigValues, cwd: string): Promise<CheckResult> {
+  let store: Awaited<ReturnType<typeof openStore>> | undefined;
+  try {
+    store = await openStore({ target: parseStoreTarget(values.memoryDb ?? values.db, cwd), pgSchema: values.pgSchema, busyTimeoutMs: values.busyTimeoutMs });
+    await store.assertReady();
+    const { memoryOn, openEmbedder } = await import('../memory/open.js');
+    const memory = await memoryOn(store);
+    const embedder = await openEmbedder(values);
+    const stored = await memory.embedders(values.project);
+    await memory.close();
+    const other = stored.filter((e) => e.embedder !== embedder.name);
+    const total = stored.reduce((n, e) => n + e.count, 0);
+    if (other.length === 0) return { name: 'memory', status: 'ok', detail: `${total} engrams in "${values.project}", embedder ${embedder.name}` };
+    return {
+      name: 'memory',
+      status: 'warn',
+      detail: `${other.map((e) => `${e.count} engrams embedded with ${e.embedder}`).join(', ')}; configured: ${embedder.name} (recall will not see them)`,
+      hint: 'run `sos memory reindex`',
+    };
+  } catch (err) {
+    return { name: 'memory', status: 'skip', detail: `not checked: ${reason(err)}` };
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
 export async function checkRedis(url: string | undefined): Promise<CheckResult> {
   if (!url)
     return { name: 'redis', status: 'skip', detail: 'not configured: the bus uses the Store database' };
@@ -168,5 +195,6 @@ export async function runChecks(values: ConfigValues, cwd: string): Promise<Chec
     checkPostgres(postgresUrls),
     checkTmux(),
   ]);
-  return [checkNode(), database, redis, ...postgres, tmux];
+  const memory = database.status === 'fail' ? [] : [await checkMemoryEmbedder(values, cwd)];
+  return [checkNode(), database, ...memory, redis, ...postgres, tmux];
 }

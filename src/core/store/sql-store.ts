@@ -133,7 +133,20 @@ export class SqlStore implements Store {
   }
 
   migrate(): Promise<{ applied: number[] }> {
-    return guarded(() => applyMigrations(this.db));
+    return guarded(async () => {
+      try {
+        return await applyMigrations(this.db);
+      } catch (err) {
+        const message = (err as Error).message ?? '';
+        if (/extension "vector"|vector\.control|permission denied to create extension/i.test(message)) {
+          throw new Unavailable(`PostgreSQL at ${this.location} cannot provide the pgvector extension: ${message}`, {
+            hint: 'install pgvector with `bash scripts/install-services.sh`, or run `CREATE EXTENSION vector` as a superuser in this database',
+            cause: err,
+          });
+        }
+        throw err;
+      }
+    });
   }
 
   migrationStatus(): Promise<MigrationStatus> {
