@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Memory benchmarks at scale, each against the raw primitive measured in the same run, interleaved:
-//   corpus: n engram texts that read like agent memories (200 topics = 40 systems × 5 facets, each
-//       topic with its own symptoms, causes, fixes, hosts and files; 5 kinds of template; numbers,
-//       agents, tickets), embedded with the LocalEmbedder (384 dims) in batches. 85% project scope,
-//       15% private; 0-2 tags; created over the last 180 days. Queries are paraphrased questions
-//       about a topic (other words than the templates), so vectors have real neighbourhoods.
+//   corpus (bench/memory-corpus.mjs): n engram texts that read like agent memories (200 topics =
+//       40 systems × 5 facets, each with its own symptoms, causes, fixes, hosts, files; 15 templates;
+//       detail clauses with agents, numbers, regions), embedded with the LocalEmbedder (384 dims) in
+//       batches. 85% project scope, 15% private; 0-2 tags; created over the last 180 days. About 3%
+//       of new texts land within cosine 0.92 of an existing one (what remember() would merge).
+//       Queries are paraphrased questions about a topic, so vectors have real neighbourhoods.
 //   (d) loading: pgvector = fresh schema, migrations, HNSW + GIN indexes dropped, multi-row
 //       INSERT … SELECT FROM unnest(…) batches (engram + tags in one statement, the next batch
 //       formatted while the server writes the last), then GIN and HNSW recreated from their exact
@@ -17,17 +18,22 @@
 //       statement, own connection), rotated order per query.
 //   (b) pgvector recall@10 of the adapter's searchVector (limit 10, and limit 50 = what recall asks)
 //       against sos's own exact statement (ORDER BY embedding <=> q, no index covers it), same
-//       filter, tie-aware; plus how much of recall(mode:'vector')'s top 10 is the exact top 10.
+//       filter, tie-aware; plus how much of recall(mode:'vector')'s top 10 is the exact top 10, and
+//       the raw HNSW query without filters against an unfiltered exact scan (is it the filter or
+//       the data?).
 //   (c) SQLite recall p50/p95 (hybrid and vector) vs a plain JS brute-force cosine top-10 over the
-//       same n × 384 Float32Array; the first call (loads the in-memory matrix) reported apart; and
-//       one-shot `sos memory recall … --db <file>` wall time vs `node -e 0`.
+//       same n × 384 Float32Array; the first call (loads the in-memory matrix) reported apart, vs a
+//       raw SELECT of every vector into one Float32Array; and one-shot `sos memory recall … --db
+//       <file>` wall time vs `node -e 0`.
 //   breakdown: per adapter, the parts of one recall timed alone (embed, searchVector, searchText,
-//       the up-to-30 sequential `get`s, SQLite's cache fingerprint query), p50/p95.
+//       the up-to-30 sequential `get`s, SQLite's cache fingerprint query and its two halves), and
+//       what-ifs run raw: one batched get for the same ids, FTS5 without stop words.
 // Usage: npm run build && node bench/memory.mjs [n]     (default n = 100000)
 //   PostgreSQL at SOS_BENCH_DATABASE_URL (default postgres://sos_test:sos_test@127.0.0.1:5432/sos_test),
 //   in a fresh schema dropped at the end; SQLite in a temp dir removed at the end.
 //   SOS_BENCH_ONLY=sqlite|postgres runs one adapter. SOS_BENCH_MWM sets maintenance_work_mem for the
-//   index builds (default 1GB; the server default of 64MB makes the HNSW build spill and crawl).
+//   index builds (default 1GB; a bulk load would raise it too: the server default is 64MB, less than
+//   the HNSW graph of 100k × 384).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -37,6 +43,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import * as sos from '../dist/index.js';
+import { AGENTS, corpus, queries, TOPICS } from './memory-corpus.mjs';
 
 const N = Number(process.argv[2] ?? 100_000);
 const QUERIES = 200;
@@ -48,7 +55,6 @@ const REMEMBER_BUDGET_MS = 75_000; // per adapter; the count done is reported
 const CLI_RUNS = 5;
 const PG_BATCH = 1_000;
 const EMBED_BATCH = 1_000;
-const DAY = 86_400_000;
 const MWM = process.env.SOS_BENCH_MWM ?? '1GB';
 const pgUrl = process.env.SOS_BENCH_DATABASE_URL ?? 'postgres://sos_test:sos_test@127.0.0.1:5432/sos_test';
 const only = process.env.SOS_BENCH_ONLY;
@@ -58,7 +64,6 @@ const dir = mkdtempSync(join(tmpdir(), 'sos-bench-memory-'));
 const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const schema = `bench_memory_${tag}`;
 const project = 'mem';
-const AGENTS = ['kasra', 'codex', 'gemini', 'river', 'atlas', 'juno', 'mira', 'otto', 'sable', 'tarn', 'vega', 'wren'];
 const began = Date.now();
 
 const clock = () => performance.now();
@@ -88,7 +93,7 @@ async function fromChunks(...names) {
   return out;
 }
 
-const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vectorLiteral } = await fromChunks(
+const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vectorLiteral, ftsQuery } = await fromChunks(
   'remember',
   'recall',
   'LocalEmbedder',
@@ -96,159 +101,12 @@ const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vect
   'memoryOn',
   'vectorSearchSql',
   'vectorLiteral',
+  'ftsQuery',
 );
-
-// ---------------------------------------------------------------- corpus
-/** Small deterministic PRNG so runs and adapters get the same corpus. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const SYSTEMS = [
-  'payments api', 'billing worker', 'auth service', 'search indexer', 'checkout frontend', 'notification queue', 'image resizer',
-  'report generator', 'user profile service', 'inventory sync', 'shipping calculator', 'fraud scorer', 'feature flag service',
-  'metrics pipeline', 'log shipper', 'nightly backup job', 'cdn edge config', 'dns zone manager', 'kubernetes ingress', 'postgres primary',
-  'redis cache', 'kafka consumer', 'email sender', 'sms gateway', 'webhook dispatcher', 'rate limiter', 'session store', 'graphql gateway',
-  'mobile app build', 'ci pipeline', 'docs site', 'admin dashboard', 'recommendation model', 'translation service', 'audit log',
-  'permissions service', 'file upload service', 'pdf renderer', 'cron scheduler', 'warehouse loader',
-];
-
-const FACETS = {
-  latency: {
-    word: 'performance',
-    symptoms: ['p99 latency spiked to {n} ms', 'requests started timing out after {s} s', 'response times doubled under peak load', 'the slow query log filled with {n} entries', 'throughput dropped to {n} requests per second', 'the dashboard showed queueing delays of {s} seconds'],
-    causes: ['an N+1 query in the list endpoint', 'a missing index on the lookup table', 'connection pool exhaustion at {c} connections', 'cold caches after the restart', 'long garbage collection pauses', 'a synchronous call to the geo lookup', 'lock contention on the counters row'],
-    fixes: ['added a composite index', 'batched the lookups into one query', 'raised the pool size to {c}', 'warmed the cache on boot', 'moved the slow call behind a queue', 'tuned the heap to {n} MB', 'cached the hot keys for {s} seconds'],
-    todos: ['load test at twice the traffic', 'add a latency alert on p99', 'profile the remaining hot path'],
-    questions: ['why was the {system} so slow', 'what made {system} requests time out', 'how did we speed up the {system}', 'performance trouble in {system}, what fixed it', '{system} slowness root cause'],
-  },
-  deploy: {
-    word: 'release',
-    symptoms: ['the rollout stalled at {p}% of pods', 'the canary failed its health checks', 'the release pipeline went red on step {c}', 'a bad migration blocked the deploy', 'the rollback took {c} minutes', 'two versions served traffic for an hour'],
-    causes: ['a missing environment variable', 'an image tag that pointed at the old build', 'a readiness probe with a {c} s timeout', 'a schema migration that locked the table', 'expired registry credentials', 'a helm chart default that overrode replicas'],
-    fixes: ['pinned the image digest', 'split the migration into two steps', 'added the variable to the helm values', 'lengthened the readiness probe', 'rotated the registry token', 'set replicas explicitly in the chart'],
-    todos: ['write a rollback runbook', 'automate the canary analysis', 'gate deploys on the smoke tests'],
-    questions: ['what went wrong rolling out the {system}', 'how do we ship {system} safely', 'why did the {system} deployment fail', 'rollout problems with {system}', 'lessons from the last {system} release'],
-  },
-  memory: {
-    word: 'memory',
-    symptoms: ['resident memory grew to {n} MB overnight', 'the pod was OOM killed {c} times', 'heap snapshots showed {n} retained listeners', 'swap usage climbed all week', 'the process leaked file handles until it hit {n}'],
-    causes: ['an unbounded in-process cache', 'event listeners that were never removed', 'large buffers held by a closure', 'a leak in the image decoding library', 'retried requests piling up in memory', 'a global map keyed by request id'],
-    fixes: ['capped the cache at {n} entries with LRU eviction', 'removed listeners on disconnect', 'streamed the payload instead of buffering it', 'upgraded the decoder to {v}', 'added an alert at {n} MB resident', 'cleared the map when requests finish'],
-    todos: ['take another heap snapshot after a day', 'set a container memory limit', 'add a soak test'],
-    questions: ['why does the {system} use so much RAM', 'memory leak in {system}', 'why was {system} killed out of memory', 'what was eating memory in {system}', '{system} heap growth'],
-  },
-  config: {
-    word: 'configuration',
-    symptoms: ['the service read the wrong region setting', 'feature toggles disagreed between hosts', 'secrets failed to load on {c} hosts', 'a typo in the yaml disabled retries', 'timeouts reverted to defaults after a restart', 'staging credentials showed up in production'],
-    causes: ['two config files with different precedence', 'a stale config map', 'an environment override left over from testing', 'the vault lease expiring after {c} hours', 'case-sensitive keys in the loader', 'a default baked into the image'],
-    fixes: ['made the environment variable the single source of truth', 'added schema validation of the config at startup', 'reloaded the config map on change', 'renewed leases {c} minutes early', 'documented the precedence order', 'removed the default from the image'],
-    todos: ['audit the remaining overrides', 'add a config diff to the deploy output', 'move the secrets to the vault'],
-    questions: ['which setting broke the {system}', 'how is the {system} configured', 'config mistakes in {system}', 'where does {system} read its settings from', 'wrong settings on {system}'],
-  },
-  tests: {
-    word: 'testing',
-    symptoms: ['the integration suite flaked {c} times this week', 'snapshot tests broke after the upgrade', 'coverage dropped to {p}%', 'the end-to-end test timed out in CI', 'a test passed locally but failed on the runner', 'the suite took {c} minutes'],
-    causes: ['shared state between test cases', 'a hard-coded date', 'ordering assumptions in the fixtures', 'a race with the mock server', 'time zone differences on the runner', 'a real network call in a unit test'],
-    fixes: ['isolated each test in its own schema', 'froze the clock in tests', 'sorted the fixtures explicitly', 'awaited the mock server readiness', 'set TZ=UTC in the CI job', 'stubbed the network client'],
-    todos: ['quarantine the remaining flaky tests', 'run the suite in parallel', 'raise coverage of the error paths'],
-    questions: ['why are the {system} tests flaky', 'what broke the {system} test suite in CI', 'how did we stabilise the {system} tests', 'unreliable {system} tests, cause', '{system} CI failures'],
-  },
-};
-const FACET_NAMES = Object.keys(FACETS);
-const KINDS = ['finding', 'decision', 'observation', 'handoff', 'checkpoint'];
-const TEMPLATES = {
-  finding: '{System}: {symptom}. Root cause was {cause}; we {fix} and it has been stable for {c} days.',
-  decision: 'Decision for the {system}: we {fix} because {cause} kept causing trouble ({symptom}). Revisit in {c} weeks.',
-  observation: 'Noticed on {host}: {symptom} in the {system}. Suspect {cause}, not confirmed yet. Ticket {ticket}.',
-  handoff: 'Handoff on the {system} {word} work: we {fix} in {file}; still need to {todo}. Ask {agent} for context.',
-  checkpoint: 'Checkpoint {system} ({ticket}): we {fix}; next step is to {todo}. {c} tests passing, {d} failing.',
-};
-const EXTRAS = ['', '', '', ' Seen by {agent} on {host}.', ' Logged in {ticket}.', ' Affects {region} only.', ' Confirmed again on {weekday}.', ' Linked to {file}.'];
-const REGIONS = ['eu-west-1', 'us-east-1', 'us-west-2', 'ap-south-1', 'eu-central-1'];
-const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday'];
-
-/** 200 topics; each keeps a subset of its facet's symptoms/causes/fixes and its own hosts and files. */
-function topics() {
-  const r = rng(7);
-  const pick = (xs, k) => [...xs].sort(() => r() - 0.5).slice(0, k);
-  const out = [];
-  SYSTEMS.forEach((system, si) =>
-    FACET_NAMES.forEach((facet) => {
-      const f = FACETS[facet];
-      const slug = system.replace(/ /g, '-');
-      out.push({
-        system,
-        slug,
-        facet,
-        symptoms: pick(f.symptoms, 4),
-        causes: pick(f.causes, 4),
-        fixes: pick(f.fixes, 4),
-        hosts: [1, 2, 3].map((k) => `${slug.split('-')[0]}-${facet.slice(0, 3)}-${si}${k}.prod.internal`),
-        files: [`src/${slug}/${facet}.ts`, `src/${slug}/index.ts`, `deploy/${slug}/values.yaml`],
-        ticket: `${slug.split('-')[0].toUpperCase().slice(0, 4)}`,
-      });
-    }),
-  );
-  return out;
-}
-const TOPICS = topics();
-
-function fill(template, t, r) {
-  const any = (xs) => xs[Math.floor(r() * xs.length)];
-  const f = FACETS[t.facet];
-  const vars = {
-    system: t.system,
-    System: t.system[0].toUpperCase() + t.system.slice(1),
-    symptom: any(t.symptoms),
-    cause: any(t.causes),
-    fix: any(t.fixes),
-    todo: any(f.todos),
-    word: f.word,
-    host: any(t.hosts),
-    file: any(t.files),
-    agent: any(AGENTS),
-    ticket: `${t.ticket}-${100 + Math.floor(r() * 9900)}`,
-    region: any(REGIONS),
-    weekday: any(WEEKDAYS),
-  };
-  const num = { n: () => 50 + Math.floor(r() * 4000), s: () => 1 + Math.floor(r() * 60), c: () => 2 + Math.floor(r() * 40), p: () => 5 + Math.floor(r() * 90), d: () => Math.floor(r() * 9), v: () => `${1 + Math.floor(r() * 4)}.${Math.floor(r() * 20)}.${Math.floor(r() * 10)}` };
-  // Two passes: the slots first, then numbers inside the slot texts.
-  return template.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? `{${k}}`).replace(/\{(\w)\}/g, (_, k) => String(num[k]()));
-}
-
-/** n engrams: text, kind, scope, author, tags, created time, topic index. */
-function corpus(n, seed, at) {
-  const r = rng(seed);
-  return Array.from({ length: n }, () => {
-    const ti = Math.floor(r() * TOPICS.length);
-    const t = TOPICS[ti];
-    const kind = KINDS[Math.floor(r() * KINDS.length)];
-    const text = fill(TEMPLATES[kind] + EXTRAS[Math.floor(r() * EXTRAS.length)], t, r);
-    const author = AGENTS[Math.floor(r() * AGENTS.length)];
-    const x = r();
-    const tags = x < 0.4 ? [] : x < 0.8 ? [t.slug] : [t.slug, t.facet];
-    return { ti, text, kind, scope: r() < 0.15 ? 'private' : 'project', author, tags, createdAt: at - Math.floor(r() * 180 * DAY) };
-  });
-}
-
-/** Paraphrased questions about a topic: other words than the templates, sometimes a detail. */
-function queries(n, seed) {
-  const r = rng(seed);
-  return Array.from({ length: n }, () => {
-    const ti = Math.floor(r() * TOPICS.length);
-    const t = TOPICS[ti];
-    const q = FACETS[t.facet].questions[Math.floor(r() * 5)].replace('{system}', t.system);
-    const detail = r() < 0.4 ? ` (${t.causes[Math.floor(r() * t.causes.length)].replace(/\{\w\}/g, '').replace(/\s+/g, ' ').trim()}?)` : '?';
-    return { ti, text: q + detail };
-  });
-}
+/** The LocalEmbedder's stop words (src/core/memory/embedder.ts), for the FTS5 what-if. */
+const STOP = new Set(
+  'a an and are as at be by for from has have in is it its of on or that the this to was were will with we our you your i me my not no but if then than so do did done'.split(' '),
+);
 
 // ---------------------------------------------------------------- state and cleanup
 const embedder = new LocalEmbedder();
@@ -285,7 +143,8 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 const caller = { project, agent: 'kasra', role: 'agent', via: 'token' };
 /** The filter recall builds for `caller` (no squads): project, visibility, not superseded. */
-const filter = { project, viewer: { agent: caller.agent, squads: [], all: false }, embedder: embedder.name };
+const textFilter = { project, viewer: { agent: caller.agent, squads: [], all: false } };
+const filter = { ...textFilter, embedder: embedder.name };
 
 async function seedIdentity(store) {
   await store.projects.create(project);
@@ -326,7 +185,7 @@ async function interleaved(qs, fns) {
 const at = Date.now();
 const engrams = corpus(N, 1, at);
 const qs = queries(QUERIES, 2);
-const fresh = corpus(REMEMBER_N, 3, at).map((e) => ({ ...e, createdAt: at }));
+const freshEngrams = corpus(REMEMBER_N, 3, at);
 log(`generated ${int(N)} engrams, ${QUERIES} queries; embedding`);
 const matrix = new Float32Array(N * DIM);
 let s = clock();
@@ -344,12 +203,23 @@ loadRows.push(['—', 'LocalEmbedder.embed, batches of 1,000', int(N), secs(embe
 log(`embedded in ${secs(embedMs)}; e.g. "${engrams[0].text}" / "${qs[0].text}"`);
 
 /** Plain JS brute force, one thread: the raw primitive under SQLite's vector search. */
-function bruteTop10(q) {
+function bruteTop10(q, unrolled = false) {
   const top = [];
   for (let i = 0; i < N; i++) {
     let dot = 0;
     const off = i * DIM;
-    for (let j = 0; j < DIM; j++) dot += matrix[off + j] * q[j];
+    if (unrolled) {
+      let b = 0;
+      let c = 0;
+      let d = 0;
+      for (let j = 0; j < DIM; j += 4) {
+        dot += matrix[off + j] * q[j];
+        b += matrix[off + j + 1] * q[j + 1];
+        c += matrix[off + j + 2] * q[j + 2];
+        d += matrix[off + j + 3] * q[j + 3];
+      }
+      dot += b + c + d;
+    } else for (let j = 0; j < DIM; j++) dot += matrix[off + j] * q[j];
     if (top.length < 10 || dot > top[top.length - 1].score) {
       let k = top.length < 10 ? top.length : 9;
       while (k > 0 && top[k - 1].score < dot) {
@@ -379,7 +249,7 @@ async function breakdown(adapter, ctx, extra = {}) {
     const byVector = await ctx.memory.searchVector(filter, v, depth);
     parts.vector.push(clock() - t);
     t = clock();
-    const byText = await ctx.memory.searchText(filter, q.text, depth);
+    const byText = await ctx.memory.searchText(textFilter, q.text, depth);
     parts.text.push(clock() - t);
     textHits.push(byText.length);
     const fused = new Map();
@@ -392,7 +262,7 @@ async function breakdown(adapter, ctx, extra = {}) {
     parts.gets.push(clock() - t);
     for (const [k, fn] of Object.entries(extra)) {
       t = clock();
-      await fn(q);
+      await fn(q, top.map(([id]) => id));
       parts[k].push(clock() - t);
     }
   }
@@ -405,6 +275,26 @@ async function breakdown(adapter, ctx, extra = {}) {
   };
   for (const [k, xs] of Object.entries(parts)) partRows.push([adapter, label[k] ?? k, ms(pct(xs, 50)), ms(pct(xs, 95)), `${((pct(xs, 50) / pct(parts.recall, 50)) * 100).toFixed(0)}%`]);
   return parts;
+}
+
+/** remember() one at a time (each as its author), within the time budget. */
+async function rememberAll(ctx) {
+  const remMs = [];
+  const fresh = [];
+  const merges = [];
+  const s0 = clock();
+  for (const e of freshEngrams) {
+    const t0 = clock();
+    const r = await remember(ctx, { ...caller, agent: e.author }, { text: e.text, kind: e.kind, scope: e.scope, tags: e.tags });
+    const t = clock() - t0;
+    remMs.push(t);
+    if (r.merged) merges.push(t);
+    else fresh.push(t);
+    if (clock() - s0 > REMEMBER_BUDGET_MS) break;
+  }
+  const remWall = clock() - s0;
+  const split = `max ${ms(Math.max(...remMs))}; new p50 ${fresh.length ? ms(pct(fresh, 50)) : '—'} (${fresh.length}), merged p50 ${merges.length ? ms(pct(merges, 50)) : '—'} (${merges.length})`;
+  return { remMs, remWall, split };
 }
 
 let exitCode = 0;
@@ -446,7 +336,10 @@ try {
         cols[4].push(e.author);
         cols[5].push(vectorLiteral(vec(i)));
         cols[6].push(e.createdAt);
-        for (const t of e.tags) tagIds.push(ids[i]), tagNames.push(t);
+        for (const t of e.tags) {
+          tagIds.push(ids[i]);
+          tagNames.push(t);
+        }
       }
       return [project, embedder.name, ...cols, tagIds, tagNames];
     };
@@ -492,14 +385,15 @@ try {
     const RAW_SQL = 'SELECT id FROM engrams WHERE dim = 384 ORDER BY (embedding::vector(384)) <=> $1::vector(384) LIMIT 10';
     await rawC.query(`SET hnsw.ef_search = ${ef}`);
     const plan = (await rawC.query(`EXPLAIN ${RAW_SQL.replace('$1', `'${vectorLiteral(qs[0].vector)}'`)}`)).rows.map((r) => r['QUERY PLAN']).join('\n');
-    if (!/engrams_embedding_384/.test(plan)) throw new Error(`the raw query does not use the HNSW index:\n${plan}`);
+    const rawUsesHnsw = /engrams_embedding_384/.test(plan);
     const sosPlanQ = vectorSearchSql(filter, qs[0].vector, depth).indexed;
     await rawC.query('BEGIN');
     await rawC.query("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)");
     const sosPlan = (await rawC.query(`EXPLAIN ${sosPlanQ.sql}`, sosPlanQ.params)).rows.map((r) => r['QUERY PLAN']).join('\n');
     await rawC.query('COMMIT');
     const sosUsesHnsw = /engrams_embedding_384/.test(sosPlan);
-    notes.push(`pgvector: sos's vector statement ${sosUsesHnsw ? 'walks the HNSW index' : 'does NOT use the HNSW index'} (EXPLAIN with literals); raw query plan uses it.`);
+    const uses = (yes) => (yes ? 'walks the HNSW index' : 'does NOT use the HNSW index (the planner sorts instead)');
+    notes.push(`pgvector: at ef_search ${ef}, sos's vector statement ${uses(sosUsesHnsw)}; the raw query ${uses(rawUsesHnsw)} (EXPLAIN).`);
     const raw = (q) => rawC.query({ name: 'raw_hnsw', text: RAW_SQL, values: [vectorLiteral(q.vector)] });
     const hybridTop = [];
     const vectorTop = [];
@@ -541,36 +435,71 @@ try {
       const byMode = (await recall(ctx, caller, { query: q.text, limit: 10, mode: 'vector' })).map((r) => r.engram.id);
       modeHit += byMode.filter((id) => top10.has(id)).length / 10;
     }
+    // The same without filters: the raw HNSW query at two ef_search values vs an unfiltered exact scan.
+    let rawHit40 = 0;
+    let rawHitEf = 0;
+    let simLost = 0;
+    const rawD = 'SELECT id, (embedding::vector(384)) <=> $1::vector(384) AS distance FROM engrams WHERE dim = 384 ORDER BY (embedding::vector(384)) <=> $1::vector(384) LIMIT 10';
+    const exactD = 'SELECT id, embedding <=> $1::vector AS distance FROM engrams WHERE dim = 384 ORDER BY embedding <=> $1::vector LIMIT 10';
+    const asScore = (rows) => rows.map((r) => ({ id: r.id, score: 1 - Number(r.distance) }));
+    for (const q of qs.slice(0, RECALL_AT)) {
+      const lit = vectorLiteral(q.vector);
+      const exact = (await rawC.query(exactD, [lit])).rows.map((r) => ({ id: r.id, distance: Number(r.distance) }));
+      await rawC.query('SET hnsw.ef_search = 40');
+      rawHit40 += tieAware(asScore((await rawC.query({ name: 'raw_d', text: rawD, values: [lit] })).rows), exact, 10);
+      await rawC.query(`SET hnsw.ef_search = ${ef}`);
+      rawHitEf += tieAware(asScore((await rawC.query({ name: 'raw_d', text: rawD, values: [lit] })).rows), exact, 10);
+      // How much similarity the approximate top 10 gives up (sos's searchVector at recall's depth).
+      const ex = vectorSearchSql(filter, q.vector, 10).exact;
+      const fexact = (await rawC.query(ex.sql, ex.params)).rows.map((r) => 1 - Number(r.distance));
+      const got = (await mem.searchVector(filter, q.vector, 50)).slice(0, 10).map((r) => r.score);
+      simLost += fexact.reduce((a, b) => a + b, 0) / fexact.length - got.reduce((a, b) => a + b, 0) / got.length;
+    }
     const R = RECALL_AT;
     recallRows.push(['pgvector', 'searchVector(limit 10) recall@10', (hit10 / R).toFixed(3), `ef_search ${ef10}`, below10 ? `${below10} queries fell back to exact` : '']);
     recallRows.push(['pgvector', 'searchVector(limit 50) recall@10', (hit10of50 / R).toFixed(3), `ef_search ${ef}`, 'what recall() asks for at limit 10']);
     recallRows.push(['pgvector', 'searchVector(limit 50) recall@50', (hit50 / R).toFixed(3), `ef_search ${ef}`, '']);
     recallRows.push(['pgvector', "recall(mode 'vector') top 10 ∩ exact top 10", (modeHit / R).toFixed(3), '', 'recency reorders the top 30, so < 1 by design']);
+    recallRows.push(['pgvector', 'mean top-10 similarity given up vs exact', (simLost / R).toFixed(4), `ef_search ${ef}`, 'searchVector(limit 50), first 10; cosine units']);
+    recallRows.push(['pgvector', 'raw HNSW, no filter, recall@10', (rawHit40 / R).toFixed(3), 'ef_search 40', 'vs unfiltered exact scan']);
+    recallRows.push(['pgvector', 'raw HNSW, no filter, recall@10', (rawHitEf / R).toFixed(3), `ef_search ${ef}`, 'vs unfiltered exact scan']);
     recallRows.push(['pgvector', 'exact statement latency p50 / p95', `${ms(pct(exactMs, 50))} / ${ms(pct(exactMs, 95))}`, '', `${R} queries, sos's exact SQL (seq scan)`]);
 
     // ---- where the time goes
     log('postgres: breakdown');
-    const textCount = `SELECT count(*) AS n FROM engrams e, (SELECT string_agg(chr(39) || replace(replace(lexeme, chr(92), chr(92) || chr(92)), chr(39), chr(39) || chr(39)) || chr(39), ' | ')::tsquery
-      FROM unnest(to_tsvector('english', $1))) AS q(q) WHERE e.tsv @@ q.q`;
-    await breakdown('pgvector', ctx);
+    // sos's text statement (pgvector.ts), raw, and a what-if that leaves out lexemes found in more
+    // than 5% of engrams (document frequencies from ts_stat, once, into a temp table).
+    const orQuery = (prune) => `(SELECT string_agg(chr(39) || replace(replace(lexeme, chr(92), chr(92) || chr(92)), chr(39), chr(39) || chr(39)) || chr(39), ' | ')::tsquery
+      FROM unnest(to_tsvector('english', $1)) u${prune ? ' WHERE NOT EXISTS (SELECT 1 FROM bench_lexeme_df d WHERE d.word = u.lexeme AND d.ndoc > $4)' : ''})`;
+    const visible = "e.project = $2 AND (e.scope = 'project' OR (e.scope = 'private' AND e.author = $3)) AND e.superseded_by IS NULL";
+    const textSql = (prune) => `SELECT e.id, ts_rank(e.tsv, q.q) AS score FROM engrams e, ${orQuery(prune)} AS q(q)
+      WHERE e.tsv @@ q.q AND ${visible} ORDER BY score DESC, e.seq DESC LIMIT 50`;
+    const countSql = (prune) => `SELECT count(*) AS n FROM engrams e, ${orQuery(prune)} AS q(q) WHERE e.tsv @@ q.q AND ${visible}`;
+    s = clock();
+    await rawC.query("CREATE TEMP TABLE bench_lexeme_df AS SELECT word, ndoc FROM ts_stat('SELECT tsv FROM engrams'); CREATE INDEX ON bench_lexeme_df (word); ANALYZE bench_lexeme_df");
+    const dfMs = clock() - s;
+    const cut = Math.round(N * 0.05);
+    const batchedGet = `SELECT e.*, ARRAY(SELECT t.tag FROM engram_tags t WHERE t.engram_seq = e.seq ORDER BY t.tag) AS tags
+      FROM engrams e WHERE e.project = $1 AND e.id = ANY($2::text[])`;
+    await breakdown('pgvector', ctx, {
+      'what-if: one batched get (id = ANY) for the same ids, raw': (q, top) => rawC.query({ name: 'batched_get', text: batchedGet, values: [project, top] }),
+      "raw: searchText's statement": (q) => rawC.query({ name: 'text_raw', text: textSql(false), values: [q.text, project, caller.agent] }),
+      'what-if: the same without lexemes in > 5% of engrams': (q) => rawC.query({ name: 'text_pruned', text: textSql(true), values: [q.text, project, caller.agent, cut] }),
+    });
     let matched = 0;
-    for (const q of qs.slice(0, 30)) matched += Number((await rawC.query(textCount, [q.text])).rows[0].n);
-    notes.push(`pgvector: the OR-of-lexemes text query matches ${int(matched / 30)} of ${int(N)} rows on average (all ranked by ts_rank before LIMIT 50).`);
+    let matchedPruned = 0;
+    for (const q of qs.slice(0, 30)) {
+      matched += Number((await rawC.query(countSql(false), [q.text, project, caller.agent])).rows[0].n);
+      matchedPruned += Number((await rawC.query(countSql(true), [q.text, project, caller.agent, cut])).rows[0].n);
+    }
+    notes.push(
+      `pgvector: the OR-of-lexemes text query matches ${int(matched / 30)} of ${int(N)} rows on average (all ranked by ts_rank before LIMIT 50); ${int(matchedPruned / 30)} without lexemes in > 5% of engrams (ts_stat over the table took ${secs(dfMs)}).`,
+    );
 
     // ---- (d) remember() one at a time
     log('postgres: remember()');
-    const remMs = [];
-    let merged = 0;
-    s = clock();
-    for (const e of fresh) {
-      const t0 = clock();
-      const r = await remember(ctx, { ...caller, agent: e.author }, { text: e.text, kind: e.kind, scope: e.scope, tags: e.tags });
-      remMs.push(clock() - t0);
-      if (r.merged) merged++;
-      if (clock() - s > REMEMBER_BUDGET_MS) break;
-    }
-    const remWall = clock() - s;
-    loadRows.push(['pgvector', 'remember() one at a time, holding n', int(remMs.length), secs(remWall), `${int(remMs.length / (remWall / 1000))}/s`, `p50 ${ms(pct(remMs, 50))}, p95 ${ms(pct(remMs, 95))}; ${merged} merged as near-duplicates`]);
+    const { remMs, remWall, split } = await rememberAll(ctx);
+    loadRows.push(['pgvector', 'remember() one at a time, holding n', int(remMs.length), secs(remWall), `${int(remMs.length / (remWall / 1000))}/s`, `p50 ${ms(pct(remMs, 50))}, p95 ${ms(pct(remMs, 95))}; ${split}`]);
   }
 
   // ============================================================ SQLite
@@ -618,7 +547,13 @@ try {
     vectorTop.length = 0;
     const [tRaw, tHybrid, tVector] = await interleaved(qs, fns);
     const share = (xs) => `${((xs.reduce((a, [ti, got]) => a + onTopic(got, ti, topicOf), 0) / xs.length) * 100).toFixed(0)}% of top 10 on the query's topic`;
-    latRows.push(['sqlite', 'recall() hybrid, first call (loads the matrix)', ms(firstMs), '', '', 'one call, in-process']);
+    // The raw primitive under the first call: every vector of the project into one Float32Array.
+    s = clock();
+    const all = db.prepare('SELECT seq, id, embedding FROM engrams WHERE project = ? AND embedder = ? ORDER BY seq').all(project, embedder.name);
+    const loaded = new Float32Array(all.length * DIM);
+    all.forEach((r, i) => loaded.set(new Float32Array(r.embedding.buffer, r.embedding.byteOffset, DIM), i * DIM));
+    const rawLoadMs = clock() - s;
+    latRows.push(['sqlite', 'recall() hybrid, first call (loads the matrix)', ms(firstMs), `${ms(rawLoadMs)} (raw SELECT of all vectors)`, (firstMs / rawLoadMs).toFixed(2), 'one call, in-process']);
     latencyRows('sqlite', 'recall() hybrid, limit 10', tHybrid, tRaw, undefined, `${QUERIES} queries, raw = JS brute-force top-10 over n × ${DIM}; ${share(hybridTop)}`);
     latencyRows('sqlite', "recall() mode 'vector'", tVector, tRaw, undefined, share(vectorTop));
     latencyRows('sqlite', 'raw JS brute-force top-10', tRaw, null, '', '');
@@ -627,16 +562,31 @@ try {
     log('sqlite: breakdown');
     const fp = db.prepare('SELECT COUNT(*) AS n, MAX(seq) AS max_seq, MAX(updated_at) AS max_updated FROM engrams WHERE project = ? AND embedder = ?');
     const ftsCount = db.prepare('SELECT count(*) AS n FROM engrams_fts WHERE engrams_fts MATCH ?');
+    const fpCount = db.prepare('SELECT COUNT(*) AS n, MAX(seq) AS max_seq FROM engrams WHERE project = ? AND embedder = ?');
+    const fpUpdated = db.prepare('SELECT MAX(updated_at) AS max_updated FROM engrams WHERE project = ? AND embedder = ?');
+    const fts = db.prepare(
+      `SELECT e.id, bm25(engrams_fts) AS rank FROM engrams_fts JOIN engrams e ON e.seq = engrams_fts.rowid
+       WHERE engrams_fts MATCH ? AND e.project = ? AND (e.scope = 'project' OR (e.scope = 'private' AND e.author = ?)) AND e.superseded_by IS NULL
+       ORDER BY rank LIMIT 50`,
+    );
+    const noStop = (text) => ftsQuery(text.split(/\s+/).filter((w) => !STOP.has(w.toLowerCase().replace(/[^\p{L}\p{N}]/gu, ''))).join(' '));
     await breakdown('sqlite', ctx, {
       'cache fingerprint query (inside searchVector)': async () => fp.get(project, embedder.name),
+      '  its COUNT(*), MAX(seq) alone (index only)': async () => fpCount.get(project, embedder.name),
+      '  its MAX(updated_at) alone (reads every row)': async () => fpUpdated.get(project, embedder.name),
       'raw JS brute-force top-10': async (q) => bruteTop10(q.vector),
+      'what-if: the same, dot product unrolled 4-way': async (q) => bruteTop10(q.vector, true),
+      "raw: searchText's FTS5 statement": async (q) => fts.all(ftsQuery(q.text), project, caller.agent),
+      'what-if: the same without stop words': async (q) => fts.all(noStop(q.text), project, caller.agent),
     });
     let matched = 0;
     for (const q of qs.slice(0, 30)) {
       const terms = [...new Set(q.text.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [])].map((t) => `"${t}"`).join(' OR ');
       matched += ftsCount.get(terms).n;
     }
-    notes.push(`sqlite: the FTS5 OR query matches ${int(matched / 30)} of ${int(N)} rows on average (all scored by bm25 before LIMIT 50).`);
+    let matchedNoStop = 0;
+    for (const q of qs.slice(0, 30)) matchedNoStop += ftsCount.get(noStop(q.text)).n;
+    notes.push(`sqlite: the FTS5 OR query matches ${int(matched / 30)} of ${int(N)} rows on average (all scored by bm25 before LIMIT 50); ${int(matchedNoStop / 30)} without stop words.`);
 
     // ---- one-shot CLI
     log('sqlite: one-shot CLI');
@@ -664,18 +614,8 @@ try {
 
     // ---- (d) remember() one at a time
     log('sqlite: remember()');
-    const remMs = [];
-    let merged = 0;
-    s = clock();
-    for (const e of fresh) {
-      const t0 = clock();
-      const r = await remember(ctx, { ...caller, agent: e.author }, { text: e.text, kind: e.kind, scope: e.scope, tags: e.tags });
-      remMs.push(clock() - t0);
-      if (r.merged) merged++;
-      if (clock() - s > REMEMBER_BUDGET_MS) break;
-    }
-    const remWall = clock() - s;
-    loadRows.push(['sqlite', 'remember() one at a time, holding n', int(remMs.length), secs(remWall), `${int(remMs.length / (remWall / 1000))}/s`, `p50 ${ms(pct(remMs, 50))}, p95 ${ms(pct(remMs, 95))}; ${merged} merged as near-duplicates${remMs.length < REMEMBER_N ? `; stopped at the ${REMEMBER_BUDGET_MS / 1000} s budget` : ''}`]);
+    const { remMs, remWall, split } = await rememberAll(ctx);
+    loadRows.push(['sqlite', 'remember() one at a time, holding n', int(remMs.length), secs(remWall), `${int(remMs.length / (remWall / 1000))}/s`, `p50 ${ms(pct(remMs, 50))}, p95 ${ms(pct(remMs, 95))}; ${split}${remMs.length < REMEMBER_N ? `; stopped at the ${REMEMBER_BUDGET_MS / 1000} s budget` : ''}`]);
   }
 } catch (err) {
   exitCode = 1;

@@ -10,7 +10,8 @@ export interface Embedder {
   embed(texts: string[]): Promise<Float32Array[]>;
 }
 
-const STOP = new Set(
+/** Words too common to carry meaning: left out of embeddings and of full-text queries. */
+export const STOP = new Set(
   'a an and are as at be by for from has have in is it its of on or that the this to was were will with we our you your i me my not no but if then than so do did done'.split(' '),
 );
 

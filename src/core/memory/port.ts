@@ -21,6 +21,8 @@ export interface Memory {
   update(project: string, id: string, patch: { text?: string; tags?: string[]; kind?: Engram['kind']; embedding?: Float32Array; embedder?: string; dim?: number; updatedAt: number }): Promise<void>;
   setSupersededBy(project: string, id: string, by: string | null, at: number): Promise<void>;
   get(project: string, id: string): Promise<Engram | undefined>;
+  /** Several engrams in one query (unknown ids are left out; order not guaranteed). */
+  getMany(project: string, ids: string[]): Promise<Engram[]>;
   /** The engram's stored vector (for tests and reindex checks). */
   vector(project: string, id: string): Promise<Float32Array | undefined>;
   delete(project: string, id: string): Promise<boolean>;

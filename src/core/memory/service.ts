@@ -223,8 +223,9 @@ export async function recall(ctx: MemoryContext, caller: Caller, input: RecallIn
   const scored: Recalled[] = [];
   // Enough candidates to let recency reorder near-ties, then load only those.
   const top = [...fused.entries()].sort((a, b) => b[1].score - a[1].score).slice(0, limit * 3);
+  const loaded = new Map((await ctx.memory.getMany(caller.project, top.map(([id]) => id))).map((e) => [e.id, e]));
   for (const [id, entry] of top) {
-    const engram = await ctx.memory.get(caller.project, id);
+    const engram = loaded.get(id);
     if (!engram) continue;
     const ageDays = Math.max(0, (at - engram.updatedAt) / DAY);
     scored.push({ engram, ...entry, score: entry.score + RECENCY_WEIGHT * 0.5 ** (ageDays / 30) });

@@ -1,5 +1,5 @@
 import type { SqlDriver } from '../store/sql/driver.js';
-import { fromBlob, toBlob } from './embedder.js';
+import { fromBlob, STOP, toBlob } from './embedder.js';
 import type { Memory, MemoryCapabilities } from './port.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
@@ -24,14 +24,17 @@ const COLUMNS = 'seq, id, project, text, kind, scope, author, task_id, message_i
 
 /** Vectors of one (project, embedder), kept in memory between searches and refreshed on change. */
 interface Cache {
-  fingerprint: string;
+  /** Highest engram seq (any project) and the update/delete counter when last synced. */
   maxSeq: number;
+  version: number;
   dim: number;
+  count: number;
+  /** Row-major, `capacity × dim`; grows by doubling so appends do not copy every time. */
+  matrix: Float32Array;
   seqs: number[];
   ids: string[];
   rows: Pick<EngramRow, 'scope' | 'author' | 'kind' | 'created_at' | 'superseded_by'>[];
   tags: Map<number, Set<string>>;
-  matrix: Float32Array;
 }
 
 /** The SQL clause for what the viewer may see, plus the narrowing filters; `$n` numbering continues from `params`. */
@@ -76,10 +79,21 @@ function passes(f: EngramFilter, row: Cache['rows'][number], tags: Set<string> |
   return true;
 }
 
-/** FTS5 query: every word of the question, OR-ed and quoted (no operator injection). */
-export function ftsQuery(text: string): string | undefined {
-  const terms = [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [])].slice(0, 64);
-  return terms.length ? terms.map((t) => `"${t}"`).join(' OR ') : undefined;
+/** The question's distinct content words (no stop words), at most `max`. */
+export function queryTerms(text: string, max = 8): string[] {
+  return [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [])].filter((t) => !STOP.has(t)).slice(0, max);
+}
+
+/**
+ * FTS5 queries for a question, quoted (no operator injection): first "at least two of its words"
+ * (pairs OR-ed: few rows match, so ranking is cheap), then any word, for when pairs find too few.
+ */
+export function ftsQueries(text: string): { pairs: string | undefined; any: string | undefined } {
+  const terms = queryTerms(text).map((t) => `"${t}"`);
+  if (terms.length === 0) return { pairs: undefined, any: undefined };
+  const pairs: string[] = [];
+  for (let i = 0; i < terms.length; i++) for (let j = i + 1; j < terms.length; j++) pairs.push(`(${terms[i]} AND ${terms[j]})`);
+  return { pairs: pairs.length ? pairs.join(' OR ') : undefined, any: terms.join(' OR ') };
 }
 
 /**
@@ -171,6 +185,15 @@ export class SqliteMemory implements Memory {
     return row ? (await this.withTags([row]))[0] : undefined;
   }
 
+  async getMany(project: string, ids: string[]): Promise<Engram[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.all<EngramRow>(
+      `SELECT ${COLUMNS} FROM engrams WHERE project = $1 AND id IN (${ids.map((_, i) => `$${i + 2}`).join(', ')})`,
+      [project, ...ids],
+    );
+    return this.withTags(rows);
+  }
+
   async vector(project: string, id: string): Promise<Float32Array | undefined> {
     const row = await this.db.one<{ embedding: Buffer }>('SELECT embedding FROM engrams WHERE project = $1 AND id = $2', [project, id]);
     return row ? fromBlob(row.embedding) : undefined;
@@ -188,103 +211,123 @@ export class SqliteMemory implements Memory {
     return this.withTags(rows);
   }
 
-  /** Loads (or extends) the in-memory matrix of one project's vectors of one embedder. */
+  /**
+   * The in-memory matrix of one project's vectors of one embedder. Two O(1) reads tell what
+   * changed since the last search: new rows (MAX(seq)) are appended; an update or delete anywhere
+   * (the trigger-kept counter) reloads the project's matrix.
+   */
   private async cache(project: string, embedder: string): Promise<Cache> {
     const key = `${project}\n${embedder}`;
-    const stats = await this.db.one<{ n: number; max_seq: number | null; max_updated: number | null }>(
-      'SELECT COUNT(*) AS n, MAX(seq) AS max_seq, MAX(updated_at) AS max_updated FROM engrams WHERE project = $1 AND embedder = $2',
-      [project, embedder],
+    const state = await this.db.one<{ max_seq: number | null; version: number }>(
+      'SELECT (SELECT MAX(seq) FROM engrams) AS max_seq, (SELECT version FROM memory_changes WHERE id = 1) AS version',
     );
-    const fingerprint = `${stats?.n}/${stats?.max_seq}/${stats?.max_updated}`;
+    const maxSeq = Number(state?.max_seq ?? 0);
+    const version = Number(state?.version ?? 0);
     let cache = this.caches.get(key);
-    if (cache && cache.fingerprint === fingerprint) return cache;
-    const appendOnly =
-      cache !== undefined &&
-      Number(stats?.n) > cache.ids.length &&
-      Number(
-        (await this.db.one<{ n: number }>('SELECT COUNT(*) AS n FROM engrams WHERE project = $1 AND embedder = $2 AND seq > $3', [project, embedder, cache.maxSeq]))?.n,
-      ) ===
-        Number(stats?.n) - cache.ids.length &&
-      Number(
-        (
-          await this.db.one<{ m: number | null }>('SELECT MAX(updated_at) AS m FROM engrams WHERE project = $1 AND embedder = $2 AND seq <= $3', [
-            project,
-            embedder,
-            cache.maxSeq,
-          ])
-        )?.m ?? 0,
-      ) <= Number(cache.fingerprint.split('/')[2] || 0);
-    const after = appendOnly ? cache!.maxSeq : 0;
+    if (cache && cache.version === version && cache.maxSeq === maxSeq) return cache;
+    if (!cache || cache.version !== version) {
+      cache = { maxSeq: 0, version, dim: 0, count: 0, matrix: new Float32Array(0), seqs: [], ids: [], rows: [], tags: new Map() };
+      this.caches.set(key, cache);
+    }
+    const after = cache.maxSeq;
     const rows = await this.db.all<EngramRow & { embedding: Buffer }>(
       `SELECT ${COLUMNS}, embedding FROM engrams WHERE project = $1 AND embedder = $2 AND seq > $3 ORDER BY seq`,
       [project, embedder, after],
     );
-    const tagRows = await this.db.all<{ engram_seq: number; tag: string }>(
-      'SELECT t.engram_seq, t.tag FROM engram_tags t JOIN engrams e ON e.seq = t.engram_seq WHERE e.project = $1 AND e.embedder = $2 AND e.seq > $3',
-      [project, embedder, after],
-    );
-    const dim = rows[0]?.dim ?? cache?.dim ?? 0;
-    const base = appendOnly ? cache! : { seqs: [], ids: [], rows: [], tags: new Map<number, Set<string>>(), matrix: new Float32Array(0) };
-    const matrix = new Float32Array((base.ids.length + rows.length) * dim);
-    matrix.set(base.matrix);
-    rows.forEach((r, i) => matrix.set(fromBlob(r.embedding), (base.ids.length + i) * dim));
-    const tags = base.tags;
-    for (const t of tagRows) {
-      let set = tags.get(t.engram_seq);
-      if (!set) tags.set(t.engram_seq, (set = new Set()));
-      set.add(t.tag);
+    if (rows.length) {
+      const tagRows = await this.db.all<{ engram_seq: number; tag: string }>(
+        'SELECT t.engram_seq, t.tag FROM engram_tags t JOIN engrams e ON e.seq = t.engram_seq WHERE e.project = $1 AND e.embedder = $2 AND e.seq > $3',
+        [project, embedder, after],
+      );
+      const dim = cache.dim || rows[0]!.dim;
+      cache.dim = dim;
+      const needed = (cache.count + rows.length) * dim;
+      if (needed > cache.matrix.length) {
+        const grown = new Float32Array(Math.max(needed, cache.matrix.length * 2, 1024 * dim));
+        grown.set(cache.matrix.subarray(0, cache.count * dim));
+        cache.matrix = grown;
+      }
+      for (const r of rows) {
+        const v = fromBlob(r.embedding);
+        cache.matrix.set(v.length === dim ? v : new Float32Array(dim), cache.count * dim);
+        cache.count++;
+        cache.seqs.push(r.seq);
+        cache.ids.push(r.id);
+        cache.rows.push({ scope: r.scope, author: r.author, kind: r.kind, created_at: r.created_at, superseded_by: r.superseded_by });
+      }
+      for (const t of tagRows) {
+        let set = cache.tags.get(t.engram_seq);
+        if (!set) cache.tags.set(t.engram_seq, (set = new Set()));
+        set.add(t.tag);
+      }
     }
-    cache = {
-      fingerprint,
-      maxSeq: Number(stats?.max_seq ?? 0),
-      dim,
-      seqs: [...base.seqs, ...rows.map((r) => r.seq)],
-      ids: [...base.ids, ...rows.map((r) => r.id)],
-      rows: [...base.rows, ...rows.map((r) => ({ scope: r.scope, author: r.author, kind: r.kind, created_at: r.created_at, superseded_by: r.superseded_by }))],
-      tags,
-      matrix,
-    };
-    this.caches.set(key, cache);
+    cache.maxSeq = maxSeq;
+    cache.version = version;
     return cache;
   }
 
   async searchVector(filter: EngramFilter & { embedder: string }, vector: Float32Array, limit: number): Promise<Ranked[]> {
     const c = await this.cache(filter.project, filter.embedder);
-    if (c.dim !== vector.length) return [];
-    // Keep the best `limit` in a small sorted array: n × dim multiply-adds, no full sort.
+    if (c.dim !== vector.length || c.count === 0) return [];
+    // Only filters that can reject a row are checked per row.
+    const trivial = filter.viewer.all && !filter.scope && !filter.author && !filter.kind && filter.since === undefined && !filter.tags?.length;
     const top: Ranked[] = [];
     const dim = c.dim;
     const m = c.matrix;
-    for (let i = 0; i < c.ids.length; i++) {
-      if (!passes(filter, c.rows[i]!, c.tags.get(c.seqs[i]!))) continue;
-      let dot = 0;
+    let floor = -Infinity;
+    for (let i = 0; i < c.count; i++) {
+      const row = c.rows[i]!;
+      if (trivial ? !filter.includeSuperseded && row.superseded_by !== null : !passes(filter, row, c.tags.get(c.seqs[i]!))) continue;
       const off = i * dim;
-      for (let j = 0; j < dim; j++) dot += m[off + j]! * vector[j]!;
-      if (top.length < limit || dot > top[top.length - 1]!.score) {
-        let k = top.length < limit ? top.length : top.length - 1;
-        while (k > 0 && top[k - 1]!.score < dot) {
-          top[k] = top[k - 1]!;
-          k--;
-        }
-        top[k] = { id: c.ids[i]!, score: dot };
-        if (top.length > limit) top.length = limit;
+      let d0 = 0;
+      let d1 = 0;
+      let d2 = 0;
+      let d3 = 0;
+      let j = 0;
+      for (; j + 3 < dim; j += 4) {
+        d0 += m[off + j]! * vector[j]!;
+        d1 += m[off + j + 1]! * vector[j + 1]!;
+        d2 += m[off + j + 2]! * vector[j + 2]!;
+        d3 += m[off + j + 3]! * vector[j + 3]!;
       }
+      for (; j < dim; j++) d0 += m[off + j]! * vector[j]!;
+      const dot = d0 + d1 + d2 + d3;
+      if (top.length === limit && dot <= floor) continue;
+      // Keep the best `limit` sorted: insertion into a small array, no full sort.
+      let k = top.length < limit ? top.length : limit - 1;
+      while (k > 0 && top[k - 1]!.score < dot) {
+        top[k] = top[k - 1]!;
+        k--;
+      }
+      top[k] = { id: c.ids[i]!, score: dot };
+      if (top.length > limit) top.length = limit;
+      if (top.length === limit) floor = top[limit - 1]!.score;
     }
     return top;
   }
 
   async searchText(filter: EngramFilter, query: string, limit: number): Promise<Ranked[]> {
-    const match = ftsQuery(query);
-    if (match === undefined) return [];
-    const params: unknown[] = [match];
-    const where = filterSql(filter, params, 'e');
-    params.push(limit);
-    const rows = await this.db.all<{ id: string; rank: number }>(
-      `SELECT e.id, bm25(engrams_fts) AS rank FROM engrams_fts JOIN engrams e ON e.seq = engrams_fts.rowid
-       WHERE engrams_fts MATCH $1 AND ${where} ORDER BY rank LIMIT $${params.length}`,
-      params,
-    );
-    return rows.map((r) => ({ id: r.id, score: -r.rank }));
+    const { pairs, any } = ftsQueries(query);
+    const run = async (match: string, n: number) => {
+      const params: unknown[] = [match];
+      const where = filterSql(filter, params, 'e');
+      params.push(n);
+      const rows = await this.db.all<{ id: string; rank: number }>(
+        `SELECT e.id, bm25(engrams_fts) AS rank FROM engrams_fts JOIN engrams e ON e.seq = engrams_fts.rowid
+         WHERE engrams_fts MATCH $1 AND ${where} ORDER BY rank LIMIT $${params.length}`,
+        params,
+      );
+      return rows.map((r) => ({ id: r.id, score: -r.rank }));
+    };
+    const found = pairs ? await run(pairs, limit) : [];
+    if (found.length >= limit || any === undefined) return found;
+    // Too few rows share two words with the question: fill up with single-word matches.
+    const seen = new Set(found.map((r) => r.id));
+    for (const r of await run(any, limit)) {
+      if (found.length >= limit) break;
+      if (!seen.has(r.id)) found.push(r);
+    }
+    return found;
   }
 
   async embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
