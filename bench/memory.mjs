@@ -73,6 +73,9 @@ const ms = (x) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
 const secs = (x) => `${(x / 1000).toFixed(1)} s`;
 const log = (s) => process.stderr.write(`[${((Date.now() - began) / 1000).toFixed(0).padStart(3)}s] ${s}\n`);
 
+/** The earlier OR-of-every-word FTS5 query, kept as the comparison point for the breakdown. */
+const ftsQuery = (text) => [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [])].map((t) => `"${t}"`).join(' OR ');
+
 // ---------------------------------------------------------------- internals not in dist/index.js
 /** Imports the dist chunk that exports `names` (esbuild keeps export names; hashes change per build). */
 async function fromChunks(...names) {
@@ -93,7 +96,7 @@ async function fromChunks(...names) {
   return out;
 }
 
-const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vectorLiteral, ftsQuery } = await fromChunks(
+const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vectorLiteral } = await fromChunks(
   'remember',
   'recall',
   'LocalEmbedder',
@@ -101,7 +104,6 @@ const { remember, recall, LocalEmbedder, toBlob, memoryOn, vectorSearchSql, vect
   'memoryOn',
   'vectorSearchSql',
   'vectorLiteral',
-  'ftsQuery',
 );
 /** The LocalEmbedder's stop words (src/core/memory/embedder.ts), for the FTS5 what-if. */
 const STOP = new Set(

@@ -16,3 +16,8 @@ export { openStore, parseStoreTarget } from './core/store/open.js';
 export type { Store } from './core/store/port.js';
 export * from './core/tasks/service.js';
 export type { Task, TaskStatus } from './core/tasks/types.js';
+export { cosine, LocalEmbedder, toBlob } from './core/memory/embedder.js';
+export { memoryOn, openEmbedder } from './core/memory/open.js';
+export type { Memory } from './core/memory/port.js';
+export * from './core/memory/service.js';
+export type { Engram } from './core/memory/types.js';

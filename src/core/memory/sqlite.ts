@@ -62,10 +62,10 @@ export function filterSql(f: EngramFilter, params: unknown[], alias = ''): strin
 }
 
 /** The same visibility and filters, in JS, for the in-memory vector scan. */
-function passes(f: EngramFilter, row: Cache['rows'][number], tags: Set<string> | undefined): boolean {
-  if (!f.viewer.all) {
+function passes(f: EngramFilter, row: Cache['rows'][number], tags: Map<number, Set<string>>, seq: number): boolean {
+  if (!f.includeSuperseded && row.superseded_by !== null) return false;
+  if (!f.viewer.all && row.scope !== 'project') {
     const visible =
-      row.scope === 'project' ||
       (row.scope.startsWith('squad:') && f.viewer.squads.includes(row.scope.slice(6))) ||
       (row.scope === 'private' && row.author === f.viewer.agent);
     if (!visible) return false;
@@ -74,8 +74,10 @@ function passes(f: EngramFilter, row: Cache['rows'][number], tags: Set<string> |
   if (f.author !== undefined && row.author !== f.author) return false;
   if (f.kind !== undefined && row.kind !== f.kind) return false;
   if (f.since !== undefined && row.created_at < f.since) return false;
-  if (!f.includeSuperseded && row.superseded_by !== null) return false;
-  for (const tag of f.tags ?? []) if (!tags?.has(tag)) return false;
+  if (f.tags?.length) {
+    const have = tags.get(seq);
+    for (const tag of f.tags) if (!have?.has(tag)) return false;
+  }
   return true;
 }
 
@@ -277,7 +279,7 @@ export class SqliteMemory implements Memory {
     let floor = -Infinity;
     for (let i = 0; i < c.count; i++) {
       const row = c.rows[i]!;
-      if (trivial ? !filter.includeSuperseded && row.superseded_by !== null : !passes(filter, row, c.tags.get(c.seqs[i]!))) continue;
+      if (trivial ? !filter.includeSuperseded && row.superseded_by !== null : !passes(filter, row, c.tags, c.seqs[i]!)) continue;
       const off = i * dim;
       let d0 = 0;
       let d1 = 0;
