@@ -190,7 +190,9 @@ export class SqliteMemory implements Memory {
   async getMany(project: string, ids: string[]): Promise<Engram[]> {
     if (ids.length === 0) return [];
     const rows = await this.db.all<EngramRow>(
-      `SELECT ${COLUMNS} FROM engrams WHERE project = $1 AND id IN (${ids.map((_, i) => `$${i + 2}`).join(', ')})`,
+      // `+project` keeps the planner on the unique id index; otherwise it may walk the project's
+      // rows through (project, embedder, seq), reading every vector (40 ms at 50k engrams).
+      `SELECT ${COLUMNS} FROM engrams WHERE +project = $1 AND id IN (${ids.map((_, i) => `$${i + 2}`).join(', ')})`,
       [project, ...ids],
     );
     return this.withTags(rows);
