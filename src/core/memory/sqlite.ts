@@ -273,15 +273,20 @@ export class SqliteMemory implements Memory {
   async searchVector(filter: EngramFilter & { embedder: string }, vector: Float32Array, limit: number): Promise<Ranked[]> {
     const c = await this.cache(filter.project, filter.embedder);
     if (c.dim !== vector.length || c.count === 0) return [];
-    // Only filters that can reject a row are checked per row.
-    const trivial = filter.viewer.all && !filter.scope && !filter.author && !filter.kind && filter.since === undefined && !filter.tags?.length;
+    // The common case (no narrowing filter) checks two fields inline; the full check runs only for
+    // rows outside the project scope, or when a narrowing filter is given.
+    const simple = !filter.scope && !filter.author && !filter.kind && filter.since === undefined && !filter.tags?.length;
+    const keepSuperseded = filter.includeSuperseded === true;
     const top: Ranked[] = [];
     const dim = c.dim;
     const m = c.matrix;
     let floor = -Infinity;
     for (let i = 0; i < c.count; i++) {
       const row = c.rows[i]!;
-      if (trivial ? !filter.includeSuperseded && row.superseded_by !== null : !passes(filter, row, c.tags, c.seqs[i]!)) continue;
+      if (simple) {
+        if (!keepSuperseded && row.superseded_by !== null) continue;
+        if (row.scope !== 'project' && !filter.viewer.all && !passes(filter, row, c.tags, c.seqs[i]!)) continue;
+      } else if (!passes(filter, row, c.tags, c.seqs[i]!)) continue;
       const off = i * dim;
       let d0 = 0;
       let d1 = 0;
