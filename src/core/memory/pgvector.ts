@@ -1,5 +1,6 @@
 import type { SqlDriver, SqlExecutor } from '../store/sql/driver.js';
 import type { Memory, MemoryCapabilities } from './port.js';
+import { embeddersOf, idsAfter, pairsThenAny } from './sql-common.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
 interface EngramRow {
@@ -292,34 +293,17 @@ export class PgvectorMemory implements Memory {
       );
       return rows.map((r) => ({ id: r.id, score: Number(r.score) }));
     };
-    // First rows sharing at least two of the question's words (few, so ranking them is cheap),
-    // then any word to fill up.
     const pairs: string[] = [];
     for (let i = 0; i < lexemes.length; i++) for (let j = i + 1; j < lexemes.length; j++) pairs.push(`(${lexemes[i]} & ${lexemes[j]})`);
-    const found = pairs.length ? await run(pairs.join(' | '), limit) : [];
-    if (found.length >= limit) return found;
-    const seen = new Set(found.map((r) => r.id));
-    for (const r of await run(lexemes.join(' | '), limit)) {
-      if (found.length >= limit) break;
-      if (!seen.has(r.id)) found.push(r);
-    }
-    return found;
+    return pairsThenAny(run, pairs.length ? pairs.join(' | ') : undefined, lexemes.join(' | '), limit);
   }
 
-  async embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
-    const rows = await this.db.all<{ embedder: string; dim: number; n: number }>(
-      'SELECT embedder, dim, COUNT(*) AS n FROM engrams WHERE project = $1 GROUP BY embedder, dim ORDER BY embedder, dim',
-      [project],
-    );
-    return rows.map((r) => ({ embedder: r.embedder, dim: r.dim, count: Number(r.n) }));
+  embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
+    return embeddersOf(this.db, project);
   }
 
-  async ids(project: string, after: string | null, limit: number): Promise<string[]> {
-    const rows = await this.db.all<{ id: string }>(
-      'SELECT id FROM engrams WHERE project = $1 AND seq > COALESCE((SELECT seq FROM engrams WHERE id = $2), 0) ORDER BY seq LIMIT $3',
-      [project, after, limit],
-    );
-    return rows.map((r) => r.id);
+  ids(project: string, after: string | null, limit: number): Promise<string[]> {
+    return idsAfter(this.db, project, after, limit);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import type { SqlDriver } from '../store/sql/driver.js';
 import { fromBlob, STOP, toBlob } from './embedder.js';
 import type { Memory, MemoryCapabilities } from './port.js';
+import { embeddersOf, idsAfter, pairsThenAny } from './sql-common.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
 interface EngramRow {
@@ -328,31 +329,15 @@ export class SqliteMemory implements Memory {
       );
       return rows.map((r) => ({ id: r.id, score: -r.rank }));
     };
-    const found = pairs ? await run(pairs, limit) : [];
-    if (found.length >= limit || any === undefined) return found;
-    // Too few rows share two words with the question: fill up with single-word matches.
-    const seen = new Set(found.map((r) => r.id));
-    for (const r of await run(any, limit)) {
-      if (found.length >= limit) break;
-      if (!seen.has(r.id)) found.push(r);
-    }
-    return found;
+    return pairsThenAny(run, pairs, any, limit);
   }
 
-  async embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
-    const rows = await this.db.all<{ embedder: string; dim: number; n: number }>(
-      'SELECT embedder, dim, COUNT(*) AS n FROM engrams WHERE project = $1 GROUP BY embedder, dim ORDER BY embedder',
-      [project],
-    );
-    return rows.map((r) => ({ embedder: r.embedder, dim: r.dim, count: Number(r.n) }));
+  embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
+    return embeddersOf(this.db, project);
   }
 
-  async ids(project: string, after: string | null, limit: number): Promise<string[]> {
-    const rows = await this.db.all<{ id: string }>(
-      'SELECT id FROM engrams WHERE project = $1 AND seq > COALESCE((SELECT seq FROM engrams WHERE id = $2), 0) ORDER BY seq LIMIT $3',
-      [project, after, limit],
-    );
-    return rows.map((r) => r.id);
+  ids(project: string, after: string | null, limit: number): Promise<string[]> {
+    return idsAfter(this.db, project, after, limit);
   }
 
   async close(): Promise<void> {
