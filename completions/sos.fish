@@ -126,7 +126,7 @@ complete -c sos -n '__sos_arg 0' -a peers -d 'agents of the project: online or n
 complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online until its presence TTL runs out)'
 complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with a lease, complete, retry, hand off'
 complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall by meaning, context packs'
-complete -c sos -n '__sos_arg 0' -a mcp -d 'serve the bus as MCP tools over stdio, for Claude Code, Codex, Gemini CLI'
+complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
 complete -c sos -n '__sos_arg 0' -a completion -d 'print a shell completion script (bash, zsh or fish)'
 complete -c sos -n __sos_at -s V -l version -d 'output the version number'
 

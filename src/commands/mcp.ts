@@ -2,7 +2,7 @@ import { type CommandSpec, lazy } from './define.js';
 
 export const mcpCommand: CommandSpec = {
   name: 'mcp',
-  summary: 'serve the bus as MCP tools over stdio, for Claude Code, Codex, Gemini CLI',
+  summary: 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)',
   group: 'Agents',
   options: [
     {
