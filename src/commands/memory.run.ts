@@ -2,6 +2,7 @@ import { UsageError } from '../core/errors.js';
 import { contextPack, forget, listEngrams, recall, reindex, remember, showEngram } from '../core/memory/service.js';
 import type { Engram } from '../core/memory/types.js';
 import { parseDuration } from '../core/time.js';
+import { int, opt, readStdin, str, strings } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withMemory } from './session.js';
@@ -26,14 +27,6 @@ export function engramView(e: Engram) {
   };
 }
 
-const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-const strings = (v: unknown) => (Array.isArray(v) ? (v as string[]) : undefined);
-function int(v: unknown, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new UsageError(`${flag} must be a whole number`);
-  return Number(v);
-}
-const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]: V }));
 const short = (text: string, n = 100) => {
   const flat = text.replace(/\s+/g, ' ');
   return flat.length > n ? `${flat.slice(0, n - 1)}…` : flat;
@@ -50,11 +43,6 @@ function since(value: unknown): number | undefined {
   return Date.now() - parseDuration(value, '--since');
 }
 
-async function readStdin(inv: Invocation): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of inv.stdin) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
-  return Buffer.concat(chunks).toString('utf8').replace(/\n$/, '');
-}
 
 export async function rememberCmd(inv: Invocation): Promise<Output> {
   const words = (inv.args.text as string[] | undefined) ?? [];

@@ -15,6 +15,7 @@ import {
 import { type Envelope, type InboxItem, targetKey } from '../core/bus/types.js';
 import { UsageError } from '../core/errors.js';
 import { parseDuration } from '../core/time.js';
+import { readStdin } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withBus } from './session.js';
@@ -59,11 +60,6 @@ function formatItem(i: InboxItem): string {
   return `${head}\n${m.text.split('\n').map((l) => `  ${l}`).join('\n')}`;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 function sendOptions(inv: Invocation): Omit<SendInput, 'text'> {
   const o = inv.options;
@@ -98,7 +94,7 @@ export async function send(inv: Invocation): Promise<Output> {
       return { data: { sent: ids.length, ids }, human: '', quiet: '' };
     });
   }
-  const text = fromStdin ? (await readAll(inv.stdin)).replace(/\n$/, '') : words.join(' ');
+  const text = fromStdin ? await readStdin(inv) : words.join(' ');
   return withBus(inv, async ({ ctx, caller }) => {
     const result = await sendMessage(ctx, caller, { ...base, text });
     const data: Record<string, unknown> = { ...result };

@@ -23,7 +23,7 @@ import {
   unblockTask,
 } from '../core/tasks/service.js';
 import type { Task, TaskEvent } from '../core/tasks/types.js';
-import { parseDuration } from '../core/time.js';
+import { duration, int, opt, readStdin, str, strings } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withTasks } from './session.js';
@@ -65,22 +65,8 @@ export function taskView(t: Task) {
 
 const eventView = (e: TaskEvent) => ({ at: iso(e.at), actor: e.actor, event: e.event, from: e.from, to: e.to, detail: e.detail });
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? (v as string[]) : undefined);
-function int(v: unknown, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new UsageError(`${flag} must be a whole number`);
-  return Number(v);
-}
-const duration = (v: unknown, flag: string) => (typeof v === 'string' ? parseDuration(v, flag) : undefined);
 const key = (inv: Invocation) => str(inv.options.idempotencyKey);
-const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]: V }));
 
-async function readStdin(inv: Invocation): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of inv.stdin) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
-  return Buffer.concat(chunks).toString('utf8').replace(/\n$/, '');
-}
 
 function line(t: Task): (string | number | null)[] {
   return [t.id, t.status, t.priority, t.claimant ?? t.assignee, t.squad, t.title.length > 60 ? `${t.title.slice(0, 57)}...` : t.title];

@@ -1,5 +1,5 @@
 import type { Completer } from '../define.js';
-import { type CompletionModel, type CompletionNode, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions } from './model.js';
+import { type CompletionModel, type CompletionNode, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions, optionCaseRows } from './model.js';
 
 /** Bash ≥ 3.2 without bash-completion: plain `case` tables, no associative arrays, no compgen -W. */
 export function bashScript(model: CompletionModel): string {
@@ -15,28 +15,10 @@ export function bashScript(model: CompletionModel): string {
       return `    ${shq(pathKey(n.path))}) _${p}_subs=${shq(subs)} _${p}_opts=${shq(opts)} ;;`;
     });
 
-  const takesValueRows: string[] = [];
-  const valueRows: string[] = [];
-  const globalValueNames = new Set(model.globals.filter((o) => o.takesValue).flatMap((o) => o.names));
-  for (const node of model.nodes) {
-    for (const option of node.options) {
-      for (const name of option.names) {
-        const key = shq(`${pathKey(node.path)}|${name}`);
-        // A command's own option shadows a global one of the same name.
-        if (option.takesValue || globalValueNames.has(name)) {
-          takesValueRows.push(`    ${key}) return ${option.takesValue ? 0 : 1} ;;`);
-        }
-        if (option.takesValue && (option.choices || option.complete || globalValueNames.has(name))) {
-          valueRows.push(`    ${key}) ${complete(p, option)} ;;`);
-        }
-      }
-    }
-  }
-  for (const option of model.globals.filter((o) => o.takesValue)) {
-    const patterns = option.names.map((n) => `*${shq(`|${n}`)}`).join(' | ');
-    takesValueRows.push(`    ${patterns}) return 0 ;;`);
-    if (option.choices || option.complete) valueRows.push(`    ${patterns}) ${complete(p, option)} ;;`);
-  }
+  // Per-command value rows only where there is something to offer; globals only with choices.
+  const { takesValueRows, valueRows } = optionCaseRows(model, (option, kind) =>
+    option.choices || option.complete || kind === 'shadow' ? complete(p, option) : undefined,
+  );
 
   const argRows = model.nodes.flatMap((node) => argRowsOf(p, node));
 

@@ -126,3 +126,38 @@ ${valueRows.join('\n')}
   esac${valueTail}
 }`;
 }
+
+/**
+ * The `PATH|OPTION` case rows both shells need: whether an option consumes the next word, and
+ * how its value completes. `value` renders a row's action, or undefined to leave the row out;
+ * `kind` says whose row it is: a command's own option, a command's option shadowing a global one
+ * of the same name, or a global option (matched at any path).
+ */
+export function optionCaseRows(
+  model: CompletionModel,
+  value: (option: CompletionOption, kind: 'command' | 'shadow' | 'global') => string | undefined,
+): { takesValueRows: string[]; valueRows: string[] } {
+  const takesValueRows: string[] = [];
+  const valueRows: string[] = [];
+  const globalValueNames = new Set(model.globals.filter((o) => o.takesValue).flatMap((o) => o.names));
+  for (const node of model.nodes) {
+    for (const option of node.options) {
+      for (const name of option.names) {
+        const key = shq(`${pathKey(node.path)}|${name}`);
+        // A command's own option shadows a global one of the same name.
+        if (option.takesValue || globalValueNames.has(name)) {
+          takesValueRows.push(`    ${key}) return ${option.takesValue ? 0 : 1} ;;`);
+        }
+        const action = option.takesValue ? value(option, globalValueNames.has(name) ? 'shadow' : 'command') : undefined;
+        if (action !== undefined) valueRows.push(`    ${key}) ${action} ;;`);
+      }
+    }
+  }
+  for (const option of model.globals.filter((o) => o.takesValue)) {
+    const patterns = option.names.map((n) => `*${shq(`|${n}`)}`).join(' | ');
+    takesValueRows.push(`    ${patterns}) return 0 ;;`);
+    const action = value(option, 'global');
+    if (action !== undefined) valueRows.push(`    ${patterns}) ${action} ;;`);
+  }
+  return { takesValueRows, valueRows };
+}

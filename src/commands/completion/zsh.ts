@@ -1,5 +1,5 @@
 import type { Completer } from '../define.js';
-import { type CompletionModel, type CompletionOption, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions } from './model.js';
+import { type CompletionModel, type CompletionOption, FORWARDED_GLOBALS, pathKey, shq, optionCaseFunctions, optionCaseRows } from './model.js';
 
 /** A `#compdef` function for zsh's completion system: `_describe` for words with summaries, `compadd` for values. */
 export function zshScript(model: CompletionModel): string {
@@ -19,26 +19,7 @@ export function zshScript(model: CompletionModel): string {
       ].join('\n');
     });
 
-  const takesValueRows: string[] = [];
-  const valueRows: string[] = [];
-  const globalValueNames = new Set(model.globals.filter((o) => o.takesValue).flatMap((o) => o.names));
-  for (const node of model.nodes) {
-    for (const option of node.options) {
-      for (const name of option.names) {
-        const key = shq(`${pathKey(node.path)}|${name}`);
-        // A command's own option shadows a global one of the same name.
-        if (option.takesValue || globalValueNames.has(name)) {
-          takesValueRows.push(`    ${key}) return ${option.takesValue ? 0 : 1} ;;`);
-        }
-        if (option.takesValue) valueRows.push(`    ${key}) ${complete(p, option, option.summary)} ;;`);
-      }
-    }
-  }
-  for (const option of model.globals.filter((o) => o.takesValue)) {
-    const patterns = option.names.map((n) => `*${shq(`|${n}`)}`).join(' | ');
-    takesValueRows.push(`    ${patterns}) return 0 ;;`);
-    valueRows.push(`    ${patterns}) ${complete(p, option, option.summary)} ;;`);
-  }
+  const { takesValueRows, valueRows } = optionCaseRows(model, (option) => complete(p, option, option.summary));
 
   const argRows = model.nodes.flatMap((node) =>
     node.args.map((arg, i) => {

@@ -51,10 +51,15 @@ async function speaker(ctx: BusContext, caller: Caller, action: string): Promise
   return caller.agent;
 }
 
+/** The streams an agent reads, given the project's squads: its inbox, its squads, the broadcast. */
+export function streamsFrom(squads: { name: string; members: string[] }[], agent: string): Target[] {
+  const mine = squads.filter((s) => s.members.includes(agent));
+  return [{ kind: 'agent', name: agent }, ...mine.map((s): Target => ({ kind: 'squad', name: s.name })), { kind: 'broadcast' }];
+}
+
 /** The streams an agent reads: its inbox, its squads, the project broadcast. */
 export async function streamsOf(store: Store, caller: Caller, agent: string): Promise<Target[]> {
-  const squads = (await listSquads(store, caller)).filter((s) => s.members.includes(agent));
-  return [{ kind: 'agent', name: agent }, ...squads.map((s): Target => ({ kind: 'squad', name: s.name })), { kind: 'broadcast' }];
+  return streamsFrom(await listSquads(store, caller), agent);
 }
 
 export interface SendInput {
@@ -381,10 +386,11 @@ export async function listPeers(ctx: BusContext, caller: Caller): Promise<Peer[]
   const agents = await listAgents(ctx.store, caller);
   const presence = new Map((await ctx.bus.presence(caller.project)).map((p) => [p.agent, p]));
   const at = now(ctx);
+  const squads = await listSquads(ctx.store, caller);
   const peers: Peer[] = [];
   for (const agent of agents) {
     const seen = presence.get(agent.name);
-    const streams = await streamsOf(ctx.store, caller, agent.name);
+    const streams = streamsFrom(squads, agent.name);
     peers.push({
       name: agent.name,
       kind: agent.kind,

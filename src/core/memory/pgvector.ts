@@ -1,23 +1,10 @@
 import type { SqlDriver, SqlExecutor } from '../store/sql/driver.js';
 import type { Memory, MemoryCapabilities } from './port.js';
-import { embeddersOf, idsAfter, pairsThenAny } from './sql-common.js';
+import { embeddersOf, type EngramRow as SharedRow, idsAfter, pairsThenAny, toEngram } from './sql-common.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
-interface EngramRow {
-  seq: number;
-  id: string;
-  project: string;
-  text: string;
-  kind: Engram['kind'];
-  scope: string;
-  author: string;
-  task_id: string | null;
-  message_id: string | null;
-  embedder: string;
-  dim: number;
-  created_at: number;
-  updated_at: number;
-  superseded_by: string | null;
+/** The shared row, with its tags selected in the same row. */
+interface EngramRow extends SharedRow {
   tags: string[];
 }
 
@@ -141,22 +128,7 @@ export class PgvectorMemory implements Memory {
   constructor(private readonly db: SqlDriver) {}
 
   private toEngram(row: EngramRow): Engram {
-    return {
-      id: row.id,
-      project: row.project,
-      text: row.text,
-      kind: row.kind,
-      scope: row.scope,
-      author: row.author,
-      tags: row.tags,
-      taskId: row.task_id,
-      messageId: row.message_id,
-      embedder: row.embedder,
-      dim: row.dim,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-      supersededBy: row.superseded_by,
-    };
+    return toEngram(row, row.tags);
   }
 
   async insert(e: NewEngram): Promise<void> {

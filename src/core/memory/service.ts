@@ -1,5 +1,6 @@
 import { type Caller, deny, isAdmin } from '../auth/caller.js';
 import type { Bus } from '../bus/port.js';
+import { streamsFrom } from '../bus/service.js';
 import { NotFound, UsageError } from '../errors.js';
 import { getAgent } from '../identity/agents.js';
 import { getSquad, listSquads } from '../identity/squads.js';
@@ -291,7 +292,8 @@ export async function contextPack(ctx: MemoryContext, caller: Caller, agentName:
   if (!Number.isInteger(maxChars) || maxChars < 200 || maxChars > 200_000) throw new UsageError('--max-chars must be from 200 to 200000');
   if (agentName !== caller.agent && !isAdmin(caller)) await deny(ctx.store, caller, `reading ${agentName}'s context`, 'needs an admin token');
   const agent = await getAgent(ctx.store, caller, agentName);
-  const squads = (await listSquads(ctx.store, caller)).filter((s) => s.members.includes(agentName)).map((s) => s.name);
+  const allSquads = await listSquads(ctx.store, caller);
+  const squads = allSquads.filter((s) => s.members.includes(agentName)).map((s) => s.name);
   const held = (await ctx.store.tasks.list(caller.project, { statuses: ['claimed', 'in_progress', 'review'], assignee: agentName }, now(ctx))).filter(
     (t) => t.claimant === agentName || t.handoff?.to === agentName,
   );
@@ -311,7 +313,7 @@ export async function contextPack(ctx: MemoryContext, caller: Caller, agentName:
       : '## Tasks you hold\n(none)',
   );
   if (ctx.bus) {
-    const streams = [{ kind: 'agent' as const, name: agentName }, ...squads.map((s) => ({ kind: 'squad' as const, name: s })), { kind: 'broadcast' as const }];
+    const streams = streamsFrom(allSquads, agentName);
     const unread = (await ctx.bus.history(caller.project, agentName, streams, 200)).filter((i) => i.state === 'queued' || i.state === 'delivered');
     sections.push(
       unread.length

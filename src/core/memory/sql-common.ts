@@ -1,7 +1,44 @@
 import type { SqlDriver } from '../store/sql/driver.js';
-import type { Ranked } from './types.js';
+import type { Engram, Ranked } from './types.js';
 
 /** Statements both SQL memory adapters share word for word (the schema's columns are the same). */
+
+/** An `engrams` row as both adapters read it. */
+export interface EngramRow {
+  seq: number;
+  id: string;
+  project: string;
+  text: string;
+  kind: Engram['kind'];
+  scope: string;
+  author: string;
+  task_id: string | null;
+  message_id: string | null;
+  embedder: string;
+  dim: number;
+  created_at: number;
+  updated_at: number;
+  superseded_by: string | null;
+}
+
+export function toEngram(row: EngramRow, tags: string[]): Engram {
+  return {
+    id: row.id,
+    project: row.project,
+    text: row.text,
+    kind: row.kind,
+    scope: row.scope,
+    author: row.author,
+    tags,
+    taskId: row.task_id,
+    messageId: row.message_id,
+    embedder: row.embedder,
+    dim: row.dim,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    supersededBy: row.superseded_by,
+  };
+}
 
 export async function embeddersOf(db: SqlDriver, project: string): Promise<{ embedder: string; dim: number; count: number }[]> {
   const rows = await db.all<{ embedder: string; dim: number; n: number }>(

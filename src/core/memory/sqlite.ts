@@ -1,25 +1,8 @@
 import type { SqlDriver } from '../store/sql/driver.js';
 import { fromBlob, STOP, toBlob } from './embedder.js';
 import type { Memory, MemoryCapabilities } from './port.js';
-import { embeddersOf, idsAfter, pairsThenAny } from './sql-common.js';
+import { embeddersOf, type EngramRow, idsAfter, pairsThenAny, toEngram } from './sql-common.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
-
-interface EngramRow {
-  seq: number;
-  id: string;
-  project: string;
-  text: string;
-  kind: Engram['kind'];
-  scope: string;
-  author: string;
-  task_id: string | null;
-  message_id: string | null;
-  embedder: string;
-  dim: number;
-  created_at: number;
-  updated_at: number;
-  superseded_by: string | null;
-}
 
 const COLUMNS = 'seq, id, project, text, kind, scope, author, task_id, message_id, embedder, dim, created_at, updated_at, superseded_by';
 
@@ -109,25 +92,6 @@ export class SqliteMemory implements Memory {
 
   constructor(private readonly db: SqlDriver) {}
 
-  private toEngram(row: EngramRow, tags: string[]): Engram {
-    return {
-      id: row.id,
-      project: row.project,
-      text: row.text,
-      kind: row.kind,
-      scope: row.scope,
-      author: row.author,
-      tags,
-      taskId: row.task_id,
-      messageId: row.message_id,
-      embedder: row.embedder,
-      dim: row.dim,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-      supersededBy: row.superseded_by,
-    };
-  }
-
   private async withTags(rows: EngramRow[]): Promise<Engram[]> {
     if (rows.length === 0) return [];
     const seqs = rows.map((r) => r.seq);
@@ -137,7 +101,7 @@ export class SqliteMemory implements Memory {
     );
     const by = new Map<number, string[]>();
     for (const t of tags) by.set(t.engram_seq, [...(by.get(t.engram_seq) ?? []), t.tag]);
-    return rows.map((r) => this.toEngram(r, by.get(r.seq) ?? []));
+    return rows.map((r) => toEngram(r, by.get(r.seq) ?? []));
   }
 
   async insert(e: NewEngram): Promise<void> {

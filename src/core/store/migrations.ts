@@ -25,6 +25,16 @@ function migrationsDir(dialect: Dialect): string {
   });
 }
 
+/** Versions of the migration files this build ships (names only: no file is read). */
+export function migrationVersions(dialect: Dialect): { version: number; name: string }[] {
+  return readdirSync(migrationsDir(dialect))
+    .sort()
+    .flatMap((entry) => {
+      const match = FILE_PATTERN.exec(entry);
+      return match ? [{ version: Number(match[1]), name: match[2]! }] : [];
+    });
+}
+
 export function loadMigrations(dialect: Dialect): MigrationFile[] {
   const dir = migrationsDir(dialect);
   const files: MigrationFile[] = [];
@@ -116,4 +126,21 @@ export async function readMigrationStatus(driver: SqlDriver): Promise<MigrationS
       })
       .map((r) => r.version),
   };
+}
+
+/**
+ * What every command checks before it runs: which versions are applied and which files are not.
+ * Cheap on purpose (file names and one query; no file contents, no checksums).
+ */
+export async function readPendingVersions(driver: SqlDriver): Promise<{ applied: number; pending: number[] }> {
+  let applied: number[] = [];
+  if (await driver.namespaceExists()) {
+    try {
+      applied = (await driver.all<{ version: number }>('SELECT version FROM sos_migrations')).map((r) => Number(r.version));
+    } catch (err) {
+      if ((err as { kind?: string }).kind !== 'missing') throw err;
+    }
+  }
+  const done = new Set(applied);
+  return { applied: applied.length, pending: migrationVersions(driver.dialect).filter((m) => !done.has(m.version)).map((m) => m.version) };
 }

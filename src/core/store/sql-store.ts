@@ -1,6 +1,6 @@
 import { Conflict, NotFound, SosError, Unavailable } from '../errors.js';
 import { SqlTaskRepo } from '../tasks/sql-tasks.js';
-import { applyMigrations, readMigrationStatus } from './migrations.js';
+import { applyMigrations, readMigrationStatus, readPendingVersions } from './migrations.js';
 import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
 import { type SqlDriver, SqlError, type SqlExecutor } from './sql/driver.js';
 import type {
@@ -154,14 +154,15 @@ export class SqlStore implements Store {
   }
 
   async assertReady(): Promise<void> {
-    const status = await this.migrationStatus();
-    if (status.applied.length === 0) {
+    // Cheap on every command: file names and one query, no checksums (`sos doctor` checks drift).
+    const status = await guarded(() => readPendingVersions(this.db));
+    if (status.applied === 0) {
       throw new Unavailable(`the database at ${this.location} is not initialised`, {
         hint: 'run `sos init`',
       });
     }
     if (status.pending.length > 0) {
-      const versions = status.pending.map((p) => p.version).join(', ');
+      const versions = status.pending.join(', ');
       throw new Unavailable(`the database at ${this.location} needs migrations ${versions}`, {
         hint: 'run `sos migrate`',
       });
