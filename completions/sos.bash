@@ -6,19 +6,24 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks memory mcp completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
     'projects acl') _sos_subs='' _sos_opts=--revoke ;;
-    agents) _sos_subs='add list show remove' _sos_opts='' ;;
-    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session' ;;
+    agents) _sos_subs='add set status probe history park unpark attach list show remove' _sos_opts='' ;;
+    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session --start-cmd --workdir --policy --tmux-socket --patterns' ;;
+    'agents set') _sos_subs='' _sos_opts='--session --start-cmd --workdir --policy --tmux-socket --patterns --clear' ;;
+    'agents probe') _sos_subs='' _sos_opts=--act ;;
+    'agents history') _sos_subs='' _sos_opts=--limit ;;
+    'agents park') _sos_subs='' _sos_opts='--until --reason --release' ;;
     squads) _sos_subs='create list show join leave' _sos_opts='' ;;
     'squads create') _sos_subs='' _sos_opts=--description ;;
     'squads join') _sos_subs='' _sos_opts=--agent ;;
     'squads leave') _sos_subs='' _sos_opts=--agent ;;
     tokens) _sos_subs='create list revoke' _sos_opts='' ;;
     'tokens create') _sos_subs='' _sos_opts='--agent --role' ;;
+    hook) _sos_subs='' _sos_opts=--agent ;;
     send) _sos_subs='' _sos_opts='--stdin --each-line --reply-to --ack --critical --wait-ack --priority --expires --idempotency-key' ;;
     inbox) _sos_subs='' _sos_opts='--agent --all --limit --follow' ;;
     ack) _sos_subs='' _sos_opts='--ok --refuse --note' ;;
@@ -50,6 +55,9 @@ _sos_node() {
     'memory list') _sos_subs='' _sos_opts='--agent --limit' ;;
     'memory context') _sos_subs='' _sos_opts=--max-chars ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
+    daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
+    'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
+    'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
   _sos_opts+=' --db --project --as --token --json -q --quiet -h --help'
@@ -62,11 +70,27 @@ _sos_takes_value() {
     'agents add|--role') return 0 ;;
     'agents add|--cap') return 0 ;;
     'agents add|--session') return 0 ;;
+    'agents add|--start-cmd') return 0 ;;
+    'agents add|--workdir') return 0 ;;
+    'agents add|--policy') return 0 ;;
+    'agents add|--tmux-socket') return 0 ;;
+    'agents add|--patterns') return 0 ;;
+    'agents set|--session') return 0 ;;
+    'agents set|--start-cmd') return 0 ;;
+    'agents set|--workdir') return 0 ;;
+    'agents set|--policy') return 0 ;;
+    'agents set|--tmux-socket') return 0 ;;
+    'agents set|--patterns') return 0 ;;
+    'agents set|--clear') return 0 ;;
+    'agents history|--limit') return 0 ;;
+    'agents park|--until') return 0 ;;
+    'agents park|--reason') return 0 ;;
     'squads create|--description') return 0 ;;
     'squads join|--agent') return 0 ;;
     'squads leave|--agent') return 0 ;;
     'tokens create|--agent') return 0 ;;
     'tokens create|--role') return 0 ;;
+    'hook|--agent') return 0 ;;
     'send|--reply-to') return 0 ;;
     'send|--wait-ack') return 0 ;;
     'send|--priority') return 0 ;;
@@ -145,6 +169,15 @@ _sos_takes_value() {
     'memory list|--limit') return 0 ;;
     'memory context|--max-chars') return 0 ;;
     'mcp|--agent') return 0 ;;
+    'daemon|--probe-interval') return 0 ;;
+    'daemon|--sweep-interval') return 0 ;;
+    'daemon|--wake-cooldown') return 0 ;;
+    'daemon status|--probe-interval') return 0 ;;
+    'daemon status|--sweep-interval') return 0 ;;
+    'daemon status|--wake-cooldown') return 0 ;;
+    'daemon install-unit|--probe-interval') return 0 ;;
+    'daemon install-unit|--sweep-interval') return 0 ;;
+    'daemon install-unit|--wake-cooldown') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
     *'|--as') return 0 ;;
@@ -158,10 +191,20 @@ _sos_value() {
   case $1'|'$2 in
     'agents add|--kind') _sos_words claude codex gemini shell custom ;;
     'agents add|--role') _sos_words coordinator worker specialist ;;
+    'agents add|--workdir') _sos_files ;;
+    'agents add|--policy') _sos_words warm cold ;;
+    'agents add|--tmux-socket') _sos_files ;;
+    'agents add|--patterns') _sos_files ;;
+    'agents set|--workdir') _sos_files ;;
+    'agents set|--policy') _sos_words warm cold ;;
+    'agents set|--tmux-socket') _sos_files ;;
+    'agents set|--patterns') _sos_files ;;
+    'agents set|--clear') _sos_words start-cmd workdir tmux-socket patterns ;;
     'squads join|--agent') _sos_list agents ;;
     'squads leave|--agent') _sos_list agents ;;
     'tokens create|--agent') _sos_list agents ;;
     'tokens create|--role') _sos_words agent admin observer ;;
+    'hook|--agent') _sos_list agents ;;
     'send|--priority') _sos_words low normal high critical ;;
     'inbox|--agent') _sos_list agents ;;
     'heartbeat|--agent') _sos_list agents ;;
@@ -189,6 +232,12 @@ _sos_value() {
 _sos_arg() {
   case $1'|'$2 in
     'projects acl|'0) _sos_list projects ;;
+    'agents set|'0) _sos_list agents ;;
+    'agents probe|'0) _sos_list agents ;;
+    'agents history|'0) _sos_list agents ;;
+    'agents park|'0) _sos_list agents ;;
+    'agents unpark|'0) _sos_list agents ;;
+    'agents attach|'0) _sos_list agents ;;
     'agents show|'0) _sos_list agents ;;
     'agents remove|'0) _sos_list agents ;;
     'squads show|'0) _sos_list squads ;;

@@ -7,11 +7,11 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami send inbox ack messages peers heartbeat tasks memory mcp completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory mcp daemon metrics completion
         case projects
             printf '%s\n' create acl list
         case agents
-            printf '%s\n' add list show remove
+            printf '%s\n' add set status probe history park unpark attach list show remove
         case squads
             printf '%s\n' create list show join leave
         case tokens
@@ -22,13 +22,15 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats
         case memory
             printf '%s\n' remember recall show forget list reindex context
+        case daemon
+            printf '%s\n' status install-unit
     end
 end
 
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'mcp|--agent' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -118,6 +120,7 @@ complete -c sos -n '__sos_arg 0' -a agents -d 'register, list, show and remove a
 complete -c sos -n '__sos_arg 0' -a squads -d 'groups of agents: create, list, show, join, leave'
 complete -c sos -n '__sos_arg 0' -a tokens -d 'bearer tokens for agents: create (shown once), list, revoke'
 complete -c sos -n '__sos_arg 0' -a whoami -d 'show who sos thinks is calling: project, agent, role, and how'
+complete -c sos -n '__sos_arg 0' -a hook -d 'report a lifecycle event from the agent’s own hooks (Claude Code hooks, Codex notify)'
 complete -c sos -n '__sos_arg 0' -a send -d 'send a message to an agent, a squad (squad:<name>) or everyone (all)'
 complete -c sos -n '__sos_arg 0' -a inbox -d 'read your messages: unread first (and marked read), history with --all'
 complete -c sos -n '__sos_arg 0' -a ack -d 'acknowledge a message: replies {ack_for, ok} to its sender'
@@ -127,6 +130,8 @@ complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online 
 complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with a lease, complete, retry, hand off'
 complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall by meaning, context packs'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
+complete -c sos -n '__sos_arg 0' -a daemon -d 'run the long-lived loops in the foreground: wake delivery, lifecycle, leases, sweeps'
+complete -c sos -n '__sos_arg 0' -a metrics -d 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences'
 complete -c sos -n '__sos_arg 0' -a completion -d 'print a shell completion script (bash, zsh or fish)'
 complete -c sos -n __sos_at -s V -l version -d 'output the version number'
 
@@ -147,6 +152,13 @@ complete -c sos -n '__sos_arg 0 projects acl' -a '(__sos_list projects)' -d proj
 
 # sos agents
 complete -c sos -n '__sos_arg 0 agents' -a add -d 'register an agent in the project'
+complete -c sos -n '__sos_arg 0 agents' -a set -d 'change an agent’s session and lifecycle settings'
+complete -c sos -n '__sos_arg 0 agents' -a status -d 'every agent with its lifecycle state, since when, held tasks and unread messages'
+complete -c sos -n '__sos_arg 0 agents' -a probe -d 'classify now: state, evidence and the action the supervisor would take (--act takes it)'
+complete -c sos -n '__sos_arg 0 agents' -a history -d 'state changes (with evidence) and actions of one agent, newest first'
+complete -c sos -n '__sos_arg 0 agents' -a park -d 'leave an agent alone: no restarts, no routing'
+complete -c sos -n '__sos_arg 0 agents' -a unpark -d 'supervise a parked agent again'
+complete -c sos -n '__sos_arg 0 agents' -a attach -d 'attach this terminal to the agent’s session (tmux attach; pty: detach with Ctrl-])'
 complete -c sos -n '__sos_arg 0 agents' -a list -d 'list agents of the project'
 complete -c sos -n '__sos_arg 0 agents' -a show -d 'show one agent and its squads'
 complete -c sos -n '__sos_arg 0 agents' -a remove -d 'remove an agent (its tokens and memberships go with it)'
@@ -156,6 +168,41 @@ complete -c sos -n '__sos_at agents add' -l kind -x -a 'claude codex gemini shel
 complete -c sos -n '__sos_at agents add' -l role -x -a 'coordinator worker specialist' -d 'role (default: worker)'
 complete -c sos -n '__sos_at agents add' -l cap -x -d 'capability tag, repeatable (code, seo, model:opus…)'
 complete -c sos -n '__sos_at agents add' -l session -x -d 'where it runs: tmux:<session>[:<window>.<pane>] or pty:<command>'
+complete -c sos -n '__sos_at agents add' -l start-cmd -x -d 'command that (re)starts it in its session, e.g. "claude --continue"'
+complete -c sos -n '__sos_at agents add' -l workdir -r -F -d 'working directory of its session (absolute)'
+complete -c sos -n '__sos_at agents add' -l policy -x -a 'warm cold' -d 'warm: restart when dead; cold: park when dead with no claimed work'
+complete -c sos -n '__sos_at agents add' -l tmux-socket -r -F -d 'tmux server socket (tmux -S) for a tmux: session'
+complete -c sos -n '__sos_at agents add' -l patterns -r -F -d 'JSON pattern groups replacing its kind’s defaults (see README)'
+
+# sos agents set
+complete -c sos -n '__sos_at agents set' -l session -x -d 'tmux:<target> or pty:<command> ("none" clears)'
+complete -c sos -n '__sos_at agents set' -l start-cmd -x -d 'command that (re)starts it in its session, e.g. "claude --continue"'
+complete -c sos -n '__sos_at agents set' -l workdir -r -F -d 'working directory of its session (absolute)'
+complete -c sos -n '__sos_at agents set' -l policy -x -a 'warm cold' -d 'warm: restart when dead; cold: park when dead with no claimed work'
+complete -c sos -n '__sos_at agents set' -l tmux-socket -r -F -d 'tmux server socket (tmux -S) for a tmux: session'
+complete -c sos -n '__sos_at agents set' -l patterns -r -F -d 'JSON pattern groups replacing its kind’s defaults (see README)'
+complete -c sos -n '__sos_at agents set' -l clear -x -a 'start-cmd workdir tmux-socket patterns' -d 'clear start-cmd, workdir, tmux-socket or patterns (repeatable)'
+complete -c sos -n '__sos_arg 0 agents set' -a '(__sos_list agents)' -d 'agent name'
+
+# sos agents probe
+complete -c sos -n '__sos_at agents probe' -l act -d 'take the planned actions (restart, interrupt, checkpoint, park, escalate)'
+complete -c sos -n '__sos_arg 0 agents probe' -a '(__sos_list agents)' -d 'agent name (default: every agent with a session)'
+
+# sos agents history
+complete -c sos -n '__sos_at agents history' -l limit -x -d 'at most n of each (default 50)'
+complete -c sos -n '__sos_arg 0 agents history' -a '(__sos_list agents)' -d 'agent name'
+
+# sos agents park
+complete -c sos -n '__sos_at agents park' -l until -x -d 'a duration (2h) or a date-time; default until unparked'
+complete -c sos -n '__sos_at agents park' -l reason -x -d 'why (shown in status and history)'
+complete -c sos -n '__sos_at agents park' -l release -d 'also give its claimed tasks back to the queue'
+complete -c sos -n '__sos_arg 0 agents park' -a '(__sos_list agents)' -d 'agent name'
+
+# sos agents unpark
+complete -c sos -n '__sos_arg 0 agents unpark' -a '(__sos_list agents)' -d 'agent name'
+
+# sos agents attach
+complete -c sos -n '__sos_arg 0 agents attach' -a '(__sos_list agents)' -d 'agent name'
 
 # sos agents show
 complete -c sos -n '__sos_arg 0 agents show' -a '(__sos_list agents)' -d 'agent name'
@@ -192,6 +239,9 @@ complete -c sos -n '__sos_arg 0 tokens' -a revoke -d 'revoke a token by id or pr
 # sos tokens create
 complete -c sos -n '__sos_at tokens create' -l agent -x -a '(__sos_list agents)' -d 'the agent the token speaks for (required)'
 complete -c sos -n '__sos_at tokens create' -l role -x -a 'agent admin observer' -d 'agent (default), admin or observer'
+
+# sos hook
+complete -c sos -n '__sos_at hook' -l agent -x -a '(__sos_list agents)' -d 'whose event (default: the caller)'
 
 # sos send
 complete -c sos -n '__sos_at send' -l stdin -d 'read the body from standard input'
@@ -380,6 +430,29 @@ complete -c sos -n '__sos_arg 0 memory context' -a '(__sos_list agents)' -d 'age
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'
+
+# sos daemon
+complete -c sos -n '__sos_arg 0 daemon' -a status -d 'is a daemon running, where, and how its loops are doing'
+complete -c sos -n '__sos_arg 0 daemon' -a install-unit -d 'write a systemd unit (Type=notify) and its environment file'
+complete -c sos -n '__sos_at daemon' -l probe-interval -x -d 'lifecycle probe period (default 2s)'
+complete -c sos -n '__sos_at daemon' -l sweep-interval -x -d 'lease and ack sweep period (default 5s)'
+complete -c sos -n '__sos_at daemon' -l wake-cooldown -x -d 'least time between two lines typed into one agent (default 5s)'
+complete -c sos -n '__sos_at daemon' -l detached-ptys -d 'leave pty agents it started running when it stops'
+
+# sos daemon status
+complete -c sos -n '__sos_at daemon status' -l probe-interval -x -d 'lifecycle probe period (default 2s)'
+complete -c sos -n '__sos_at daemon status' -l sweep-interval -x -d 'lease and ack sweep period (default 5s)'
+complete -c sos -n '__sos_at daemon status' -l wake-cooldown -x -d 'least time between two lines typed into one agent (default 5s)'
+complete -c sos -n '__sos_at daemon status' -l detached-ptys -d 'leave pty agents it started running when it stops'
+
+# sos daemon install-unit
+complete -c sos -n '__sos_at daemon install-unit' -l user -d 'a user unit (default; see loginctl enable-linger)'
+complete -c sos -n '__sos_at daemon install-unit' -l system -d 'a system unit in /etc/systemd/system (root)'
+complete -c sos -n '__sos_at daemon install-unit' -l print -d 'print the unit instead of writing it'
+complete -c sos -n '__sos_at daemon install-unit' -l probe-interval -x -d 'lifecycle probe period (default 2s)'
+complete -c sos -n '__sos_at daemon install-unit' -l sweep-interval -x -d 'lease and ack sweep period (default 5s)'
+complete -c sos -n '__sos_at daemon install-unit' -l wake-cooldown -x -d 'least time between two lines typed into one agent (default 5s)'
+complete -c sos -n '__sos_at daemon install-unit' -l detached-ptys -d 'leave pty agents it started running when it stops'
 
 # sos completion
 complete -c sos -n '__sos_arg 0 completion' -a 'bash zsh fish' -d 'bash, zsh or fish'

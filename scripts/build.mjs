@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 
 rmSync('dist', { recursive: true, force: true });
 await build({
-  entryPoints: ['src/cli.ts', 'src/index.ts'],
+  entryPoints: { cli: 'src/cli.ts', index: 'src/index.ts', 'pty-host': 'src/core/sessions/pty-host-main.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true,

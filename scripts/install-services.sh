@@ -100,6 +100,13 @@ if [ "$NEED_VECTOR" = 1 ] && [ -n "$SUITE" ]; then
     if [ -n "${SRC_KEY:-}" ]; then printf 'Signed-By: %s\n' "$SRC_KEY"; fi; } | $SUDO tee "$SRC_LIST" >/dev/null
 fi
 
+# ---------------------------------------------------------------- terminal tools
+# tmux for tmux sessions (and the lifecycle tests); zsh and fish so the completion tests run
+# their scripts for real instead of skipping.
+TOOLS=()
+for tool in tmux zsh fish; do command -v "$tool" >/dev/null || TOOLS+=("$tool"); done
+if [ ${#TOOLS[@]} -gt 0 ]; then apt_install "${TOOLS[@]}"; else log "tmux, zsh, fish: installed"; fi
+
 # ---------------------------------------------------------------- Redis
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 if [ "${SOS_SKIP_REDIS:-}" = 1 ]; then

@@ -90,6 +90,11 @@ async function report(err: unknown, json: boolean): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `sos … | head`: the reader went away; stop quietly as other Unix tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   const wantsJson = argv.includes('--json');
   const run = async (spec: CommandSpec, cmd: Command): Promise<void> => {
     const all = cmd.optsWithGlobals() as Record<string, unknown>;

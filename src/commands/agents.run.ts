@@ -1,4 +1,7 @@
-import { addAgent, getAgent, listAgents, removeAgent } from '../core/identity/agents.js';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type AgentChanges, addAgent, getAgent, listAgents, removeAgent, updateAgent } from '../core/identity/agents.js';
+import { UsageError } from '../core/errors.js';
 import { listSquads } from '../core/identity/squads.js';
 import type { Agent } from '../core/store/types.js';
 import type { Invocation, Output } from './define.js';
@@ -13,6 +16,11 @@ export const agentView = (a: Agent) => ({
   role: a.role,
   capabilities: a.capabilities,
   session: a.session,
+  startCmd: a.startCmd,
+  workdir: a.workdir,
+  policy: a.policy,
+  tmuxSocket: a.tmuxSocket,
+  patterns: a.patterns,
   createdAt: iso(a.createdAt),
   updatedAt: iso(a.updatedAt),
 });
@@ -25,12 +33,57 @@ export function add(inv: Invocation): Promise<Output> {
       ...(typeof inv.options.role === 'string' ? { role: inv.options.role } : {}),
       ...(Array.isArray(inv.options.cap) ? { capabilities: inv.options.cap as string[] } : {}),
       ...(typeof inv.options.session === 'string' ? { session: inv.options.session } : {}),
+      ...(await lifecycleInput(inv)),
     });
     return {
       data: agentView(agent),
       human: `agent "${agent.name}" added to project "${agent.project}" (${agent.kind}, ${agent.role})`,
       quiet: agent.name,
     };
+  });
+}
+
+async function readPatterns(inv: Invocation, file: string): Promise<unknown> {
+  const path = resolve(inv.cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read --patterns ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`--patterns ${path} is not JSON: ${(err as Error).message}`);
+  }
+}
+
+/** The lifecycle options of `agents add` / `agents set`, read (and the patterns file parsed) before any write. */
+async function lifecycleInput(inv: Invocation): Promise<Omit<AgentChanges, 'session'>> {
+  const o = inv.options;
+  const out: Omit<AgentChanges, 'session'> = {};
+  if (typeof o.startCmd === 'string') out.startCmd = o.startCmd;
+  if (typeof o.workdir === 'string') out.workdir = resolve(inv.cwd, o.workdir);
+  if (typeof o.policy === 'string') out.policy = o.policy;
+  if (typeof o.tmuxSocket === 'string') out.tmuxSocket = resolve(inv.cwd, o.tmuxSocket);
+  if (typeof o.patterns === 'string') out.patterns = await readPatterns(inv, o.patterns);
+  return out;
+}
+
+const CLEARABLE: Record<string, keyof AgentChanges> = { 'start-cmd': 'startCmd', workdir: 'workdir', 'tmux-socket': 'tmuxSocket', patterns: 'patterns' };
+
+export async function set(inv: Invocation): Promise<Output> {
+  const changes: AgentChanges = await lifecycleInput(inv);
+  if (typeof inv.options.session === 'string') changes.session = inv.options.session === 'none' ? null : inv.options.session;
+  for (const field of (inv.options.clear as string[] | undefined) ?? []) {
+    const key = CLEARABLE[field];
+    if (!key) throw new UsageError(`--clear ${field}: use one of ${Object.keys(CLEARABLE).join(', ')}`);
+    if (changes[key] !== undefined) throw new UsageError(`--clear ${field} contradicts the value given for it`);
+    (changes as Record<string, unknown>)[key] = null;
+  }
+  return withSession(inv, async ({ store, caller }) => {
+    const agent = await updateAgent(store, caller, inv.args.name as string, changes);
+    return { data: agentView(agent), human: `agent "${agent.name}" updated`, quiet: agent.name };
   });
 }
 
@@ -65,6 +118,11 @@ export function show(inv: Invocation): Promise<Output> {
         ['role', agent.role],
         ['capabilities', agent.capabilities.join(', ')],
         ['session', agent.session],
+        ['start command', agent.startCmd],
+        ['workdir', agent.workdir],
+        ['policy', agent.policy],
+        ['tmux socket', agent.tmuxSocket],
+        ['patterns', agent.patterns ? Object.keys(agent.patterns).join(', ') : null],
         ['squads', squads.join(', ')],
         ['created', iso(agent.createdAt)],
       ]),

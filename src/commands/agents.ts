@@ -1,6 +1,17 @@
 import { type CommandSpec, lazy } from './define.js';
 
 const load = () => import('./agents.run.js');
+const life = () => import('./lifecycle.run.js');
+
+/** Lifecycle fields shared by `agents add` and `agents set`. */
+const lifecycleOptions = [
+  { flags: '--start-cmd <command>', summary: 'command that (re)starts it in its session, e.g. "claude --continue"' },
+  { flags: '--workdir <dir>', summary: 'working directory of its session (absolute)', complete: 'files' },
+  { flags: '--policy <policy>', summary: 'warm: restart when dead; cold: park when dead with no claimed work', choices: ['warm', 'cold'] },
+  { flags: '--tmux-socket <path>', summary: 'tmux server socket (tmux -S) for a tmux: session', complete: 'files' },
+  { flags: '--patterns <file>', summary: 'JSON pattern groups replacing its kind’s defaults (see README)', complete: 'files' },
+] as const;
+const nameArg = { name: 'name', summary: 'agent name', complete: 'agents' } as const;
 
 export const agentsCommand: CommandSpec = {
   name: 'agents',
@@ -31,9 +42,62 @@ export const agentsCommand: CommandSpec = {
           flags: '--session <spec>',
           summary: 'where it runs: tmux:<session>[:<window>.<pane>] or pty:<command>',
         },
+        ...lifecycleOptions,
       ],
       handler: lazy(load, 'add'),
-      examples: ['sos agents add kasra --kind claude --role coordinator --cap code --session tmux:kasra'],
+      examples: [
+        'sos agents add kasra --kind claude --role coordinator --cap code --session tmux:kasra --start-cmd "claude --continue" --workdir /srv/app',
+      ],
+    },
+    {
+      name: 'set',
+      summary: 'change an agent’s session and lifecycle settings',
+      args: [nameArg],
+      options: [
+        { flags: '--session <spec>', summary: 'tmux:<target> or pty:<command> ("none" clears)' },
+        ...lifecycleOptions,
+        { flags: '--clear <field>', summary: 'clear start-cmd, workdir, tmux-socket or patterns (repeatable)', repeatable: true, choices: ['start-cmd', 'workdir', 'tmux-socket', 'patterns'] },
+      ],
+      handler: lazy(load, 'set'),
+      examples: ['sos agents set kasra --start-cmd "claude --continue" --policy warm'],
+    },
+    {
+      name: 'status',
+      summary: 'every agent with its lifecycle state, since when, held tasks and unread messages',
+      handler: lazy(life, 'status'),
+    },
+    {
+      name: 'probe',
+      summary: 'classify now: state, evidence and the action the supervisor would take (--act takes it)',
+      args: [{ ...nameArg, required: false, summary: 'agent name (default: every agent with a session)' }],
+      options: [{ flags: '--act', summary: 'take the planned actions (restart, interrupt, checkpoint, park, escalate)' }],
+      handler: lazy(life, 'probe'),
+      examples: ['sos agents probe kasra', 'sos agents probe --act --json'],
+    },
+    {
+      name: 'history',
+      summary: 'state changes (with evidence) and actions of one agent, newest first',
+      args: [nameArg],
+      options: [{ flags: '--limit <n>', summary: 'at most n of each (default 50)' }],
+      handler: lazy(life, 'history'),
+    },
+    {
+      name: 'park',
+      summary: 'leave an agent alone: no restarts, no routing',
+      args: [nameArg],
+      options: [
+        { flags: '--until <time>', summary: 'a duration (2h) or a date-time; default until unparked' },
+        { flags: '--reason <text>', summary: 'why (shown in status and history)' },
+        { flags: '--release', summary: 'also give its claimed tasks back to the queue' },
+      ],
+      handler: lazy(life, 'park'),
+    },
+    { name: 'unpark', summary: 'supervise a parked agent again', args: [nameArg], handler: lazy(life, 'unpark') },
+    {
+      name: 'attach',
+      summary: 'attach this terminal to the agent’s session (tmux attach; pty: detach with Ctrl-])',
+      args: [nameArg],
+      handler: lazy(life, 'attach'),
     },
     { name: 'list', summary: 'list agents of the project', handler: lazy(load, 'list') },
     {

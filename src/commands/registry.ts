@@ -2,7 +2,9 @@ import { agentsCommand } from './agents.js';
 import { completionCommand } from './completion.js';
 import { configCommand } from './config.js';
 import type { CommandSpec } from './define.js';
+import { daemonCommand, metricsCommand } from './daemon.js';
 import { doctorCommand } from './doctor.js';
+import { hookCommand } from './hook.js';
 import { initCommand, migrateCommand } from './init.js';
 import { memoryCommand } from './memory.js';
 import { mcpCommand } from './mcp.js';
@@ -24,6 +26,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   squadsCommand,
   tokensCommand,
   whoamiCommand,
+  hookCommand,
   sendCommand,
   inboxCommand,
   ackCommand,
@@ -33,5 +36,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   tasksCommand,
   memoryCommand,
   mcpCommand,
+  daemonCommand,
+  metricsCommand,
   completionCommand,
 ];

@@ -7,6 +7,7 @@ import type { Store } from '../core/store/port.js';
 import type { BusContext } from '../core/bus/service.js';
 import type { MemoryContext } from '../core/memory/service.js';
 import type { TaskContext } from '../core/tasks/service.js';
+import type { LifecycleContext } from '../core/lifecycle/context.js';
 import type { Invocation } from './define.js';
 
 export interface Session {
@@ -92,4 +93,18 @@ export function withMemory<T>(inv: Invocation, fn: (session: Session & { ctx: Bu
       await opened.close();
     }
   });
+}
+
+/** A session with the lifecycle context (bus open; memory too when `memory`, for packs and checkpoints). */
+export function withLifecycle<T>(
+  inv: Invocation,
+  fn: (session: Session & { ctx: BusContext; life: LifecycleContext }) => Promise<T>,
+  options: { memory?: boolean } = {},
+): Promise<T> {
+  const run = async (session: Session & { ctx: BusContext }, memory: MemoryContext | null) => {
+    const { lifecycleFromConfig } = await import('../core/lifecycle/context.js');
+    const life = await lifecycleFromConfig(session.config.values, { store: session.store, bus: session.ctx.bus, memory, cwd: inv.cwd });
+    return fn({ ...session, life });
+  };
+  return options.memory ? withMemory(inv, (s) => run(s, s.memory)) : withBus(inv, (s) => run(s, null));
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { redisPing } from '../../src/core/doctor/redis-ping.js';
@@ -60,6 +61,11 @@ export default async function setup(project: TestProject): Promise<void> {
     state.redis = await redisPing(state.redisUrl);
   } catch (err) {
     state.problems.push(`Redis unreachable at ${state.redisUrl}: ${(err as Error).message}`);
+  }
+  try {
+    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
+  } catch {
+    state.problems.push('tmux is not installed (tmux sessions and the lifecycle tests need it)');
   }
   project.provide('services', state);
 

@@ -18,6 +18,7 @@ const FILES: Record<Shell, string> = {
 const installed = (shell: string) => spawnSync('sh', ['-c', `command -v ${shell}`]).status === 0;
 const HAS_ZSH = installed('zsh');
 const HAS_FISH = installed('fish');
+const AGENT_VERBS = ['add', 'set', 'status', 'probe', 'history', 'park', 'unpark', 'attach', 'list', 'show', 'remove'];
 
 /** Stands in for `sos` in PATH: `[--db X] [--project P] <noun> list --quiet` prints names prefixed by X-P-. */
 const FAKE_SOS = `#!/bin/sh
@@ -87,7 +88,7 @@ describe('sos completion: committed scripts', () => {
 describe('sos completion: bash', () => {
   it('completes commands and subcommands', () => {
     expect(bash(['sos', 'ag'])).toEqual(['agents']);
-    expect(bash(['sos', 'agents', ''])).toEqual(['add', 'list', 'show', 'remove']);
+    expect(bash(['sos', 'agents', ''])).toEqual(AGENT_VERBS);
     expect(bash(['sos', 'tokens', 'r'])).toEqual(['revoke']);
     expect(bash(['sos', 'completion', ''])).toEqual(['bash', 'zsh', 'fish']);
   });
@@ -112,7 +113,7 @@ describe('sos completion: bash', () => {
   });
 
   it('skips global option values when working out the command path', () => {
-    expect(bash(['sos', '--db', '/tmp/x', 'agents', ''])).toEqual(['add', 'list', 'show', 'remove']);
+    expect(bash(['sos', '--db', '/tmp/x', 'agents', ''])).toEqual(AGENT_VERBS);
     expect(bash(['sos', '--project', 'agents', 'tokens', ''])).toEqual(['create', 'list', 'revoke']);
     expect(bash(['sos', '-q', '--json', 'squads', 'j'])).toEqual(['join']);
   });
@@ -207,7 +208,7 @@ _sos`;
   it.skipIf(!HAS_ZSH)(
     `the zsh function offers what bash does${HAS_ZSH ? '' : ' (skipped: zsh is not installed)'}`,
     () => {
-      expect(zsh(['sos', 'agents', ''])).toEqual(['add', 'list', 'show', 'remove']);
+      expect(zsh(['sos', 'agents', ''])).toEqual(AGENT_VERBS);
       expect(zsh(['sos', 'agents', 'add', 'x', '--kind', ''])).toEqual([
         'claude',
         'codex',
@@ -217,7 +218,7 @@ _sos`;
       ]);
       expect(zsh(['sos', 'tokens', 'create', '--role', ''])).toEqual(['agent', 'admin', 'observer']);
       expect(zsh(['sos', 'tokens', 'create', '--role=a'])).toEqual(['agent', 'admin', 'observer']);
-      expect(zsh(['sos', '--db', '/tmp/x', 'agents', ''])).toEqual(['add', 'list', 'show', 'remove']);
+      expect(zsh(['sos', '--db', '/tmp/x', 'agents', ''])).toEqual(AGENT_VERBS);
       expect(zsh(['sos', '--db', 'other.db', 'agents', 'show', ''])).toEqual([
         'other.db-kasra',
         'other.db-hermes',
@@ -241,7 +242,7 @@ describe('sos completion: fish', () => {
     `fish offers what bash does${HAS_FISH ? '' : ' (skipped: fish is not installed)'}`,
     () => {
       expect(fish('sos ag')).toEqual(['agents']);
-      expect(fish('sos agents ').sort()).toEqual(['add', 'list', 'remove', 'show']);
+      expect(fish('sos agents ').sort()).toEqual([...AGENT_VERBS].sort());
       expect(fish('sos agents add x --kind ').sort()).toEqual([
         'claude',
         'codex',
@@ -250,7 +251,7 @@ describe('sos completion: fish', () => {
         'shell',
       ]);
       expect(fish('sos tokens create --role ').sort()).toEqual(['admin', 'agent', 'observer']);
-      expect(fish('sos --db /tmp/x agents ').sort()).toEqual(['add', 'list', 'remove', 'show']);
+      expect(fish('sos --db /tmp/x agents ').sort()).toEqual([...AGENT_VERBS].sort());
       expect(fish('sos --db other.db agents show ').sort()).toEqual(['other.db-hermes', 'other.db-kasra']);
       expect(fish('sos squads join ')).toEqual(['core']);
       expect(fish(`sos --db ${join(tmp, 'sto')}`)).toEqual([join(tmp, 'store.db')]);

@@ -2,15 +2,59 @@ import { type Caller, requireAdmin } from '../auth/caller.js';
 import { NotFound, UsageError } from '../errors.js';
 import { assertCapability, assertName } from '../names.js';
 import type { Store } from '../store/port.js';
-import { AGENT_KINDS, AGENT_ROLES, type Agent, type AgentKind, type AgentRole } from '../store/types.js';
+import { isAbsolute } from 'node:path';
+import { parsePatternOverrides } from '../lifecycle/classifier.js';
+import {
+  AGENT_KINDS,
+  AGENT_POLICIES,
+  AGENT_ROLES,
+  type Agent,
+  type AgentKind,
+  type AgentLifecycle,
+  type AgentPatch,
+  type AgentRole,
+} from '../store/types.js';
 import { requireProject } from './projects.js';
 
-export interface AddAgentInput {
+export interface AddAgentInput extends Omit<AgentChanges, 'session'> {
   name: string;
   kind?: string;
   role?: string;
   capabilities?: string[];
   session?: string;
+}
+
+/** What `sos agents set` may change; null clears a field. */
+export interface AgentChanges {
+  session?: string | null;
+  startCmd?: string | null;
+  workdir?: string | null;
+  policy?: string;
+  tmuxSocket?: string | null;
+  /** Parsed JSON of per-agent pattern groups. */
+  patterns?: unknown;
+}
+
+function absolutePath(what: string, value: string): string {
+  if (!isAbsolute(value)) throw new UsageError(`${what} must be an absolute path, not ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** Validates the lifecycle fields given (all before any write). */
+function lifecycleFields(input: AgentChanges): AgentPatch {
+  const out: AgentPatch = {};
+  if (input.session !== undefined) out.session = input.session === null ? null : parseSessionSpec(input.session);
+  if (input.startCmd !== undefined) {
+    if (input.startCmd !== null && (input.startCmd.trim() === '' || /[\n\r\0]/.test(input.startCmd))) {
+      throw new UsageError('--start-cmd must be one non-empty line');
+    }
+    out.startCmd = input.startCmd;
+  }
+  if (input.workdir !== undefined) out.workdir = input.workdir === null ? null : absolutePath('--workdir', input.workdir);
+  if (input.tmuxSocket !== undefined) out.tmuxSocket = input.tmuxSocket === null ? null : absolutePath('--tmux-socket', input.tmuxSocket);
+  if (input.policy !== undefined) out.policy = oneOf('policy', input.policy, AGENT_POLICIES);
+  if (input.patterns !== undefined) out.patterns = input.patterns === null ? null : (parsePatternOverrides(input.patterns) as AgentLifecycle['patterns']);
+  return out;
 }
 
 function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
@@ -38,10 +82,19 @@ export async function addAgent(store: Store, caller: Caller, input: AddAgentInpu
   const kind: AgentKind = oneOf('kind', input.kind ?? 'custom', AGENT_KINDS);
   const role: AgentRole = oneOf('role', input.role ?? 'worker', AGENT_ROLES);
   const capabilities = (input.capabilities ?? []).map(assertCapability);
-  const session = input.session === undefined ? null : parseSessionSpec(input.session);
+  const { session = null, ...life } = lifecycleFields(input);
   await requireAdmin(store, caller, 'adding an agent');
   await requireProject(store, caller.project);
-  return store.agents.add({ project: caller.project, name, kind, role, capabilities, session });
+  return store.agents.add({ project: caller.project, name, kind, role, capabilities, session, ...life });
+}
+
+export async function updateAgent(store: Store, caller: Caller, name: string, changes: AgentChanges): Promise<Agent> {
+  assertName('agent', name);
+  const patch = lifecycleFields(changes);
+  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change', { hint: 'give at least one option, e.g. --start-cmd "claude --continue"' });
+  await requireAdmin(store, caller, 'changing an agent');
+  if (!(await store.agents.update(caller.project, name, patch))) await getAgent(store, caller, name);
+  return getAgent(store, caller, name);
 }
 
 export async function getAgent(store: Store, caller: Caller, name: string): Promise<Agent> {

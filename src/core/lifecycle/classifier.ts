@@ -18,6 +18,7 @@
  *  - `stuck` only overrides `busy` and `unknown`: an agent waiting on a human or sitting idle at
  *    its prompt is not hung.
  */
+import { UsageError } from '../errors.js';
 import { stripAnsi } from './ansi.js';
 import claudePatterns from './patterns/claude.json' with { type: 'json' };
 import codexPatterns from './patterns/codex.json' with { type: 'json' };
@@ -144,6 +145,44 @@ const COMPILED: Record<AgentKind, CompiledSet> = {
   shell: compileSet(DEFAULT_PATTERNS.shell),
   custom: compileSet(DEFAULT_PATTERNS.custom),
 };
+
+const WHERES: readonly PatternWhere[] = ['footer', 'tail', 'last', 'screen', 'title'];
+
+/**
+ * Checks per-agent pattern overrides (JSON the operator wrote): known groups, an id and a
+ * pattern that compiles for each entry, a known `where`, a confidence in [0, 1].
+ */
+export function parsePatternOverrides(data: unknown, source = 'patterns'): Partial<PatternSet> {
+  const bad = (why: string) => new UsageError(`invalid ${source}: ${why}`, { hint: `groups: ${PATTERN_GROUPS.join(', ')}; entries: {id, pattern, flags?, where?, confidence?}` });
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('expected a JSON object of pattern groups');
+  const out: Partial<PatternSet> = {};
+  for (const [group, specs] of Object.entries(data)) {
+    if (group.startsWith('$') || group === 'comment' || group === 'notes' || group === 'kind') continue; // documentation keys
+    if (!(PATTERN_GROUPS as readonly string[]).includes(group)) throw bad(`unknown group ${JSON.stringify(group)}`);
+    if (!Array.isArray(specs)) throw bad(`group ${group} must be an array`);
+    out[group as PatternGroup] = specs.map((spec: unknown, i): PatternSpec => {
+      const at = `${group}[${i}]`;
+      if (typeof spec !== 'object' || spec === null) throw bad(`${at} must be an object`);
+      const { id, pattern, flags, where, confidence } = spec as Record<string, unknown>;
+      if (typeof id !== 'string' || id === '') throw bad(`${at} needs an id`);
+      if (typeof pattern !== 'string' || pattern === '') throw bad(`${at} needs a pattern`);
+      if (flags !== undefined && (typeof flags !== 'string' || !/^[imsu]*$/.test(flags))) throw bad(`${at}: flags may use i, m, s, u`);
+      if (where !== undefined && !WHERES.includes(where as PatternWhere)) throw bad(`${at}: where must be one of ${WHERES.join(', ')}`);
+      if (confidence !== undefined && !(typeof confidence === 'number' && confidence >= 0 && confidence <= 1)) throw bad(`${at}: confidence must be from 0 to 1`);
+      const parsed: PatternSpec = { id, pattern };
+      if (flags !== undefined) parsed.flags = flags as string;
+      if (where !== undefined) parsed.where = where as PatternWhere;
+      if (confidence !== undefined) parsed.confidence = confidence as number;
+      try {
+        compilePattern(parsed);
+      } catch (err) {
+        throw bad(`${at}: ${(err as Error).message}`);
+      }
+      return parsed;
+    });
+  }
+  return out;
+}
 
 const overrideCache = new WeakMap<Partial<PatternSet>, Partial<CompiledSet>>();
 

@@ -1,6 +1,6 @@
 import type { SqlTaskRepo } from '../tasks/sql-tasks.js';
 import type { SqlDriver } from './sql/driver.js';
-import type { Agent, NewAgent, NewToken, Project, SecurityEvent, Squad, TokenRecord } from './types.js';
+import type { Agent, AgentPatch, NewAgent, NewToken, Project, SecurityEvent, Squad, TokenRecord } from './types.js';
 
 /**
  * What each Store adapter can do. Callers branch on these flags, never on the adapter's class, so
@@ -51,6 +51,8 @@ export interface Store {
     /** One cheap query, for hot paths that only need to know the agent is registered. */
     exists(project: string, name: string): Promise<boolean>;
     list(project: string): Promise<Agent[]>;
+    /** Changes the session and lifecycle fields given (null clears one); false when no such agent. */
+    update(project: string, name: string, patch: AgentPatch): Promise<boolean>;
     remove(project: string, name: string): Promise<boolean>;
   };
   tokens: {

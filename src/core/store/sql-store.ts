@@ -5,6 +5,8 @@ import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
 import { type SqlDriver, SqlError, type SqlExecutor } from './sql/driver.js';
 import type {
   Agent,
+  AgentLifecycle,
+  AgentPolicy,
   AgentKind,
   AgentRole,
   NewAgent,
@@ -41,7 +43,25 @@ interface AgentRow {
   session: string | null;
   created_at: number;
   updated_at: number;
+  start_cmd: string | null;
+  workdir: string | null;
+  policy: AgentPolicy;
+  tmux_socket: string | null;
+  patterns: string | null;
 }
+
+const AGENT_COLUMNS = 'project, name, kind, role, session, created_at, updated_at, start_cmd, workdir, policy, tmux_socket, patterns';
+
+/** Lifecycle fields and their columns, in the order `agents.update` writes them. */
+const LIFECYCLE_COLUMNS: [keyof AgentLifecycle, string][] = [
+  ['startCmd', 'start_cmd'],
+  ['workdir', 'workdir'],
+  ['policy', 'policy'],
+  ['tmuxSocket', 'tmux_socket'],
+  ['patterns', 'patterns'],
+];
+
+const columnValue = (key: keyof AgentLifecycle, value: unknown) => (key === 'patterns' && value !== null ? JSON.stringify(value) : value);
 
 interface TokenRow {
   id: string;
@@ -231,9 +251,17 @@ export class SqlStore implements Store {
         () =>
           this.db.transaction(async (tx) => {
             const now = Date.now();
+            const life: AgentLifecycle = {
+              startCmd: agent.startCmd ?? null,
+              workdir: agent.workdir ?? null,
+              policy: agent.policy ?? 'warm',
+              tmuxSocket: agent.tmuxSocket ?? null,
+              patterns: agent.patterns ?? null,
+            };
             await tx.run(
-              'INSERT INTO agents (project, name, kind, role, session, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)',
-              [agent.project, agent.name, agent.kind, agent.role, agent.session, now],
+              `INSERT INTO agents (project, name, kind, role, session, created_at, updated_at, ${LIFECYCLE_COLUMNS.map(([, c]) => c).join(', ')})
+               VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)`,
+              [agent.project, agent.name, agent.kind, agent.role, agent.session, now, ...LIFECYCLE_COLUMNS.map(([k]) => columnValue(k, life[k]))],
             );
             for (const cap of new Set(agent.capabilities)) {
               await tx.run(
@@ -243,6 +271,7 @@ export class SqlStore implements Store {
             }
             return {
               ...agent,
+              ...life,
               capabilities: [...new Set(agent.capabilities)].sort(),
               createdAt: now,
               updatedAt: now,
@@ -256,7 +285,7 @@ export class SqlStore implements Store {
     get: (project, name) =>
       guarded(async () => {
         const row = await this.db.one<AgentRow>(
-          'SELECT project, name, kind, role, session, created_at, updated_at FROM agents WHERE project = $1 AND name = $2',
+          `SELECT ${AGENT_COLUMNS} FROM agents WHERE project = $1 AND name = $2`,
           [project, name],
         );
         if (!row) return undefined;
@@ -274,7 +303,7 @@ export class SqlStore implements Store {
     list: (project) =>
       guarded(async () => {
         const rows = await this.db.all<AgentRow>(
-          'SELECT project, name, kind, role, session, created_at, updated_at FROM agents WHERE project = $1 ORDER BY name',
+          `SELECT ${AGENT_COLUMNS} FROM agents WHERE project = $1 ORDER BY name`,
           [project],
         );
         const caps = await this.capabilitiesOf(
@@ -283,6 +312,21 @@ export class SqlStore implements Store {
           rows.map((r) => r.name),
         );
         return rows.map((row) => this.toAgent(row, caps.get(row.name) ?? []));
+      }),
+    update: (project, name, patch) =>
+      guarded(async () => {
+        const sets: string[] = ['updated_at = $3'];
+        const params: unknown[] = [project, name, Date.now()];
+        if (patch.session !== undefined) {
+          params.push(patch.session);
+          sets.push(`session = $${params.length}`);
+        }
+        for (const [key, column] of LIFECYCLE_COLUMNS) {
+          if (patch[key] === undefined) continue;
+          params.push(columnValue(key, patch[key]));
+          sets.push(`${column} = $${params.length}`);
+        }
+        return (await this.db.run(`UPDATE agents SET ${sets.join(', ')} WHERE project = $1 AND name = $2`, params)) > 0;
       }),
     remove: (project, name) =>
       guarded(
@@ -301,6 +345,11 @@ export class SqlStore implements Store {
       session: row.session,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
+      startCmd: row.start_cmd,
+      workdir: row.workdir,
+      policy: row.policy,
+      tmuxSocket: row.tmux_socket,
+      patterns: row.patterns === null ? null : (JSON.parse(row.patterns) as Record<string, unknown>),
     };
   }
 

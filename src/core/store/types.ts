@@ -25,7 +25,7 @@ export interface Project {
   createdAt: number;
 }
 
-export interface Agent {
+export interface Agent extends AgentLifecycle {
   project: string;
   name: string;
   kind: AgentKind;
@@ -37,7 +37,25 @@ export interface Agent {
   updatedAt: number;
 }
 
-export interface NewAgent {
+export const AGENT_POLICIES = ['warm', 'cold'] as const;
+/** warm: kept running (restarted when dead); cold: started only when it has work (parked otherwise). */
+export type AgentPolicy = (typeof AGENT_POLICIES)[number];
+
+/** How the lifecycle supervisor starts and reads an agent's session (DESIGN.md §7). */
+export interface AgentLifecycle {
+  /** The command that (re)starts the agent in its session, e.g. `claude --continue`. */
+  startCmd: string | null;
+  workdir: string | null;
+  policy: AgentPolicy;
+  /** tmux `-S` socket for a `tmux:` session on a non-default server. */
+  tmuxSocket: string | null;
+  /** Pattern groups (classifier PatternSet JSON) replacing the defaults of the agent's kind. */
+  patterns: Record<string, unknown> | null;
+}
+
+export type AgentPatch = Partial<AgentLifecycle> & { session?: string | null };
+
+export interface NewAgent extends Partial<AgentLifecycle> {
   project: string;
   name: string;
   kind: AgentKind;

@@ -482,8 +482,10 @@ export async function failTask(ctx: TaskContext, caller: Caller, input: HolderIn
   return r;
 }
 
+/** Gives the task back to the queue. The claimant releases its own; an admin (a supervisor parking an agent) may release for it. */
 export async function releaseTask(ctx: TaskContext, caller: Caller, input: HolderInput) {
   return holderChange(ctx, caller, input, 'release', () => 'queued', () => ({ set: { claimant: null, leaseUntil: null } }), {
+    onBehalf: true,
     events: () => [['released', {}]],
   });
 }

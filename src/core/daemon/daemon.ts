@@ -1,0 +1,303 @@
+import { hostname } from 'node:os';
+import type { Caller } from '../auth/caller.js';
+import { sweepAcks } from '../bus/service.js';
+import type { ConfigValues } from '../config/variables.js';
+import type { LifecycleContext } from '../lifecycle/context.js';
+import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
+import type { SessionDriver } from '../sessions/port.js';
+import { openStore, parseStoreTarget } from '../store/open.js';
+import type { Store } from '../store/port.js';
+import { heartbeatTask, sweepTasks } from '../tasks/service.js';
+import { DaemonLease } from './lock.js';
+import { Loop, type LoopStatus } from './loop.js';
+import { WakeDelivery, type WakeOptions } from './wake.js';
+
+/**
+ * `sos daemon`: one process running every loop that needs time (DESIGN.md §2, §4, §7): wake
+ * delivery into sessions, the lifecycle probe and its actions, lease renewal from observed
+ * activity, the lease and ack sweeps, and presence for supervised agents. Resources are released
+ * in reverse order of acquisition (STYLE.md §6); loops share one shape (STYLE.md §7).
+ */
+
+export interface DaemonIntervals {
+  /** Lifecycle probe (and lease renewal, presence) period. */
+  probeMs: number;
+  /** Wake delivery poll period (a cheap change check gates the work). */
+  wakeMs: number;
+  /** Lease and ack sweeps. */
+  sweepMs: number;
+  /** Daemon lease heartbeat; the lease is stale after three missed beats. */
+  lockMs: number;
+}
+
+export const DEFAULT_INTERVALS: DaemonIntervals = { probeMs: 3_000, wakeMs: 100, sweepMs: 5_000, lockMs: 2_000 };
+
+export interface DaemonOptions {
+  values: ConfigValues;
+  cwd: string;
+  intervals?: Partial<DaemonIntervals>;
+  wake?: Partial<WakeOptions>;
+  /** Leave pty agents the daemon started running when it stops (default: stop them). */
+  detachedPtys?: boolean;
+  /** Lifecycle readiness wait after a restart or an interrupt. */
+  readyTimeoutMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+  /** Called once the lease is held and every loop runs (systemd readiness). */
+  onReady?: () => void | Promise<void>;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  host: string;
+  startedAt: number;
+  loops: LoopStatus[];
+}
+
+type Release = () => Promise<void> | void;
+
+/** Last-in, first-out release of everything acquired (a small AsyncDisposableStack). */
+class Resources {
+  private readonly stack: { name: string; release: Release }[] = [];
+  defer(name: string, release: Release): void {
+    this.stack.push({ name, release });
+  }
+  async releaseAll(log: (event: Record<string, unknown>) => void): Promise<void> {
+    while (this.stack.length) {
+      const { name, release } = this.stack.pop()!;
+      try {
+        await release();
+      } catch (err) {
+        log({ event: 'release_failed', resource: name, error: String(err) });
+      }
+    }
+  }
+}
+
+/** Serialises work per key (everything typed into one session), without blocking other keys. */
+function keyedMutex() {
+  const tails = new Map<string, Promise<unknown>>();
+  return <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    tails.set(key, tail);
+    void tail.then(() => {
+      if (tails.get(key) === tail) tails.delete(key);
+    });
+    return next;
+  };
+}
+
+const operator = (project: string): Caller => ({ project, agent: null, role: 'operator', via: 'local' });
+const RENEW_STATES = new Set(['busy']);
+const ACTIVE_STATES = new Set(['idle', 'waiting', 'compacted', 'warm']);
+
+export class Daemon {
+  private readonly resources = new Resources();
+  private readonly loops: Loop[] = [];
+  private readonly startedAt = Date.now();
+  private stopping: Promise<void> | null = null;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private lastChange: number | undefined;
+  private readonly ownedPtys = new Map<string, SessionDriver>();
+  /** Resolves when the daemon has stopped (on its own, e.g. after losing its lease, or by stop()). */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  private constructor(private readonly options: DaemonOptions) {
+    this.log = options.log ?? (() => undefined);
+    this.stopped = new Promise((r) => {
+      this.resolveStopped = r;
+    });
+  }
+
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const daemon = new Daemon(options);
+    try {
+      await daemon.boot();
+    } catch (err) {
+      await daemon.resources.releaseAll(daemon.log);
+      throw err;
+    }
+    return daemon;
+  }
+
+  private async boot(): Promise<void> {
+    const v = this.options.values;
+    const intervals = { ...DEFAULT_INTERVALS, ...this.options.intervals };
+    const store: Store = await openStore({ target: parseStoreTarget(v.db, this.options.cwd), pgSchema: v.pgSchema, busyTimeoutMs: v.busyTimeoutMs });
+    this.resources.defer('store', () => store.close());
+    await store.assertReady();
+
+    const lease = new DaemonLease(store.sql, intervals.lockMs * 3);
+    await lease.acquire();
+    this.resources.defer('lease', () => lease.release());
+
+    const { openBusContext } = await import('../bus/context.js');
+    const busCtx = await openBusContext(v, store);
+    this.resources.defer('bus', () => busCtx.bus.close());
+    const { openMemoryContext } = await import('../memory/open.js');
+    const memory = await openMemoryContext(v, store, this.options.cwd, busCtx.bus);
+    this.resources.defer('memory', () => memory.close());
+
+    const exclusive = keyedMutex();
+    const { lifecycleFromConfig } = await import('../lifecycle/context.js');
+    const base = await lifecycleFromConfig(v, {
+      store,
+      bus: busCtx.bus,
+      memory: memory.ctx,
+      cwd: this.options.cwd,
+      ...(this.options.readyTimeoutMs !== undefined ? { readyTimeoutMs: this.options.readyTimeoutMs } : {}),
+    });
+    // Lifecycle actions type into sessions too: each of their session operations takes the
+    // session's turn, so a wake line and a context pack never interleave.
+    const life: LifecycleContext = {
+      ...base,
+      openDriver: async (agent) => {
+        const driver = await base.openDriver(agent);
+        const key = `${agent.project}/${agent.name}`;
+        return {
+          type: driver.type,
+          spec: driver.spec,
+          exists: () => driver.exists(),
+          snapshot: (lines) => driver.snapshot(lines),
+          submit: (text) => exclusive(key, () => driver.submit(text)),
+          interrupt: () => exclusive(key, () => driver.interrupt()),
+          stop: () => exclusive(key, () => driver.stop()),
+          start: async (spec) => {
+            await exclusive(key, () => driver.start(spec));
+            if (driver.type === 'pty') this.ownedPtys.set(key, driver);
+          },
+        };
+      },
+    };
+    this.resources.defer('ptys', () => this.releasePtys());
+
+    const wake = new WakeDelivery(
+      base,
+      { count: (project, name, by) => store.tasks.count(project, name, by) },
+      { cooldownMs: 5_000, verifyMs: 1_500, ...this.options.wake },
+      exclusive,
+    );
+    const recovered = await wake.recover();
+    if (recovered.unverified) this.log({ event: 'wake_recovered', ...recovered });
+
+    const onError = (name: string, err: unknown) => this.log({ event: 'loop_error', loop: name, error: err instanceof Error ? err.message : String(err) });
+    const projects = async () => (await store.projects.list()).map((p) => p.slug);
+    const wakeLoop = new Loop({
+      name: 'wake',
+      intervalMs: intervals.wakeMs,
+      onError,
+      run: async (signal) => {
+        // SQLite tells cheaply whether another process wrote anything: skip the pass when nothing
+        // changed and nothing is held.
+        const change = await store.sql.changeCounter?.();
+        if (change !== undefined && change === this.lastChange && !wake.hasHeld()) return;
+        this.lastChange = change;
+        for (const project of await projects()) {
+          const agents = (await store.agents.list(project)).filter((a) => a.session !== null);
+          for (const o of await wake.deliverProject(operator(project), agents, signal)) {
+            if (o.result === 'delivered' || o.result === 'failed') this.log({ event: `wake_${o.result}`, project, agent: o.agent, messages: o.messages });
+          }
+        }
+      },
+    });
+    const lifecycleLoop = new Loop({
+      name: 'lifecycle',
+      intervalMs: intervals.probeMs,
+      onError,
+      run: async () => {
+        for (const project of await projects()) {
+          const results = await superviseOnce(life, operator(project), { act: true });
+          for (const r of results) if (r.action) this.log({ event: 'lifecycle_action', project, agent: r.agent, action: r.action.action, outcome: r.action.outcome, detail: r.action.detail });
+          await this.keepLeasesAndPresence(life, busCtx.presenceTtlMs, project, results);
+        }
+        wakeLoop.wake(); // an agent may have become idle: held messages can go out now
+      },
+    });
+    const sweepLoop = new Loop({
+      name: 'sweep',
+      intervalMs: intervals.sweepMs,
+      onError,
+      run: async () => {
+        for (const project of await projects()) {
+          const tasks = await sweepTasks({ store, bus: busCtx.bus, maxTextBytes: v.maxMessageBytes }, operator(project));
+          const acks = await sweepAcks(busCtx, operator(project));
+          if (tasks.requeued.length || tasks.dead.length || acks.resent.length || acks.escalated.length) {
+            this.log({ event: 'sweep', project, requeued: tasks.requeued.map((t) => t.id), dead: tasks.dead.map((t) => t.id), resent: acks.resent.length, escalated: acks.escalated.length });
+          }
+        }
+      },
+    });
+    const leaseLoop = new Loop({
+      name: 'lease',
+      intervalMs: intervals.lockMs,
+      onError,
+      run: async () => {
+        if (!(await lease.renew(this.status()))) {
+          this.log({ event: 'lease_lost', detail: 'another daemon took over the lease; stopping' });
+          void this.stop();
+        }
+      },
+    });
+    this.loops.push(leaseLoop, sweepLoop, lifecycleLoop, wakeLoop);
+    for (const loop of this.loops) loop.start();
+    this.resources.defer('loops', async () => {
+      // Loops stop first (they were started last): the iteration in flight finishes.
+      await Promise.all(this.loops.map((l) => l.stop()));
+    });
+    this.log({ event: 'started', pid: process.pid, db: store.location, bus: busCtx.bus.capabilities.adapter });
+    await this.options.onReady?.();
+  }
+
+  /**
+   * Renews the leases of supervised agents that show activity (busy, or a screen that changed
+   * within the lease window) and stops renewing for dead, parked and stuck ones, so their work
+   * returns to the queue. Presence follows the observed state.
+   */
+  private async keepLeasesAndPresence(life: LifecycleContext, ttlMs: number, project: string, results: ProbeResult[]): Promise<void> {
+    const now = Date.now();
+    const states = new Map((await life.repo.list(project)).map((s) => [s.agent, s]));
+    for (const r of results) {
+      const record = states.get(r.agent);
+      if (r.state !== 'dead' && r.state !== 'parked' && r.state !== 'unknown') await life.bus.heartbeat(project, r.agent, now, ttlMs);
+      if (r.holds.length === 0) continue;
+      const recentlyActive = record?.lastChangeAt != null && ACTIVE_STATES.has(r.state);
+      for (const id of r.holds) {
+        const task = await life.store.tasks.peek(project, id);
+        if (!task || task.claimant !== r.agent || task.leaseUntil === null) continue;
+        const active = RENEW_STATES.has(r.state) || (recentlyActive && now - record!.lastChangeAt! < task.leaseMs);
+        if (!active || task.leaseUntil - now > task.leaseMs / 2) continue;
+        try {
+          await heartbeatTask({ store: life.store, bus: life.bus, maxTextBytes: life.maxTextBytes }, operator(project), { id, fence: task.attempt });
+          await life.store.tasks.count(project, 'leases_renewed');
+        } catch (err) {
+          this.log({ event: 'lease_renew_failed', project, agent: r.agent, task: id, error: String(err) });
+        }
+      }
+    }
+  }
+
+  private async releasePtys(): Promise<void> {
+    if (this.options.detachedPtys) return;
+    for (const [key, driver] of this.ownedPtys) {
+      await driver.stop();
+      this.log({ event: 'pty_stopped', agent: key });
+    }
+  }
+
+  status(): DaemonStatus {
+    return { pid: process.pid, host: hostname(), startedAt: this.startedAt, loops: this.loops.map((l) => l.status()) };
+  }
+
+  /** Drains: loops finish their iteration in flight, then everything is released in reverse. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log({ event: 'stopping' });
+      await this.resources.releaseAll(this.log);
+      this.log({ event: 'stopped' });
+      this.resolveStopped();
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,240 @@
+import type { Caller } from '../auth/caller.js';
+import { streamsFrom } from '../bus/service.js';
+import type { Envelope } from '../bus/types.js';
+import { listSquads } from '../identity/squads.js';
+import type { LifecycleState } from '../lifecycle/classifier.js';
+import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
+import { readSession } from '../lifecycle/read.js';
+import { sessionLine } from '../sessions/line.js';
+import type { SessionDriver, SessionSnapshot } from '../sessions/port.js';
+import type { Agent } from '../store/types.js';
+import { abortableSleep } from '../time.js';
+
+/**
+ * Wake delivery (DESIGN.md §4): a message for an agent with a session is typed into it as one
+ * short line, only when the session is at its prompt; while the agent is busy, waiting on a
+ * human, compacted or dead the message is `held` and goes out (several as one digest line) the
+ * next time it is idle. Never dropped: the message stays in the inbox whatever happens here.
+ *
+ * No message is typed twice: its wake row is claimed (`injecting`) before typing, and a row
+ * left in that state by a crash is never typed again (it becomes `unverified`).
+ */
+
+export const FIRST_LINE_CHARS = 200;
+
+export interface WakeOptions {
+  /** Least time between two injections into one agent (default 5 s). */
+  cooldownMs: number;
+  /** How long to wait for the screen to show the line was submitted. */
+  verifyMs: number;
+}
+
+export interface WakeCounters {
+  count(project: string, name: string, by?: number): Promise<void>;
+}
+
+export interface DeliveryOutcome {
+  agent: string;
+  messages: string[];
+  result: 'delivered' | 'failed' | 'held' | 'cooldown';
+  line?: string;
+}
+
+/** `[sos] from kasra: deploy fixed`, or a digest when several wait. */
+export function wakeLine(messages: Envelope[]): string {
+  if (messages.length === 1) {
+    const m = messages[0]!;
+    const lines = m.text.split('\n');
+    const first = lines[0]!.trim();
+    const clipped = first.length > FIRST_LINE_CHARS ? `${first.slice(0, FIRST_LINE_CHARS - 1)}…` : first;
+    const more = lines.length > 1 || first.length > FIRST_LINE_CHARS;
+    return sessionLine(`[sos] from ${m.from}: ${clipped}${more ? ' (sos inbox for the rest)' : ''}`);
+  }
+  const senders = [...new Set(messages.map((m) => m.from))];
+  const newest = messages[messages.length - 1]!;
+  const preview = newest.text.split('\n')[0]!.trim().slice(0, 80);
+  return sessionLine(`[sos] ${messages.length} new messages from ${senders.join(', ')}; latest from ${newest.from}: ${preview} (sos inbox to read them)`);
+}
+
+const lastLine = (screen: string) =>
+  screen
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .pop() ?? '';
+
+export class WakeDelivery {
+  private readonly lastInjection = new Map<string, number>();
+  /** Agents with held messages: re-checked every pass, whatever the change gate says. */
+  private readonly holding = new Set<string>();
+
+  constructor(
+    private readonly ctx: LifecycleContext,
+    private readonly counters: WakeCounters,
+    private readonly options: WakeOptions,
+    /** Serialises everything typed into one session (the lifecycle actions type too). */
+    private readonly exclusive: <T>(key: string, fn: () => Promise<T>) => Promise<T>,
+  ) {}
+
+  hasHeld(): boolean {
+    return this.holding.size > 0;
+  }
+
+  /**
+   * After a crash: rows left `injecting` may or may not have been typed; they are never typed
+   * again. A line typed but cut off before its Enter would sit in the agent's input and keep it
+   * from ever reading idle, so where the input line still holds a `[sos] ` line, Enter is pressed:
+   * that line goes out for the first time, nothing is typed twice.
+   */
+  async recover(): Promise<{ unverified: number; submitted: string[] }> {
+    const rows = await this.ctx.store.sql.all<{ project: string; agent: string }>(
+      "SELECT DISTINCT project, agent FROM wake_deliveries WHERE state = 'injecting'",
+    );
+    const unverified = await this.ctx.store.sql.run("UPDATE wake_deliveries SET state = 'unverified', at = $1 WHERE state = 'injecting'", [nowOf(this.ctx)]);
+    const submitted: string[] = [];
+    for (const { project, agent: name } of rows) {
+      const agent = await this.ctx.store.agents.get(project, name);
+      if (!agent?.session) continue;
+      try {
+        const driver = await this.ctx.openDriver(agent);
+        const snap = await driver.snapshot(50);
+        if (snap.exists && !snap.exited && lastLine(snap.screen).includes('[sos] ')) {
+          await driver.submit('');
+          submitted.push(`${project}/${name}`);
+        }
+      } catch {
+        // the session is gone: nothing is sitting in its input
+      }
+    }
+    return { unverified, submitted };
+  }
+
+  /** One pass over a project's agents with sessions. */
+  async deliverProject(caller: Caller, agents: Agent[], signal?: AbortSignal): Promise<DeliveryOutcome[]> {
+    const squads = await listSquads(this.ctx.store, caller);
+    const outcomes: DeliveryOutcome[] = [];
+    for (const agent of agents) {
+      if (signal?.aborted) break;
+      if (agent.session === null) continue;
+      const outcome = await this.deliverTo(agent, squads);
+      if (outcome) outcomes.push(outcome);
+    }
+    return outcomes;
+  }
+
+  private key(agent: Agent): string {
+    return `${agent.project}/${agent.name}`;
+  }
+
+  /** Queued messages for the agent that no wake row has taken yet (or that are held), oldest first. */
+  private async pending(agent: Agent, squads: { name: string; members: string[] }[]): Promise<Envelope[]> {
+    const now = nowOf(this.ctx);
+    const streams = streamsFrom(squads, agent.name);
+    if ((await this.ctx.bus.countUnread(agent.project, agent.name, streams, now)) === 0) return [];
+    const queued = (await this.ctx.bus.history(agent.project, agent.name, streams, 100))
+      .filter((i) => i.state === 'queued' && i.message.from !== agent.name && (i.message.expiresAt === null || i.message.expiresAt > now))
+      .map((i) => i.message);
+    if (queued.length === 0) return [];
+    const params = queued.map((m) => m.id);
+    const rows = await this.ctx.store.sql.all<{ message_id: string; state: string }>(
+      `SELECT message_id, state FROM wake_deliveries WHERE project = $1 AND agent = $2 AND message_id IN (${params.map((_, i) => `$${i + 3}`).join(', ')})`,
+      [agent.project, agent.name, ...params],
+    );
+    const taken = new Set(rows.filter((r) => r.state !== 'held').map((r) => r.message_id));
+    return queued.filter((m) => !taken.has(m.id)).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  private async hold(agent: Agent, messages: Envelope[], state: LifecycleState): Promise<DeliveryOutcome> {
+    const now = nowOf(this.ctx);
+    let fresh = 0;
+    for (const m of messages) {
+      fresh += await this.ctx.store.sql.run(
+        `INSERT INTO wake_deliveries (project, message_id, agent, state, route, held_at, at) VALUES ($1, $2, $3, 'held', $4, $5, $5)
+         ON CONFLICT (project, message_id, agent) DO NOTHING`,
+        [agent.project, m.id, agent.name, `held: ${state}`, now],
+      );
+    }
+    if (fresh > 0) await this.counters.count(agent.project, 'messages_held', fresh);
+    this.holding.add(this.key(agent));
+    return { agent: agent.name, messages: messages.map((m) => m.id), result: 'held' };
+  }
+
+  private async deliverTo(agent: Agent, squads: { name: string; members: string[] }[]): Promise<DeliveryOutcome | null> {
+    const messages = await this.pending(agent, squads);
+    if (messages.length === 0) {
+      this.holding.delete(this.key(agent));
+      return null;
+    }
+    return this.exclusive(this.key(agent), async () => {
+      const driver = await this.ctx.openDriver(agent);
+      const before = await driver.snapshot(50);
+      const state = readSession(agent, before).state;
+      if (state !== 'idle') return this.hold(agent, messages, state);
+      const since = nowOf(this.ctx) - (this.lastInjection.get(this.key(agent)) ?? 0);
+      if (since < this.options.cooldownMs) {
+        this.holding.add(this.key(agent));
+        return { agent: agent.name, messages: messages.map((m) => m.id), result: 'cooldown' as const };
+      }
+      return this.inject(agent, driver, before, messages);
+    });
+  }
+
+  private async inject(agent: Agent, driver: SessionDriver, before: SessionSnapshot, candidates: Envelope[]): Promise<DeliveryOutcome> {
+    const now = nowOf(this.ctx);
+    // Claim each message's wake row first; a row another pass (or a crashed daemon) took is skipped.
+    const messages: Envelope[] = [];
+    for (const m of candidates) {
+      const claimed = await this.ctx.store.sql.run(
+        `INSERT INTO wake_deliveries (project, message_id, agent, state, attempts, at) VALUES ($1, $2, $3, 'injecting', 1, $4)
+         ON CONFLICT (project, message_id, agent) DO UPDATE SET state = 'injecting', attempts = wake_deliveries.attempts + 1, at = $4
+         WHERE wake_deliveries.state = 'held'`,
+        [agent.project, m.id, agent.name, now],
+      );
+      if (claimed > 0) messages.push(m);
+    }
+    if (messages.length === 0) return { agent: agent.name, messages: [], result: 'delivered' };
+    const line = wakeLine(messages);
+    this.lastInjection.set(this.key(agent), now);
+    let submitted: boolean;
+    try {
+      await driver.submit(line);
+      submitted = await this.verify(agent, driver, before, line);
+      if (!submitted) {
+        await driver.submit(''); // Enter once more: the line may be sitting in the input box
+        submitted = await this.verify(agent, driver, before, line);
+      }
+    } catch {
+      submitted = false; // the session went away mid-delivery: the message stays in the inbox
+    }
+    const at = nowOf(this.ctx);
+    const ids = messages.map((m) => m.id);
+    for (const id of ids) {
+      await this.ctx.store.sql.run('UPDATE wake_deliveries SET state = $4, route = $5, at = $6 WHERE project = $1 AND message_id = $2 AND agent = $3', [
+        agent.project,
+        id,
+        agent.name,
+        submitted ? 'delivered' : 'failed',
+        submitted ? `inject ${driver.spec}` : `inject ${driver.spec} not confirmed on screen`,
+        at,
+      ]);
+      if (submitted) await this.ctx.bus.setState(agent.project, id, agent.name, 'delivered', at);
+    }
+    await this.counters.count(agent.project, submitted ? 'messages_delivered' : 'messages_failed', ids.length);
+    this.holding.delete(this.key(agent));
+    return { agent: agent.name, messages: ids, result: submitted ? 'delivered' : 'failed', line };
+  }
+
+  /**
+   * Submitted when the screen changed and either the agent went busy or the line no longer sits
+   * on the last (input) line.
+   */
+  private async verify(agent: Agent, driver: SessionDriver, before: SessionSnapshot, line: string): Promise<boolean> {
+    const fragment = line.slice(0, 40);
+    const deadline = Date.now() + this.options.verifyMs;
+    for (;;) {
+      const snap = await driver.snapshot(50);
+      if (snap.hash !== before.hash && (!lastLine(snap.screen).includes(fragment) || readSession(agent, snap).state === 'busy')) return true;
+      if (Date.now() >= deadline) return false;
+      await abortableSleep(50);
+    }
+  }
+}
