@@ -105,15 +105,9 @@ export async function installUnit(inv: Invocation): Promise<Output> {
   if (inv.options.user === true && inv.options.system === true) throw new UsageError('choose --user or --system, not both');
   const scope = inv.options.system === true ? 'system' : 'user';
   const config = await loadConfig(inv);
-  const { installUnit: install } = await import('../core/daemon/systemd.js');
-  const { VARIABLES } = await import('../core/config/variables.js');
+  const { installUnit: install, settingsInForce } = await import('../core/daemon/systemd.js');
   // The settings in force now (from flags, env or the config file) go into the unit's env file.
-  const values: Record<string, string> = {};
-  for (const [key, spec] of Object.entries(VARIABLES)) {
-    const value = (config.values as Record<string, unknown>)[key];
-    if (config.sources[key as keyof typeof config.sources] === 'default' || value === undefined) continue;
-    values[spec.env] = String(value);
-  }
+  const values = settingsInForce(config);
   const bin = fileURLToPath(new URL('../bin/sos', import.meta.url));
   const result = await install({ scope, print: inv.options.print === true, env: inv.env, execStart: [process.execPath, bin, 'daemon'], values });
   return {

@@ -1,10 +1,9 @@
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, type TestContext } from 'vitest';
 import { isolatedEnv, type SosResult, sos, spawnSos } from './cli.js';
 import { type AdapterFixture, ADAPTERS, tempDir } from './isolation.js';
-import { FAKE_AGENT } from './lifecycle.js';
+import { FAKE_AGENT, type FakeAgentRecord, readFakeAgentLog } from './lifecycle.js';
 
 /**
  * A daemon world for `sos daemon` tests: a private database, a tmux server of the test's own (on
@@ -24,11 +23,7 @@ export interface DaemonEvent {
   [key: string]: unknown;
 }
 
-export interface Received {
-  at: number;
-  line?: string;
-  event?: string;
-}
+export type Received = FakeAgentRecord;
 
 export interface Exit {
   code: number | null;
@@ -154,18 +149,7 @@ export async function daemonWorld(ctx: TestContext, adapter: AdapterFixture = AD
   expect((await run(['agents', 'add', 'boss', '--role', 'coordinator'])).code).toBe(0);
 
   const logOf = (name: string) => join(dir, `${name}.log`);
-  const received = (name: string): Received[] => {
-    let text: string;
-    try {
-      text = readFileSync(logOf(name), 'utf8');
-    } catch {
-      return [];
-    }
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Received);
-  };
+  const received = (name: string): Received[] => readFakeAgentLog(logOf(name));
   const sosLines = (name: string) => received(name).filter((r) => r.line?.startsWith('[sos] '));
   const w: DaemonWorld = {
     dir,

@@ -26,6 +26,27 @@ export const FAKE_PATTERNS = JSON.parse(readFileSync(fileURLToPath(new URL('../f
 
 export type DriverName = 'tmux' | 'pty';
 
+/** What the fake agent logged: one JSON object per line it received (`line`) or event (`event`). */
+export interface FakeAgentRecord {
+  at: number;
+  line?: string;
+  event?: string;
+}
+
+/** Reads the fake agent's log (test/fixtures/fake-agent.mjs --log); empty before it wrote any. */
+export function readFakeAgentLog(path: string): FakeAgentRecord[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as FakeAgentRecord);
+}
+
 export interface LifecycleWorld extends TaskWorld {
   life: LifecycleContext;
   dir: string;
@@ -125,18 +146,7 @@ export async function lifecycleWorld(
       return d;
     },
     driver: async (name) => life.openDriver(await getAgent(name)),
-    received(name) {
-      let text: string;
-      try {
-        text = readFileSync(logOf(name), 'utf8');
-      } catch {
-        return [];
-      }
-      return text
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { line?: string; event?: string });
-    },
+    received: (name) => readFakeAgentLog(logOf(name)),
     probe: (name, act = false) => superviseOnce(life, world.as(null), { act, ...(name ? { agents: [name] } : {}) }),
     async until(name, state, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

@@ -108,7 +108,7 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
     });
   });
 
-  it('holds messages while the agent is busy and delivers them as one digest once it is idle', async (ctx) => {
+  it('holds messages while the agent is busy and delivers them as one digest once it is idle; one that lapses meanwhile is counted expired', async (ctx) => {
     const w = await daemonWorld(ctx);
     await w.addAgent('ada');
     await w.daemon();
@@ -119,7 +119,10 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
     await until('spinner on screen', () => w.screen('ada').includes('Working…'));
     const ids: string[] = [];
     for (const text of ['first', 'second', 'third']) ids.push((await send(w, 'ada', text)).id);
-    // Still busy: nothing typed, all three held.
+    // One more that lapses while held: it never wakes ada, and counts as expired.
+    const brief = await w.run(['send', 'ada', 'fire drill in 1 s', '--expires', '1s', '--as', 'boss', '-q']);
+    expect(brief.code, brief.stderr).toBe(0);
+    // Still busy: nothing typed, all four held.
     expect(Date.now()).toBeLessThan(busy.at + 4_000);
     for (const id of ids) expect(await stateOf(w, id, 'ada')).toBe('queued');
 
@@ -132,8 +135,9 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
     expect(w.received('ada').filter((r) => r.at > busy.at && r.at < busy.at + 4_000)).toEqual([]);
     for (const id of ids) expect(await stateOf(w, id, 'ada')).toBe('delivered');
     const m = await metrics(w);
-    expect(m.messages_held_total).toBeGreaterThanOrEqual(3);
+    expect(m.messages_held_total).toBeGreaterThanOrEqual(4);
     expect(m.messages_delivered).toBe(3);
+    expect(m.messages_expired).toBe(1);
     expect(m.messages_held_now).toBe(0);
   });
 

@@ -13,9 +13,10 @@ import {
   quoteExecArg,
   renderEnvironmentFile,
   renderUnit,
-  sosEnvironment,
+  settingsInForce,
   unitPath,
 } from '../../src/core/daemon/systemd.js';
+import { resolveConfig } from '../../src/core/config/resolve.js';
 import { UsageError } from '../../src/core/errors.js';
 
 const BIN_SOS = resolve(import.meta.dirname, '../../bin/sos');
@@ -158,14 +159,13 @@ describe('environment file', () => {
     expect(quoteEnvValue('')).toBe("''");
   });
 
-  it('writes the set SOS_* variables in registry order, says it holds secrets', () => {
-    const values = sosEnvironment({
-      PATH: '/bin',
-      SOS_TOKEN: 'tok en',
-      SOS_PROJECT: 'alpha',
-      SOS_DB: 'postgres://sos:pw@db/sos',
-      SOS_AGENT: '',
+  it('writes the settings in force (flags, environment) in registry order, says it holds secrets', async () => {
+    const config = await resolveConfig({
+      env: { PATH: '/bin', HOME: '/nonexistent', SOS_TOKEN: 'tok en', SOS_DB: 'postgres://sos:pw@db/sos', SOS_AGENT: '' },
+      flags: { project: 'alpha' },
     });
+    const values = settingsInForce(config);
+    // Defaults (the data directory, intervals…) stay out: the daemon computes them itself.
     expect(values).toEqual({ SOS_DB: 'postgres://sos:pw@db/sos', SOS_TOKEN: 'tok en', SOS_PROJECT: 'alpha' });
     const text = renderEnvironmentFile(values);
     const lines = text.split('\n');

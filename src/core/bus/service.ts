@@ -315,6 +315,43 @@ export interface SweepReport {
  * re-sent once to those who have not acked; past a second timeout it is escalated to the
  * project's coordinators. Each step happens once per message.
  */
+/**
+ * One high-priority `escalation` message to each of the project's coordinators (but `exclude`,
+ * the agent the escalation is about). Returns who was told and the message ids.
+ */
+export async function escalateToCoordinators(
+  ctx: Pick<BusContext, 'store' | 'bus'>,
+  project: string,
+  input: { from: string; text: string; replyTo?: string | null; exclude?: string; at: number },
+): Promise<{ coordinators: string[]; messageIds: string[] }> {
+  const coordinators = (await ctx.store.agents.list(project)).filter((a) => a.role === 'coordinator' && a.name !== input.exclude).map((a) => a.name);
+  const messageIds: string[] = [];
+  for (const coordinator of coordinators) {
+    const escalation: Envelope = {
+      id: newId('msg', input.at),
+      project,
+      from: input.from,
+      target: { kind: 'agent', name: coordinator },
+      type: 'escalation',
+      text: input.text,
+      contentType: 'text/plain',
+      replyTo: input.replyTo ?? null,
+      requestId: null,
+      ackRequired: false,
+      ackTimeoutMs: null,
+      priority: 'high',
+      createdAt: input.at,
+      expiresAt: null,
+      recipients: [coordinator],
+      ackFor: null,
+      ackOk: null,
+      resendOf: null,
+    };
+    messageIds.push((await ctx.bus.append(escalation, null)).id);
+  }
+  return { coordinators, messageIds };
+}
+
 export async function sweepAcks(ctx: BusContext, caller: Caller): Promise<SweepReport> {
   await requireAdmin(ctx.store, caller, 'sweeping acks');
   const report: SweepReport = { resent: [], escalated: [] };
@@ -337,26 +374,8 @@ export async function sweepAcks(ctx: BusContext, caller: Caller): Promise<SweepR
       await ctx.bus.markAckEvent(caller.project, message.id, 'resent', at);
       report.resent.push({ id: message.id, resendId: resend.id, to: watch.unacked });
     } else if (watch.resentAt !== null && watch.escalatedAt === null && at >= watch.resentAt + timeout) {
-      const coordinators = (await ctx.store.agents.list(caller.project)).filter((a) => a.role === 'coordinator').map((a) => a.name);
-      const messageIds: string[] = [];
-      for (const coordinator of coordinators) {
-        const escalation: Envelope = {
-          ...message,
-          id: newId('msg', at),
-          target: { kind: 'agent', name: coordinator },
-          type: 'escalation',
-          text: `ack overdue: ${message.from} → ${watch.unacked.join(', ')}: ${message.id} "${message.text.slice(0, 200)}"`,
-          replyTo: message.id,
-          createdAt: at,
-          recipients: [coordinator],
-          ackRequired: false,
-          ackTimeoutMs: null,
-          priority: 'high',
-          expiresAt: null,
-          resendOf: null,
-        };
-        messageIds.push((await ctx.bus.append(escalation, null)).id);
-      }
+      const text = `ack overdue: ${message.from} → ${watch.unacked.join(', ')}: ${message.id} "${message.text.slice(0, 200)}"`;
+      const { coordinators, messageIds } = await escalateToCoordinators(ctx, caller.project, { from: message.from, text, replyTo: message.id, at });
       await ctx.bus.markAckEvent(caller.project, message.id, 'escalated', at);
       report.escalated.push({ id: message.id, coordinators, messageIds });
     }

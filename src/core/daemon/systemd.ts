@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { VARIABLES } from '../config/variables.js';
+import type { ResolvedConfig } from '../config/resolve.js';
+import { VARIABLES, type VariableKey, type VariableSpec } from '../config/variables.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -31,7 +32,7 @@ export interface InstallInput {
   print: boolean;
   env: NodeJS.ProcessEnv;
   execStart: string[];
-  /** The SOS_* values to seed the environment file with (see `sosEnvironment`). */
+  /** The SOS_* values to seed the environment file with (see `settingsInForce`). */
   values: Record<string, string>;
   /** Effective uid, for the root check; defaults to this process's. Tests pass it to reach the refusal. */
   uid?: number;
@@ -193,12 +194,17 @@ export function quoteEnvValue(value: string): string {
 
 const REGISTRY = Object.values(VARIABLES);
 
-/** The registered SOS_* variables that are set (non-empty) in `env`, in registry order. */
-export function sosEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+/**
+ * The settings in force that did not come from a default (flags, environment or the config
+ * file), as SOS_* variables: what the daemon's environment file should hold so that the daemon
+ * under systemd sees what the installing shell saw.
+ */
+export function settingsInForce(config: Pick<ResolvedConfig, 'values' | 'sources'>): Record<string, string> {
   const values: Record<string, string> = {};
-  for (const spec of REGISTRY) {
-    const value = env[spec.env];
-    if (value !== undefined && value !== '') values[spec.env] = value;
+  for (const [key, spec] of Object.entries(VARIABLES) as [VariableKey, VariableSpec<unknown>][]) {
+    const value = config.values[key];
+    if (config.sources[key] === 'default' || value === undefined) continue;
+    values[spec.env] = String(value);
   }
   return values;
 }

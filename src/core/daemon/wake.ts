@@ -1,6 +1,6 @@
 import type { Caller } from '../auth/caller.js';
 import { streamsFrom } from '../bus/service.js';
-import type { Envelope } from '../bus/types.js';
+import type { Envelope, InboxItem } from '../bus/types.js';
 import { listSquads } from '../identity/squads.js';
 import type { LifecycleState } from '../lifecycle/classifier.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
@@ -90,6 +90,9 @@ export class WakeDelivery {
       "SELECT DISTINCT project, agent FROM wake_deliveries WHERE state = 'injecting'",
     );
     const unverified = await this.ctx.store.sql.run("UPDATE wake_deliveries SET state = 'unverified', at = $1 WHERE state = 'injecting'", [nowOf(this.ctx)]);
+    // What a previous daemon held is re-checked on the first passes (delivered, or settled).
+    const held = await this.ctx.store.sql.all<{ project: string; agent: string }>("SELECT DISTINCT project, agent FROM wake_deliveries WHERE state = 'held'");
+    for (const { project, agent } of held) this.holding.add(`${project}/${agent}`);
     const submitted: string[] = [];
     for (const { project, agent: name } of rows) {
       const agent = await this.ctx.store.agents.get(project, name);
@@ -129,10 +132,11 @@ export class WakeDelivery {
   private async pending(agent: Agent, squads: { name: string; members: string[] }[]): Promise<Envelope[]> {
     const now = nowOf(this.ctx);
     const streams = streamsFrom(squads, agent.name);
-    if ((await this.ctx.bus.countUnread(agent.project, agent.name, streams, now)) === 0) return [];
-    const queued = (await this.ctx.bus.history(agent.project, agent.name, streams, 100))
-      .filter((i) => i.state === 'queued' && i.message.from !== agent.name && (i.message.expiresAt === null || i.message.expiresAt > now))
-      .map((i) => i.message);
+    const holding = this.holding.has(this.key(agent));
+    if (!holding && (await this.ctx.bus.countUnread(agent.project, agent.name, streams, now)) === 0) return [];
+    const items = (await this.ctx.bus.history(agent.project, agent.name, streams, 100)).filter((i) => i.message.from !== agent.name);
+    const queued = items.filter((i) => i.state === 'queued' && (i.message.expiresAt === null || i.message.expiresAt > now)).map((i) => i.message);
+    if (holding) await this.settleHeld(agent, items, new Set(queued.map((m) => m.id)), now);
     if (queued.length === 0) return [];
     const params = queued.map((m) => m.id);
     const rows = await this.ctx.store.sql.all<{ message_id: string; state: string }>(
@@ -141,6 +145,32 @@ export class WakeDelivery {
     );
     const taken = new Set(rows.filter((r) => r.state !== 'held').map((r) => r.message_id));
     return queued.filter((m) => !taken.has(m.id)).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /**
+   * Held rows whose message no longer waits: it expired before the agent could take it (counted
+   * as `messages_expired`), or the agent read its inbox meanwhile (nothing left to wake it for).
+   */
+  private async settleHeld(agent: Agent, items: InboxItem[], waiting: Set<string>, now: number): Promise<void> {
+    const held = await this.ctx.store.sql.all<{ message_id: string }>("SELECT message_id FROM wake_deliveries WHERE project = $1 AND agent = $2 AND state = 'held'", [
+      agent.project,
+      agent.name,
+    ]);
+    const byId = new Map(items.map((i) => [i.message.id, i]));
+    let expired = 0;
+    for (const { message_id: id } of held) {
+      if (waiting.has(id)) continue;
+      const item = byId.get(id);
+      if (item === undefined) continue; // older than the history window: left as it is
+      const lapsed = item.state === 'expired' || (item.message.expiresAt !== null && item.message.expiresAt <= now);
+      const [state, route] = lapsed ? ['expired', 'expired while held'] : ['delivered', 'read in the inbox while held'];
+      const changed = await this.ctx.store.sql.run(
+        "UPDATE wake_deliveries SET state = $4, route = $5, at = $6 WHERE project = $1 AND message_id = $2 AND agent = $3 AND state = 'held'",
+        [agent.project, id, agent.name, state, route, now],
+      );
+      if (lapsed) expired += changed;
+    }
+    if (expired > 0) await this.counters.count(agent.project, 'messages_expired', expired);
   }
 
   private async hold(agent: Agent, messages: Envelope[], state: LifecycleState): Promise<DeliveryOutcome> {

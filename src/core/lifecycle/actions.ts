@@ -1,10 +1,8 @@
 import type { Caller } from '../auth/caller.js';
-import { streamsFrom } from '../bus/service.js';
-import type { Envelope } from '../bus/types.js';
+import { escalateToCoordinators, streamsFrom } from '../bus/service.js';
 import { SosError } from '../errors.js';
 import { listSquads } from '../identity/squads.js';
 import { createToken } from '../identity/tokens.js';
-import { newId } from '../ids.js';
 import { sessionLine } from '../sessions/line.js';
 import type { SessionDriver } from '../sessions/port.js';
 import type { Agent } from '../store/types.js';
@@ -182,32 +180,9 @@ async function park(ctx: LifecycleContext, caller: Caller, agent: Agent, obs: Ob
 
 /** Tells the project's coordinators (other than the agent itself) on the bus. */
 export async function escalate(ctx: LifecycleContext, agent: Agent, reason: string): Promise<Done> {
-  const coordinators = (await ctx.store.agents.list(agent.project)).filter((a) => a.role === 'coordinator' && a.name !== agent.name).map((a) => a.name);
+  const text = `lifecycle: ${agent.name} needs a human or a coordinator: ${reason}`;
+  const { coordinators } = await escalateToCoordinators(ctx, agent.project, { from: 'sos', text, exclude: agent.name, at: nowOf(ctx) });
   if (coordinators.length === 0) return { outcome: 'escalated', detail: `${reason}; no coordinator to tell`, recovery: null };
-  const at = nowOf(ctx);
-  for (const coordinator of coordinators) {
-    const message: Envelope = {
-      id: newId('msg', at),
-      project: agent.project,
-      from: 'sos',
-      target: { kind: 'agent', name: coordinator },
-      type: 'escalation',
-      text: `lifecycle: ${agent.name} needs a human or a coordinator: ${reason}`,
-      contentType: 'text/plain',
-      replyTo: null,
-      requestId: null,
-      ackRequired: false,
-      ackTimeoutMs: null,
-      priority: 'high',
-      createdAt: at,
-      expiresAt: null,
-      recipients: [coordinator],
-      ackFor: null,
-      ackOk: null,
-      resendOf: null,
-    };
-    await ctx.bus.append(message, null);
-  }
   return { outcome: 'escalated', detail: `${reason}; told ${coordinators.join(', ')}`, recovery: null };
 }
 

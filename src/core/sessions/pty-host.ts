@@ -1,4 +1,4 @@
-import { chmodSync, createWriteStream, readlinkSync, unlinkSync, type WriteStream } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, readlinkSync, unlinkSync, type WriteStream } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import xterm, { type Terminal } from '@xterm/headless';
@@ -365,6 +365,7 @@ export class PtyHost {
 
 /** A leftover socket file from a host that died is removed; a live host there is a Conflict. */
 async function removeStaleSocket(socketPath: string): Promise<void> {
+  if (!existsSync(socketPath)) return;
   try {
     const socket = await connectHost(socketPath, 1_000);
     socket.destroy();

@@ -75,21 +75,36 @@ export function errorFromHost(error: { code: string; message: string }): SosErro
 /** The host is not there: no socket file, or a file nobody listens on. */
 export class HostGone extends Unavailable {}
 
+/**
+ * A timeout for socket I/O that a stalled process does not turn into a false failure: when the
+ * timer fires it waits one more turn of the event loop (setImmediate runs after the poll phase),
+ * so an answer that arrived while the process was descheduled or the machine paused is still
+ * taken. Returns the function that cancels it.
+ */
+export function ioTimeout(ms: number, onTimeout: () => void): () => void {
+  let immediate: NodeJS.Immediate | undefined;
+  const timer = setTimeout(() => (immediate = setImmediate(onTimeout)), ms);
+  return () => {
+    clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+  };
+}
+
 /** Connects to a host's socket; HostGone when nothing listens there. */
 export function connectHost(socketPath: string, timeoutMs = 2_000): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect(socketPath);
-    const timer = setTimeout(() => {
+    const cancel = ioTimeout(timeoutMs, () => {
       socket.destroy();
       reject(new Unavailable(`the pty host at ${socketPath} did not answer within ${timeoutMs} ms`));
-    }, timeoutMs);
+    });
     socket.once('connect', () => {
-      clearTimeout(timer);
+      cancel();
       socket.removeAllListeners('error');
       resolve(socket);
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      cancel();
       const gone = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK';
       reject(gone ? new HostGone(`no pty host at ${socketPath} (${err.code})`, { cause: err }) : err);
     });
@@ -102,7 +117,7 @@ export function readResponse(socket: Socket, timeoutMs: number): Promise<{ respo
     // Only the first line is the answer: after an attach, what follows is raw output.
     let buffered = Buffer.alloc(0);
     const done = (err: Error | null, response?: PtyResponse): void => {
-      clearTimeout(timer);
+      cancel();
       socket.off('data', onData).off('error', done).off('close', onClose);
       if (err || !response) reject(err ?? new Unavailable('the pty host closed the connection'));
       else resolve({ response, rest: buffered });
@@ -116,7 +131,7 @@ export function readResponse(socket: Socket, timeoutMs: number): Promise<{ respo
       done(null, JSON.parse(line) as PtyResponse);
     };
     const onClose = (): void => done(new Unavailable('the pty host closed the connection before answering'));
-    const timer = setTimeout(() => done(new Unavailable(`the pty host did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const cancel = ioTimeout(timeoutMs, () => done(new Unavailable(`the pty host did not answer within ${timeoutMs} ms`)));
     socket.on('data', onData).on('error', done).on('close', onClose);
   });
 }

@@ -119,16 +119,21 @@ export class PtyDriver implements SessionDriver {
     return (await this.hello()) !== null;
   }
 
-  /** The host's hello, or null when no host answers (a stale socket file is removed). */
-  async hello(): Promise<HelloResult | null> {
+  /**
+   * The host's hello, or null when no host answers; a stale socket file is removed unless
+   * `removeStale` is false (while a host is starting: its file exists a moment before it listens).
+   */
+  async hello(removeStale = true): Promise<HelloResult | null> {
     try {
       return await requestHost<HelloResult>(this.socketPath, { op: 'hello' }, 2_000);
     } catch (err) {
       if (!(err instanceof HostGone)) throw err;
-      try {
-        unlinkSync(this.socketPath);
-      } catch {
-        // no file: nothing stale
+      if (removeStale) {
+        try {
+          unlinkSync(this.socketPath);
+        } catch {
+          // no file: nothing stale
+        }
       }
       return null;
     }
@@ -187,7 +192,7 @@ export class PtyDriver implements SessionDriver {
     host.once('exit', (code, signal) => (failure = `it exited with ${signal ?? `code ${code}`}`));
     host.unref();
     for (const deadline = Date.now() + START_TIMEOUT_MS; Date.now() < deadline && failure === null; ) {
-      if (await this.hello()) return;
+      if (await this.hello(false)) return;
       await sleep(POLL_MS);
     }
     // A host that never answered must not linger as an orphan with the agent in it: end its group.
