@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test, type TestContext } from 'vitest';
 import { Conflict, Unavailable, UsageError } from '../../src/core/errors.js';
 import { attachPty } from '../../src/core/sessions/attach.js';
-import { PtyDriver } from '../../src/core/sessions/pty.js';
+import { PtyDriver, type PtyDriverOptions } from '../../src/core/sessions/pty.js';
 import { fails } from '../helpers/expect.js';
 import { tempDir } from '../helpers/isolation.js';
 
@@ -46,11 +46,11 @@ interface Session {
   waitScreen(pattern: RegExp): Promise<string>;
 }
 
-async function startSession(ctx: TestContext, command: string, env: Record<string, string> = {}): Promise<Session> {
+async function startSession(ctx: TestContext, command: string, env: Record<string, string> = {}, options: Partial<PtyDriverOptions> = {}): Promise<Session> {
   const dir = tempDir(ctx);
   const workdir = join(dir, 'work');
   mkdirSync(workdir);
-  const driver = new PtyDriver(command, { runDir: join(dir, 'run'), owner: { project: 'proj', agent: 'ag' } });
+  const driver = new PtyDriver(command, { runDir: join(dir, 'run'), owner: { project: 'proj', agent: 'ag' }, ...options });
   ctx.onTestFinished(() => driver.stop());
   await driver.start({ command, workdir, env });
   const screen = async (lines?: number): Promise<string> => (await driver.snapshot(lines)).screen;
@@ -123,6 +123,25 @@ describe('pty driver', () => {
     // A new start replaces the exited session.
     await s.driver.start({ command: 'exec sleep 100', workdir: s.workdir, env: {} });
     expect((await s.driver.snapshot()).exited).toBeNull();
+  });
+
+  test('the log rotates: it stays under its size, the previous part kept as .1', async (ctx) => {
+    const s = await startSession(ctx, SHELL, SHELL_ENV, { logMaxBytes: 4_096 });
+    await s.waitScreen(/sos\$ $/);
+    // ~29 kB of numbered lines: the log rotates several times on the way.
+    await s.driver.submit('seq -f "line %05g" 1 2600; echo done-$((6*7))');
+    await s.waitScreen(/^done-42$/m);
+    await until('the log to hold the end', () => readFileSync(s.driver.logPath, 'utf8').includes('done-42'), (x) => x);
+    const current = readFileSync(s.driver.logPath, 'utf8');
+    const previous = readFileSync(`${s.driver.logPath}.1`, 'utf8');
+    expect(statSync(s.driver.logPath).size).toBeLessThanOrEqual(4_096);
+    expect(statSync(`${s.driver.logPath}.1`).size).toBeLessThanOrEqual(4_096);
+    // Older parts are gone; the two kept are the latest output, in order, with nothing lost between them.
+    expect(current + previous).not.toContain('line 00001');
+    const numbers = [...(previous + current).matchAll(/line (\d{5})/g)].map((m) => Number(m[1]));
+    expect(numbers.length).toBeGreaterThan(100);
+    expect(numbers.at(-1)).toBe(2600);
+    expect(numbers.every((n, i) => i === 0 || n === numbers[i - 1]! + 1)).toBe(true);
   });
 
   test('a process killed by a signal reports the signal', async (ctx) => {
@@ -205,6 +224,22 @@ describe('pty driver', () => {
     const driver = new PtyDriver('true', { runDir: join(dir, 'run'), owner: { project: 'p', agent: 'a' }, hostScript });
     ctx.onTestFinished(() => driver.stop());
     await fails(driver.start({ command: 'true', workdir: dir, env: {} }), Unavailable, /did not start: it exited with code 1/);
+  });
+
+  test('a host that fails at start says why, from what it wrote to the log', async (ctx) => {
+    const dir = tempDir(ctx);
+    const hostScript = join(dir, 'failing-host.mjs');
+    // What pty-host-main.ts does when PtyHost.start throws: report to the session log, exit 1.
+    writeFileSync(
+      hostScript,
+      "import { appendFileSync } from 'node:fs';\nconst { logPath } = JSON.parse(process.argv[2]);\nappendFileSync(logPath, '\\n[sos pty host] could not start: posix_spawnp failed.\\n');\nprocess.exit(1);\n",
+    );
+    const driver = new PtyDriver('true', { runDir: join(dir, 'run'), owner: { project: 'p', agent: 'a' }, hostScript });
+    ctx.onTestFinished(() => driver.stop());
+    mkdirSync(join(dir, 'run'));
+    // An earlier session's line in the same log is not taken for this start's reason.
+    writeFileSync(driver.logPath, '[sos pty host] the process exited with code 0\n');
+    await fails(driver.start({ command: 'true', workdir: dir, env: {} }), Unavailable, /it exited with code 1 \(could not start: posix_spawnp failed\.\)$/);
   });
 
   test('a long run directory puts the socket in the temp directory', (ctx) => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stripAnsi } from '../../src/core/lifecycle/ansi.js';
-import { type AgentKind, classify, type LifecycleState } from '../../src/core/lifecycle/classifier.js';
+import { type AgentKind, classify, type LifecycleState, parsePatternOverrides, typedInput } from '../../src/core/lifecycle/classifier.js';
 
 const SCREENS = fileURLToPath(new URL('../../../shared/fixtures/screens/', import.meta.url));
 
@@ -127,6 +127,39 @@ describe('classifier against captured screens', () => {
     const ev = reading.evidence.find((e) => e.detail === 'claude.footer.esc-to-interrupt');
     expect(ev?.signal).toBe('screen.busy');
     expect(ev?.lines?.[0]).toMatch(/^esc to interrupt/);
+  });
+});
+
+describe('the input line, as wake delivery reads it to verify a submission', () => {
+  const PROMPT = "Please upper-case 'hello sos' with echo_upper.";
+  // Typed and not yet submitted, the prompt sits in the input line; once submitted (busy, done)
+  // it is echoed above and the input line no longer holds it, whatever the line below says.
+  const CASES: [dir: string, kind: AgentKind, typed: string, clear: string[]][] = [
+    ['claude-code', 'claude', 'typed', ['idle', 'busy', 'busy-tool', 'done']],
+    ['codex', 'codex', 'typed', ['idle', 'busy', 'busy-tool', 'done', 'done-after-permission']],
+    ['gemini', 'gemini', 'typed', ['idle', 'busy', 'busy-tool', 'done', 'done-after-permission']],
+  ];
+  for (const [dir, kind, typed, clear] of CASES) {
+    it(`${dir}: finds the typed prompt in the input line, and not after it was submitted`, () => {
+      for (const suffix of ['.txt', '.ansi.txt']) {
+        const read = (name: string) => typedInput(kind, readFileSync(join(SCREENS, dir, `${name}${suffix}`), 'utf8'));
+        expect(read(typed)?.text, `${typed}${suffix}`).toBe(PROMPT);
+        // The footer below the input box does not hold the prompt: the last line alone cannot tell.
+        expect(stripAnsi(readFileSync(join(SCREENS, dir, `${typed}${suffix}`), 'utf8')).trimEnd().split('\n').pop()).not.toContain(PROMPT);
+        for (const name of clear) {
+          const input = read(name);
+          expect(input, `${name}${suffix}`).not.toBeNull();
+          expect(input!.text, `${name}${suffix}`).not.toContain(PROMPT);
+        }
+      }
+    });
+  }
+
+  it('a shell has no input rule (the last line is its input line); overrides can give one', () => {
+    expect(typedInput('shell', 'sos$ echo hi\nhi\nsos$ ')).toBeNull();
+    const overrides = parsePatternOverrides({ input: [{ id: 'mine', pattern: '^>>> ', where: 'last' }] });
+    expect(typedInput('shell', '>>> 1+1\n2\n>>> print(3)', overrides)).toEqual({ id: 'mine', text: 'print(3)' });
+    expect(() => parsePatternOverrides({ input: [{ id: 'bad', pattern: '(' }] })).toThrow(/input\[0\]/);
   });
 });
 

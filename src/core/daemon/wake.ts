@@ -2,7 +2,7 @@ import type { Caller } from '../auth/caller.js';
 import { streamsFrom } from '../bus/service.js';
 import type { Envelope, InboxItem } from '../bus/types.js';
 import { listSquads } from '../identity/squads.js';
-import type { LifecycleState } from '../lifecycle/classifier.js';
+import { type LifecycleState, type PatternSet, typedInput } from '../lifecycle/classifier.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
 import { readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
@@ -56,11 +56,20 @@ export function wakeLine(messages: Envelope[]): string {
   return sessionLine(`[sos] ${messages.length} new messages from ${senders.join(', ')}; latest from ${newest.from}: ${preview} (sos inbox to read them)`);
 }
 
-const lastLine = (screen: string) =>
-  screen
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .pop() ?? '';
+/**
+ * What sits typed at the agent's prompt: its kind's input line (claude, codex and gemini draw a
+ * footer below it), else the last non-empty line (a shell, a plain program).
+ */
+function inputText(agent: Agent, screen: string): string {
+  const input = typedInput(agent.kind, screen, (agent.patterns ?? undefined) as Partial<PatternSet> | undefined);
+  if (input) return input.text;
+  return (
+    screen
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .pop() ?? ''
+  );
+}
 
 export class WakeDelivery {
   private readonly lastInjection = new Map<string, number>();
@@ -100,7 +109,7 @@ export class WakeDelivery {
       try {
         const driver = await this.ctx.openDriver(agent);
         const snap = await driver.snapshot(50);
-        if (snap.exists && !snap.exited && lastLine(snap.screen).includes('[sos] ')) {
+        if (snap.exists && !snap.exited && inputText(agent, snap.screen).includes('[sos] ')) {
           await driver.submit('');
           submitted.push(`${project}/${name}`);
         }
@@ -255,14 +264,14 @@ export class WakeDelivery {
 
   /**
    * Submitted when the screen changed and either the agent went busy or the line no longer sits
-   * on the last (input) line.
+   * in its input line: a line typed and never submitted stays there, and reads as not submitted.
    */
   private async verify(agent: Agent, driver: SessionDriver, before: SessionSnapshot, line: string): Promise<boolean> {
     const fragment = line.slice(0, 40);
     const deadline = Date.now() + this.options.verifyMs;
     for (;;) {
       const snap = await driver.snapshot(50);
-      if (snap.hash !== before.hash && (!lastLine(snap.screen).includes(fragment) || readSession(agent, snap).state === 'busy')) return true;
+      if (snap.hash !== before.hash && (!inputText(agent, snap.screen).includes(fragment) || readSession(agent, snap).state === 'busy')) return true;
       if (Date.now() >= deadline) return false;
       await abortableSleep(50);
     }

@@ -53,7 +53,16 @@ export interface PatternSpec {
 export const PATTERN_GROUPS = ['busy', 'idle', 'waiting', 'login', 'quota', 'compacted', 'crash'] as const;
 export type PatternGroup = (typeof PATTERN_GROUPS)[number];
 
-export type PatternSet = Record<PatternGroup, PatternSpec[]>;
+/**
+ * Besides the state groups, a set may say where the agent's input line is (`input`): the last
+ * line in a pattern's region that it matches is the input line, and what follows the match is
+ * what sits typed in it. Wake delivery reads it to tell a submitted line from one still typed.
+ */
+export const INPUT_GROUP = 'input';
+const ALL_GROUPS = [...PATTERN_GROUPS, INPUT_GROUP] as const;
+type AnyGroup = (typeof ALL_GROUPS)[number];
+
+export type PatternSet = Record<PatternGroup, PatternSpec[]> & { input?: PatternSpec[] };
 
 export interface Evidence {
   signal: string;
@@ -99,7 +108,7 @@ interface CompiledPattern {
   where: PatternWhere;
   confidence: number;
 }
-type CompiledSet = Record<PatternGroup, CompiledPattern[]>;
+type CompiledSet = Record<AnyGroup, CompiledPattern[]>;
 
 const DEFAULT_CONFIDENCE = 0.7;
 
@@ -116,7 +125,7 @@ function compilePattern(spec: PatternSpec): CompiledPattern {
 
 function readSet(data: Record<string, unknown>): PatternSet {
   const set = {} as PatternSet;
-  for (const group of PATTERN_GROUPS) {
+  for (const group of ALL_GROUPS) {
     const specs = data[group];
     set[group] = Array.isArray(specs) ? (specs as PatternSpec[]) : [];
   }
@@ -125,7 +134,7 @@ function readSet(data: Record<string, unknown>): PatternSet {
 
 function compileSet(set: PatternSet): CompiledSet {
   const out = {} as CompiledSet;
-  for (const group of PATTERN_GROUPS) out[group] = set[group].map(compilePattern);
+  for (const group of ALL_GROUPS) out[group] = (set[group] ?? []).map(compilePattern);
   return out;
 }
 
@@ -153,14 +162,14 @@ const WHERES: readonly PatternWhere[] = ['footer', 'tail', 'last', 'screen', 'ti
  * pattern that compiles for each entry, a known `where`, a confidence in [0, 1].
  */
 export function parsePatternOverrides(data: unknown, source = 'patterns'): Partial<PatternSet> {
-  const bad = (why: string) => new UsageError(`invalid ${source}: ${why}`, { hint: `groups: ${PATTERN_GROUPS.join(', ')}; entries: {id, pattern, flags?, where?, confidence?}` });
+  const bad = (why: string) => new UsageError(`invalid ${source}: ${why}`, { hint: `groups: ${ALL_GROUPS.join(', ')}; entries: {id, pattern, flags?, where?, confidence?}` });
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('expected a JSON object of pattern groups');
   const out: Partial<PatternSet> = {};
   for (const [group, specs] of Object.entries(data)) {
     if (group.startsWith('$') || group === 'comment' || group === 'notes' || group === 'kind') continue; // documentation keys
-    if (!(PATTERN_GROUPS as readonly string[]).includes(group)) throw bad(`unknown group ${JSON.stringify(group)}`);
+    if (!(ALL_GROUPS as readonly string[]).includes(group)) throw bad(`unknown group ${JSON.stringify(group)}`);
     if (!Array.isArray(specs)) throw bad(`group ${group} must be an array`);
-    out[group as PatternGroup] = specs.map((spec: unknown, i): PatternSpec => {
+    out[group as AnyGroup] = specs.map((spec: unknown, i): PatternSpec => {
       const at = `${group}[${i}]`;
       if (typeof spec !== 'object' || spec === null) throw bad(`${at} must be an object`);
       const { id, pattern, flags, where, confidence } = spec as Record<string, unknown>;
@@ -192,7 +201,7 @@ function patternsFor(kind: AgentKind, overrides: Partial<PatternSet> | undefined
   let compiled = overrideCache.get(overrides);
   if (!compiled) {
     compiled = {};
-    for (const group of PATTERN_GROUPS) {
+    for (const group of ALL_GROUPS) {
       const specs = overrides[group];
       if (specs) compiled[group] = specs.map(compilePattern);
     }
@@ -319,6 +328,31 @@ function classifyScreen(matches: Match[]): Reading | null {
   return null;
 }
 
+/** The screen's non-empty lines, ANSI escapes and trailing blanks removed. */
+function screenLines(screen: string): string[] {
+  return stripAnsi(screen)
+    .split('\n')
+    .map((l) => l.replace(/\s+$/u, ''))
+    .filter((l) => l.trim() !== '');
+}
+
+/**
+ * What sits typed in the agent's input line, by the kind's `input` patterns (or the agent's
+ * override): null when the set has no input rule or no line matches it, so the caller falls back
+ * to the last line.
+ */
+export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): { id: string; text: string } | null {
+  const lines = screenLines(screen);
+  for (const pattern of patternsFor(kind, overrides).input) {
+    const region = regionLines(pattern.where, lines, '');
+    for (let i = region.length - 1; i >= 0; i--) {
+      const m = pattern.re.exec(region[i]!);
+      if (m) return { id: pattern.id, text: region[i]!.slice(m.index + m[0].length).trim() };
+    }
+  }
+  return null;
+}
+
 export function classify(input: ClassifyInput): Reading {
   const evidence: Evidence[] = [];
 
@@ -334,10 +368,7 @@ export function classify(input: ClassifyInput): Reading {
     };
   }
 
-  const lines = stripAnsi(input.screen)
-    .split('\n')
-    .map((l) => l.replace(/\s+$/u, ''))
-    .filter((l) => l.trim() !== '');
+  const lines = screenLines(input.screen);
   const title = stripAnsi(input.title ?? '').trim();
   const matches = matchAll(patternsFor(input.kind, input.overrides), lines, title);
   const screenReading = classifyScreen(matches);

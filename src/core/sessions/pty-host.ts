@@ -1,4 +1,4 @@
-import { chmodSync, createWriteStream, existsSync, readlinkSync, unlinkSync, type WriteStream } from 'node:fs';
+import { chmodSync, existsSync, readlinkSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import xterm, { type Terminal } from '@xterm/headless';
@@ -14,6 +14,7 @@ import {
   type PtyResponse,
   type SnapshotResult,
 } from './pty-protocol.js';
+import { RotatingLog } from './rotating-log.js';
 
 /**
  * The pty host: one agent process on a pseudo-terminal, rendered by a headless xterm, served on a
@@ -33,9 +34,12 @@ export interface PtyHostOptions {
   rows?: number;
   /** How long the host stays up after the child exits (default 10 minutes). */
   lingerMs?: number;
+  /** The log rotates to `<log>.1` past this size (default 8 MiB). */
+  logMaxBytes?: number;
 }
 
 const RING_BYTES = 64 * 1024;
+const DEFAULT_LOG_MAX_BYTES = 8 * 1024 * 1024;
 /** Agent TUIs take a newline inside a paste as text, so Enter is a separate, later write. */
 const ENTER_DELAY_MS = 30;
 /** Interactive shells ignore SIGTERM; a hangup (what closing a terminal sends) ends them. */
@@ -94,7 +98,7 @@ export class PtyHost {
     private readonly options: PtyHostOptions,
     private readonly child: IPty,
     private readonly term: Terminal,
-    private readonly log: WriteStream,
+    private readonly log: RotatingLog,
   ) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
     this.server = createServer((socket) => this.onConnection(socket));
@@ -117,7 +121,7 @@ export class PtyHost {
     const cols = options.cols ?? 120;
     const rows = options.rows ?? 40;
     const term = new xterm.Terminal({ cols, rows, allowProposedApi: true, scrollback: 1_000 });
-    const log = createWriteStream(options.logPath, { flags: 'a', mode: 0o600 });
+    const log = new RotatingLog(options.logPath, options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES);
     const child = pty.spawn('/bin/sh', ['-c', options.command], {
       // Our renderer is an xterm, whatever TERM the starting process had (a daemon may have none).
       name: 'xterm-256color',
@@ -334,7 +338,7 @@ export class PtyHost {
       // already removed by the server's close
     }
     this.term.dispose();
-    await new Promise<void>((resolve) => this.log.end(resolve));
+    await this.log.end();
     this.markClosed();
   }
 

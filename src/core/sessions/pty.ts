@@ -21,6 +21,8 @@ export interface PtyDriverOptions {
   hostScript?: string;
   cols?: number;
   rows?: number;
+  /** Passed to the host: its log rotates past this size (default 8 MiB). */
+  logMaxBytes?: number;
 }
 
 /** sun_path holds 108 bytes on Linux and 104 on macOS; stay clear of both. */
@@ -179,6 +181,7 @@ export class PtyDriver implements SessionDriver {
       logPath: this.logPath,
       ...(this.options.cols === undefined ? {} : { cols: this.options.cols }),
       ...(this.options.rows === undefined ? {} : { rows: this.options.rows }),
+      ...(this.options.logMaxBytes === undefined ? {} : { logMaxBytes: this.options.logMaxBytes }),
     };
     const logFrom = statSync(this.logPath, { throwIfNoEntry: false })?.size ?? 0;
     const host = spawn(process.execPath, [script, JSON.stringify(config)], {
