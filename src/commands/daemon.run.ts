@@ -121,7 +121,7 @@ export function metrics(inv: Invocation): Promise<Output> {
     const { pendingAcks } = await import('../core/bus/service.js');
     const { requireProject } = await import('../core/identity/projects.js');
     await requireProject(life.store, caller.project);
-    const counters = await life.store.tasks.counters(caller.project);
+    const counters = await life.store.counters.all(caller.project);
     const lifecycle = await life.repo.counters(caller.project);
     const overdue = (await pendingAcks(ctx, caller, { overdue: true })).length;
     const held = await life.store.sql.one<{ n: number }>("SELECT COUNT(*) AS n FROM wake_deliveries WHERE project = $1 AND state = 'held'", [caller.project]);

@@ -244,6 +244,17 @@ describe.each(ADAPTERS)('Store conformance: $name', (adapter) => {
       expect(await store.security.count()).toEqual({ cross_project: 2, bad_token: 1, forbidden: 0 });
     });
 
+    it('keeps named counters per project, adding concurrent increments without loss', async (ctx) => {
+      const store = await adapter.open(ctx);
+      await seed(store);
+      expect(await store.counters.all('acme')).toEqual({});
+      await Promise.all(Array.from({ length: 20 }, () => store.counters.add('acme', 'leases_renewed')));
+      await store.counters.add('acme', 'messages_held', 3);
+      await store.counters.add('beta', 'leases_renewed', 5);
+      expect(await store.counters.all('acme')).toEqual({ leases_renewed: 20, messages_held: 3 });
+      expect(await store.counters.all('beta')).toEqual({ leases_renewed: 5 });
+    });
+
     it('declares its capabilities', async (ctx) => {
       const store = await adapter.open(ctx);
       expect(store.capabilities.dialect).toBe(adapter.name);

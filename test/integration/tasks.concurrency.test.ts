@@ -46,7 +46,7 @@ describe.each(TASK_ADAPTERS)('task claims across processes: $name', (adapter) =>
       const remaining = await w.store.tasks.list(w.project, { statuses: ['queued', 'claimed', 'in_progress'] }, Date.now());
       expect(remaining).toEqual([]);
       expect((await w.store.tasks.list(w.project, { statuses: ['done'], limit: 10_000 }, Date.now())).length).toBe(TASKS);
-      expect(await w.store.tasks.counters(w.project)).not.toHaveProperty('duplicate_claims_refused');
+      expect(await w.store.counters.all(w.project)).not.toHaveProperty('duplicate_claims_refused');
       // Each task has exactly one claim in its history.
       const sample = done.slice(0, 50);
       for (const id of sample) expect((await w.store.tasks.events(w.project, id)).filter((e) => e.event === 'claimed')).toHaveLength(1);

@@ -175,7 +175,6 @@ export class Daemon {
 
     const wake = new WakeDelivery(
       base,
-      { count: (project, name, by) => store.tasks.count(project, name, by) },
       { cooldownMs: 5_000, verifyMs: 1_500, ...this.options.wake },
       exclusive,
     );
@@ -270,7 +269,7 @@ export class Daemon {
         if (!active || task.leaseUntil - now > task.leaseMs / 2) continue;
         try {
           await heartbeatTask({ store: life.store, bus: life.bus, maxTextBytes: life.maxTextBytes }, operator(project), { id, fence: task.attempt });
-          await life.store.tasks.count(project, 'leases_renewed');
+          await life.store.counters.add(project, 'leases_renewed');
         } catch (err) {
           this.log({ event: 'lease_renew_failed', project, agent: r.agent, task: id, error: String(err) });
         }

@@ -29,10 +29,6 @@ export interface WakeOptions {
   verifyMs: number;
 }
 
-export interface WakeCounters {
-  count(project: string, name: string, by?: number): Promise<void>;
-}
-
 export interface DeliveryOutcome {
   agent: string;
   messages: string[];
@@ -78,7 +74,6 @@ export class WakeDelivery {
 
   constructor(
     private readonly ctx: LifecycleContext,
-    private readonly counters: WakeCounters,
     private readonly options: WakeOptions,
     /** Serialises everything typed into one session (the lifecycle actions type too). */
     private readonly exclusive: <T>(key: string, fn: () => Promise<T>) => Promise<T>,
@@ -179,7 +174,7 @@ export class WakeDelivery {
       );
       if (lapsed) expired += changed;
     }
-    if (expired > 0) await this.counters.count(agent.project, 'messages_expired', expired);
+    if (expired > 0) await this.ctx.store.counters.add(agent.project, 'messages_expired', expired);
   }
 
   private async hold(agent: Agent, messages: Envelope[], state: LifecycleState): Promise<DeliveryOutcome> {
@@ -192,7 +187,7 @@ export class WakeDelivery {
         [agent.project, m.id, agent.name, `held: ${state}`, now],
       );
     }
-    if (fresh > 0) await this.counters.count(agent.project, 'messages_held', fresh);
+    if (fresh > 0) await this.ctx.store.counters.add(agent.project, 'messages_held', fresh);
     this.holding.add(this.key(agent));
     return { agent: agent.name, messages: messages.map((m) => m.id), result: 'held' };
   }
@@ -257,7 +252,7 @@ export class WakeDelivery {
       ]);
       if (submitted) await this.ctx.bus.setState(agent.project, id, agent.name, 'delivered', at);
     }
-    await this.counters.count(agent.project, submitted ? 'messages_delivered' : 'messages_failed', ids.length);
+    await this.ctx.store.counters.add(agent.project, submitted ? 'messages_delivered' : 'messages_failed', ids.length);
     this.holding.delete(this.key(agent));
     return { agent: agent.name, messages: ids, result: submitted ? 'delivered' : 'failed', line };
   }

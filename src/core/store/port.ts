@@ -74,6 +74,14 @@ export interface Store {
   };
   /** Tasks and their claim engine (every Store is SQL; the claim statement is per dialect). */
   readonly tasks: SqlTaskRepo;
+  /**
+   * Named per-project counters that only go up (`sos metrics`): duplicate claims refused, stale
+   * fences, leases renewed and expired, wake deliveries…
+   */
+  counters: {
+    add(project: string, name: string, by?: number): Promise<void>;
+    all(project: string): Promise<Record<string, number>>;
+  };
   security: {
     record(event: SecurityEvent): Promise<void>;
     count(project?: string): Promise<Record<SecurityEvent['kind'], number>>;

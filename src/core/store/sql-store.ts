@@ -504,6 +504,22 @@ export class SqlStore implements Store {
     };
   }
 
+  readonly counters: Store['counters'] = {
+    add: (project, name, by = 1) =>
+      guarded(async () => {
+        await this.db.run(
+          `INSERT INTO counters (project, name, value) VALUES ($1, $2, $3)
+           ON CONFLICT (project, name) DO UPDATE SET value = counters.value + excluded.value`,
+          [project, name, by],
+        );
+      }),
+    all: (project) =>
+      guarded(async () => {
+        const rows = await this.db.all<{ name: string; value: number }>('SELECT name, value FROM counters WHERE project = $1 ORDER BY name', [project]);
+        return Object.fromEntries(rows.map((r) => [r.name, Number(r.value)]));
+      }),
+  };
+
   readonly security: Store['security'] = {
     record: (event: SecurityEvent) =>
       guarded(async () => {

@@ -325,7 +325,7 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
 async function explainUnclaimable(ctx: TaskContext, caller: Caller, agent: string, id: string): Promise<never> {
   const task = await getTask(ctx, caller, id);
   if (HELD.includes(task.status) || task.status === 'review') {
-    await ctx.store.tasks.count(caller.project, 'duplicate_claims_refused');
+    await ctx.store.counters.add(caller.project, 'duplicate_claims_refused');
     throw new Conflict(`task ${id} is ${task.status} by ${task.claimant}; it cannot be claimed twice`);
   }
   if (task.status !== 'queued') throw new Conflict(`task ${id} is ${task.status}, not queued`);
@@ -349,7 +349,7 @@ async function settle(ctx: TaskContext, caller: Caller, id: string, result: Chan
     case 'status':
       throw new Conflict(`cannot ${what} task ${id}: it is ${r.status}`);
     case 'holder':
-      await ctx.store.tasks.count(caller.project, 'stale_fence_refused');
+      await ctx.store.counters.add(caller.project, 'stale_fence_refused');
       throw new Conflict(
         r.claimant === actor(caller)
           ? `cannot ${what} task ${id}: your fence is stale (the task is at attempt ${r.attempt} now)`
@@ -687,7 +687,7 @@ export async function sweepTasks(ctx: TaskContext, caller: Caller): Promise<Task
       at,
     );
     if (!result.ok) continue; // renewed or finished meanwhile
-    await ctx.store.tasks.count(caller.project, 'leases_expired');
+    await ctx.store.counters.add(caller.project, 'leases_expired');
     if (exhausted) {
       report.dead.push({ id: task.id, attempt: task.attempt, blocked: result.blocked });
       await publish(ctx, caller, 'dead', result.task, { blocked: result.blocked });
@@ -700,6 +700,6 @@ export async function sweepTasks(ctx: TaskContext, caller: Caller): Promise<Task
 }
 
 export async function taskCounters(ctx: TaskContext, caller: Caller): Promise<Record<string, number>> {
-  return ctx.store.tasks.counters(caller.project);
+  return ctx.store.counters.all(caller.project);
 }
 

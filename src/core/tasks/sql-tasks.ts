@@ -507,17 +507,4 @@ export class SqlTaskRepo {
     const tasks = await this.arrays(this.db, rows);
     return tasks.map((t, i) => ({ ...t, unblocks: Number(rows[i]!.unblocks) }));
   }
-
-  async count(project: string, name: string, by = 1): Promise<void> {
-    await this.db.run(
-      `INSERT INTO counters (project, name, value) VALUES ($1, $2, $3)
-       ON CONFLICT (project, name) DO UPDATE SET value = counters.value + excluded.value`,
-      [project, name, by],
-    );
-  }
-
-  async counters(project: string): Promise<Record<string, number>> {
-    const rows = await this.db.all<{ name: string; value: number }>('SELECT name, value FROM counters WHERE project = $1 ORDER BY name', [project]);
-    return Object.fromEntries(rows.map((r) => [r.name, Number(r.value)]));
-  }
 }
