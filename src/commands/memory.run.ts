@@ -1,7 +1,7 @@
 import { UsageError } from '../core/errors.js';
 import { contextPack, forget, listEngrams, recall, reindex, remember, showEngram } from '../core/memory/service.js';
 import type { Engram } from '../core/memory/types.js';
-import { parseDuration } from '../core/time.js';
+import { parseMoment } from '../core/time.js';
 import { int, opt, readStdin, str, strings } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -34,13 +34,7 @@ const short = (text: string, n = 100) => {
 
 /** `7d`, `2h` (ago) or a date. */
 function since(value: unknown): number | undefined {
-  if (typeof value !== 'string') return undefined;
-  if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
-    const t = Date.parse(value);
-    if (Number.isNaN(t)) throw new UsageError(`invalid --since ${JSON.stringify(value)}`);
-    return t;
-  }
-  return Date.now() - parseDuration(value, '--since');
+  return typeof value === 'string' ? parseMoment(value, '--since', Date.now(), 'ago') : undefined;
 }
 
 

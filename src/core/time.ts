@@ -24,3 +24,17 @@ export function parseDuration(text: string, what = 'duration'): number {
   if (!Number.isFinite(ms) || ms <= 0) throw new UsageError(`invalid ${what} ${JSON.stringify(text)}: must be positive`);
   return Math.round(ms);
 }
+
+/**
+ * A moment given as a duration from `now` (`2h`: ahead for `--until`, ago for `--since`) or as a
+ * date-time (`2026-11-21T17:00`, `2026-11-21`).
+ */
+export function parseMoment(text: string, what: string, now: number, direction: 'ahead' | 'ago'): number {
+  if (/^\d+(\.\d+)?(ms|s|m|h|d)?$/.test(text.trim())) {
+    const ms = parseDuration(text, what);
+    return direction === 'ahead' ? now + ms : now - ms;
+  }
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) throw new UsageError(`invalid ${what} ${JSON.stringify(text)}: use a duration (2h) or a date-time (2026-11-21T17:00)`);
+  return at;
+}

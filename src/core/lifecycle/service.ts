@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { getAgent, listAgents } from '../identity/agents.js';
 import { listSquads } from '../identity/squads.js';
 import { assertName } from '../names.js';
-import { parseDuration } from '../time.js';
+import { parseMoment } from '../time.js';
 import { runAction } from './actions.js';
 import { hookState, type LifecycleState } from './classifier.js';
 import { type LifecycleContext, nowOf } from './context.js';
@@ -82,9 +82,7 @@ export async function reportHook(
 
 /** `--until`: a duration from now (`2h`) or a date-time (`2026-11-21T17:00`). */
 export function parseUntil(text: string, now: number): number {
-  if (/^\d+(\.\d+)?(ms|s|m|h|d)?$/.test(text.trim())) return now + parseDuration(text, '--until');
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) throw new UsageError(`invalid --until ${JSON.stringify(text)}: use a duration (2h) or a date-time (2026-11-21T17:00)`);
+  const at = parseMoment(text, '--until', now, 'ahead');
   if (at <= now) throw new UsageError(`--until ${text} is in the past`);
   return at;
 }
