@@ -155,6 +155,17 @@ describe('the input line, as wake delivery reads it to verify a submission', () 
     });
   }
 
+  it('an empty input line showing its placeholder holds nothing typed', () => {
+    for (const suffix of ['.txt', '.ansi.txt']) {
+      const idle = (dir: string) => readFileSync(join(SCREENS, dir, `idle${suffix}`), 'utf8');
+      expect(typedInput('codex', idle('codex'))).toEqual({ id: 'codex.input.composer', text: '', placeholder: 'codex.placeholder.ask' });
+      expect(typedInput('gemini', idle('gemini'))).toEqual({ id: 'gemini.input.box', text: '', placeholder: 'gemini.placeholder.type' });
+      expect(typedInput('claude', idle('claude-code'))).toEqual({ id: 'claude.input.box', text: '' });
+    }
+    // Words a human typed are not a placeholder.
+    expect(typedInput('codex', '› Ask Codex to do anything else\n  gpt · ~/p')?.text).toBe('Ask Codex to do anything else');
+  });
+
   it('a shell has no input rule (the last line is its input line); overrides can give one', () => {
     expect(typedInput('shell', 'sos$ echo hi\nhi\nsos$ ')).toBeNull();
     const overrides = parsePatternOverrides({ input: [{ id: 'mine', pattern: '^>>> ', where: 'last' }] });

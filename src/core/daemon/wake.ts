@@ -2,7 +2,7 @@ import type { Caller } from '../auth/caller.js';
 import { streamsFrom } from '../bus/service.js';
 import type { Envelope, InboxItem } from '../bus/types.js';
 import { listSquads } from '../identity/squads.js';
-import { type LifecycleState, type PatternSet, typedInput } from '../lifecycle/classifier.js';
+import { type PatternSet, typedInput } from '../lifecycle/classifier.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
 import { readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
@@ -34,6 +34,9 @@ export interface DeliveryOutcome {
   messages: string[];
   result: 'delivered' | 'failed' | 'held' | 'cooldown';
   line?: string;
+  /** Held: why, and which messages were newly held by this pass. */
+  reason?: string;
+  newlyHeld?: string[];
 }
 
 /** `[sos] from kasra: deploy fixed`, or a digest when several wait. */
@@ -65,6 +68,17 @@ function inputText(agent: Agent, screen: string): string {
       .filter((l) => l.trim() !== '')
       .pop() ?? ''
   );
+}
+
+/**
+ * Why a line must not be typed now although the agent reads idle: its input line (where the kind
+ * says where it is) already holds text, an earlier wake line that did not go through or a
+ * human's half-typed words; typing would join ours to it. Null when the input is empty.
+ */
+function inputBusy(agent: Agent, screen: string): string | null {
+  const input = typedInput(agent.kind, screen, (agent.patterns ?? undefined) as Partial<PatternSet> | undefined);
+  if (!input || input.text === '') return null;
+  return input.text.includes('[sos] ') ? 'an earlier wake line sits unsent in its input' : 'text is typed in its input';
 }
 
 export class WakeDelivery {
@@ -177,19 +191,20 @@ export class WakeDelivery {
     if (expired > 0) await this.ctx.store.counters.add(agent.project, 'messages_expired', expired);
   }
 
-  private async hold(agent: Agent, messages: Envelope[], state: LifecycleState): Promise<DeliveryOutcome> {
+  private async hold(agent: Agent, messages: Envelope[], reason: string): Promise<DeliveryOutcome> {
     const now = nowOf(this.ctx);
-    let fresh = 0;
+    const newlyHeld: string[] = [];
     for (const m of messages) {
-      fresh += await this.ctx.store.sql.run(
+      const fresh = await this.ctx.store.sql.run(
         `INSERT INTO wake_deliveries (project, message_id, agent, state, route, held_at, at) VALUES ($1, $2, $3, 'held', $4, $5, $5)
          ON CONFLICT (project, message_id, agent) DO NOTHING`,
-        [agent.project, m.id, agent.name, `held: ${state}`, now],
+        [agent.project, m.id, agent.name, `held: ${reason}`, now],
       );
+      if (fresh > 0) newlyHeld.push(m.id);
     }
-    if (fresh > 0) await this.ctx.store.counters.add(agent.project, 'messages_held', fresh);
+    if (newlyHeld.length > 0) await this.ctx.store.counters.add(agent.project, 'messages_held', newlyHeld.length);
     this.holding.add(this.key(agent));
-    return { agent: agent.name, messages: messages.map((m) => m.id), result: 'held' };
+    return { agent: agent.name, messages: messages.map((m) => m.id), result: 'held', reason, newlyHeld };
   }
 
   private async deliverTo(agent: Agent, squads: { name: string; members: string[] }[]): Promise<DeliveryOutcome | null> {
@@ -203,6 +218,8 @@ export class WakeDelivery {
       const before = await driver.snapshot(50);
       const state = readSession(agent, before).state;
       if (state !== 'idle') return this.hold(agent, messages, state);
+      const typed = inputBusy(agent, before.screen);
+      if (typed) return this.hold(agent, messages, typed);
       const since = nowOf(this.ctx) - (this.lastInjection.get(this.key(agent)) ?? 0);
       if (since < this.options.cooldownMs) {
         this.holding.add(this.key(agent));

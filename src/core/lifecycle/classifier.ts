@@ -59,10 +59,12 @@ export type PatternGroup = (typeof PATTERN_GROUPS)[number];
  * what sits typed in it. Wake delivery reads it to tell a submitted line from one still typed.
  */
 export const INPUT_GROUP = 'input';
-const ALL_GROUPS = [...PATTERN_GROUPS, INPUT_GROUP] as const;
+/** What an empty input line shows instead (`Ask Codex to do anything`): matched against the typed text. */
+export const PLACEHOLDER_GROUP = 'placeholder';
+const ALL_GROUPS = [...PATTERN_GROUPS, INPUT_GROUP, PLACEHOLDER_GROUP] as const;
 type AnyGroup = (typeof ALL_GROUPS)[number];
 
-export type PatternSet = Record<PatternGroup, PatternSpec[]> & { input?: PatternSpec[] };
+export type PatternSet = Record<PatternGroup, PatternSpec[]> & { input?: PatternSpec[]; placeholder?: PatternSpec[] };
 
 export interface Evidence {
   signal: string;
@@ -341,13 +343,18 @@ function screenLines(screen: string): string[] {
  * override): null when the set has no input rule or no line matches it, so the caller falls back
  * to the last line.
  */
-export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): { id: string; text: string } | null {
+export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): { id: string; text: string; placeholder?: string } | null {
   const lines = screenLines(screen);
-  for (const pattern of patternsFor(kind, overrides).input) {
+  const set = patternsFor(kind, overrides);
+  for (const pattern of set.input) {
     const region = regionLines(pattern.where, lines, '');
     for (let i = region.length - 1; i >= 0; i--) {
       const m = pattern.re.exec(region[i]!);
-      if (m) return { id: pattern.id, text: region[i]!.slice(m.index + m[0].length).trim() };
+      if (!m) continue;
+      const text = region[i]!.slice(m.index + m[0].length).trim();
+      // An empty input line showing its placeholder holds nothing typed.
+      const placeholder = set.placeholder.find((p) => p.re.test(text));
+      return placeholder ? { id: pattern.id, text: '', placeholder: placeholder.id } : { id: pattern.id, text };
     }
   }
   return null;
