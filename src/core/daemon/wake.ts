@@ -2,7 +2,7 @@ import type { Caller } from '../auth/caller.js';
 import { streamsFrom } from '../bus/service.js';
 import type { Envelope, InboxItem } from '../bus/types.js';
 import { listSquads } from '../identity/squads.js';
-import { type PatternSet, typedInput } from '../lifecycle/classifier.js';
+import { hasInputRule, type PatternSet, typedInput } from '../lifecycle/classifier.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
 import { readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
@@ -57,11 +57,13 @@ export function wakeLine(messages: Envelope[]): string {
 
 /**
  * What sits typed at the agent's prompt: its kind's input line (claude, codex and gemini draw a
- * footer below it), else the last non-empty line (a shell, a plain program).
+ * footer below it), else the last non-empty line (a shell, a plain program). Null when the kind
+ * has an input rule but no line on screen matches it (a half-drawn frame, a dialog over the box):
+ * nothing can be told from such a screen.
  */
-function inputText(agent: Agent, screen: string): string {
-  const input = typedInput(agent.kind, screen, (agent.patterns ?? undefined) as Partial<PatternSet> | undefined);
-  if (input) return input.text;
+function inputText(agent: Agent, screen: string): string | null {
+  const overrides = (agent.patterns ?? undefined) as Partial<PatternSet> | undefined;
+  if (hasInputRule(agent.kind, overrides)) return typedInput(agent.kind, screen, overrides)?.text ?? null;
   return (
     screen
       .split('\n')
@@ -118,7 +120,7 @@ export class WakeDelivery {
       try {
         const driver = await this.ctx.openDriver(agent);
         const snap = await driver.snapshot(50);
-        if (snap.exists && !snap.exited && inputText(agent, snap.screen).includes('[sos] ')) {
+        if (snap.exists && !snap.exited && inputText(agent, snap.screen)?.includes('[sos] ')) {
           await driver.submit('');
           submitted.push(`${project}/${name}`);
         }
@@ -283,7 +285,8 @@ export class WakeDelivery {
     const deadline = Date.now() + this.options.verifyMs;
     for (;;) {
       const snap = await driver.snapshot(50);
-      if (snap.hash !== before.hash && (!inputText(agent, snap.screen).includes(fragment) || readSession(agent, snap).state === 'busy')) return true;
+      const typed = inputText(agent, snap.screen);
+      if (snap.hash !== before.hash && ((typed !== null && !typed.includes(fragment)) || readSession(agent, snap).state === 'busy')) return true;
       if (Date.now() >= deadline) return false;
       await abortableSleep(50);
     }

@@ -343,6 +343,11 @@ function screenLines(screen: string): string[] {
  * override): null when the set has no input rule or no line matches it, so the caller falls back
  * to the last line.
  */
+/** Whether the kind (or the agent's override) says where its input line is. */
+export function hasInputRule(kind: AgentKind, overrides?: Partial<PatternSet>): boolean {
+  return patternsFor(kind, overrides).input.length > 0;
+}
+
 export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): { id: string; text: string; placeholder?: string } | null {
   const lines = screenLines(screen);
   const set = patternsFor(kind, overrides);
