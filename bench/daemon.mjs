@@ -112,7 +112,7 @@ try {
     raw.push((await waitLine(n, (l) => l === text)) - sent);
   }
   const row = (label, xs) => `${label} p50 ${pct(xs, 50)} ms, p99 ${pct(xs, 99)} ms, max ${Math.max(...xs)} ms`;
-  console.log(`(b) wake-to-injection over ${MESSAGES} messages to ${AGENTS} idle agents (wake poll 100 ms):`);
+  console.log(`(b) wake-to-injection over ${MESSAGES} messages to ${AGENTS} idle agents (SQLite: change counter read every 10 ms between wake passes):`);
   console.log(`    sos: ${row('', wake)}`);
   console.log(`    raw tmux send-keys: ${row('', raw)}`);
   console.log(`    ratio sos/raw: p50 ${(pct(wake, 50) / Math.max(1, pct(raw, 50))).toFixed(1)}×, p99 ${(pct(wake, 99) / Math.max(1, pct(raw, 99))).toFixed(1)}×`);

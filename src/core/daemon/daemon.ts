@@ -8,6 +8,7 @@ import type { SessionDriver } from '../sessions/port.js';
 import { openStore, parseStoreTarget } from '../store/open.js';
 import type { Store } from '../store/port.js';
 import { heartbeatTask, sweepTasks } from '../tasks/service.js';
+import { abortableSleep } from '../time.js';
 import { DaemonLease } from './lock.js';
 import { Loop, type LoopStatus } from './loop.js';
 import { WakeDelivery, type WakeOptions } from './wake.js';
@@ -31,6 +32,8 @@ export interface DaemonIntervals {
 }
 
 export const DEFAULT_INTERVALS: DaemonIntervals = { probeMs: 3_000, wakeMs: 100, sweepMs: 5_000, lockMs: 2_000 };
+/** How often, between wake passes, SQLite's change counter is read. */
+const CHANGE_POLL_MS = 10;
 
 export interface DaemonOptions {
   values: ConfigValues;
@@ -183,9 +186,24 @@ export class Daemon {
 
     const onError = (name: string, err: unknown) => this.log({ event: 'loop_error', loop: name, error: err instanceof Error ? err.message : String(err) });
     const projects = async () => (await store.projects.list()).map((p) => p.slug);
+    // SQLite says cheaply whether another process wrote (one pragma): between passes it is asked
+    // every few milliseconds, so a message sent by `sos send` is picked up at once rather than
+    // at the next interval. Redis and PostgreSQL have no such counter: they wait the interval.
+    const changeCounter = store.sql.changeCounter?.bind(store.sql);
+    const waitForChange = changeCounter
+      ? async (timeoutMs: number, signal: AbortSignal): Promise<boolean> => {
+          const from = await changeCounter();
+          for (const deadline = Date.now() + timeoutMs; Date.now() < deadline && !signal.aborted; ) {
+            await abortableSleep(Math.min(CHANGE_POLL_MS, deadline - Date.now()), signal);
+            if ((await changeCounter()) !== from) return true;
+          }
+          return false;
+        }
+      : undefined;
     const wakeLoop = new Loop({
       name: 'wake',
       intervalMs: intervals.wakeMs,
+      ...(waitForChange ? { waitForWake: waitForChange } : {}),
       onError,
       run: async (signal) => {
         // SQLite tells cheaply whether another process wrote anything: skip the pass when nothing
