@@ -226,8 +226,11 @@ export class Daemon {
       onError,
       run: async () => {
         for (const project of await projects()) {
-          const results = await superviseOnce(life, operator(project), { act: true });
-          for (const r of results) if (r.action) this.log({ event: 'lifecycle_action', project, agent: r.agent, action: r.action.action, outcome: r.action.outcome, detail: r.action.detail });
+          // Each action is logged when it is done (a restart can wait seconds for its agent).
+          const results = await superviseOnce(life, operator(project), {
+            act: true,
+            onAction: (r) => this.log({ event: 'lifecycle_action', project, agent: r.agent, action: r.action!.action, outcome: r.action!.outcome, detail: r.action!.detail }),
+          });
           await this.keepLeasesAndPresence(life, busCtx.presenceTtlMs, project, results);
         }
         wakeLoop.wake(); // an agent may have become idle: held messages can go out now

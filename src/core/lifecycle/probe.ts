@@ -244,7 +244,16 @@ function result(p: Probed, planned: PlannedAction, action?: ActionRecord): Probe
  * the action for each; with `act`, takes them (admin only). The cascade guard looks at the whole
  * pass: the fresh readings of the agents probed, the stored states of the others.
  */
-export async function superviseOnce(ctx: LifecycleContext, caller: Caller, options: { agents?: string[]; act?: boolean } = {}): Promise<ProbeResult[]> {
+export interface SuperviseOptions {
+  /** Only these agents (default: every agent with a session). */
+  agents?: string[];
+  /** Take the planned actions (admin callers only); without it, only plan them. */
+  act?: boolean;
+  /** Called as each agent's action is done, before the next one starts. */
+  onAction?: (result: ProbeResult) => void;
+}
+
+export async function superviseOnce(ctx: LifecycleContext, caller: Caller, options: SuperviseOptions = {}): Promise<ProbeResult[]> {
   if (options.act) await requireAdmin(ctx.store, caller, 'acting on agents');
   const all = await listAgents(ctx.store, caller);
   const byName = new Map(all.map((a) => [a.name, a]));
@@ -269,7 +278,9 @@ export async function superviseOnce(ctx: LifecycleContext, caller: Caller, optio
     const wantsInject = p.record.pendingInject !== null && p.record.state === 'idle';
     if (options.act && isAdmin(caller) && (planned.action !== 'none' || wantsInject)) {
       const action = await runAction(ctx, caller, p.agent, p.record, p.observation, planned);
-      results.push(result(p, planned, action));
+      const done = result(p, planned, action);
+      results.push(done);
+      options.onAction?.(done);
     } else {
       results.push(result(p, planned));
     }
