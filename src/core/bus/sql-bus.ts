@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { SqlError, type SqlDriver, type SqlExecutor } from '../store/sql/driver.js';
+import { nextChange, SqlError, type SqlDriver, type SqlExecutor } from '../store/sql/driver.js';
 import { abortableSleep } from '../time.js';
 import type { AppendResult, Bus, BusCapabilities } from './port.js';
 import {
@@ -335,17 +335,17 @@ export class SqlBus implements Bus {
     try {
       await this.startListening();
       if (checkFirst && (await ready())) return true;
-      let version = this.db.changeCounter ? await this.db.changeCounter() : 0;
-      while (!woken && !inner.signal.aborted && Date.now() < deadline) {
-        await abortableSleep(this.db.changeCounter ? Math.min(POLL_MS, deadline - Date.now()) : deadline - Date.now(), inner.signal);
-        if (woken) break;
-        if (this.db.changeCounter) {
-          const now = await this.db.changeCounter();
-          if (now !== version) {
-            version = now;
-            if (await ready()) return true;
-          }
+      if (this.db.changeCounter) {
+        // SQLite: poll the change counter; a change may be for this reader or for another.
+        const changeCounter = this.db.changeCounter.bind(this.db);
+        for (let version: number | null = await changeCounter(); !woken; ) {
+          version = await nextChange(changeCounter, version, deadline, inner.signal, POLL_MS);
+          if (version === null) break;
+          if (await ready()) return true;
         }
+      } else {
+        // PostgreSQL: NOTIFY (relayed as a local event) aborts the sleep.
+        await abortableSleep(deadline - Date.now(), inner.signal);
       }
       return woken;
     } finally {

@@ -6,9 +6,9 @@ import type { LifecycleContext } from '../lifecycle/context.js';
 import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
 import type { SessionDriver } from '../sessions/port.js';
 import { openStore, parseStoreTarget } from '../store/open.js';
+import { nextChange } from '../store/sql/driver.js';
 import type { Store } from '../store/port.js';
 import { heartbeatTask, sweepTasks } from '../tasks/service.js';
-import { abortableSleep } from '../time.js';
 import { DaemonLease } from './lock.js';
 import { Loop, type LoopStatus } from './loop.js';
 import { WakeDelivery, type WakeOptions } from './wake.js';
@@ -191,14 +191,8 @@ export class Daemon {
     // at the next interval. Redis and PostgreSQL have no such counter: they wait the interval.
     const changeCounter = store.sql.changeCounter?.bind(store.sql);
     const waitForChange = changeCounter
-      ? async (timeoutMs: number, signal: AbortSignal): Promise<boolean> => {
-          const from = await changeCounter();
-          for (const deadline = Date.now() + timeoutMs; Date.now() < deadline && !signal.aborted; ) {
-            await abortableSleep(Math.min(CHANGE_POLL_MS, deadline - Date.now()), signal);
-            if ((await changeCounter()) !== from) return true;
-          }
-          return false;
-        }
+      ? async (timeoutMs: number, signal: AbortSignal): Promise<boolean> =>
+          (await nextChange(changeCounter, await changeCounter(), Date.now() + timeoutMs, signal, CHANGE_POLL_MS)) !== null
       : undefined;
     const wakeLoop = new Loop({
       name: 'wake',

@@ -2,9 +2,8 @@ import type { Caller } from '../auth/caller.js';
 import { streamsFrom } from '../bus/service.js';
 import type { Envelope, InboxItem } from '../bus/types.js';
 import { listSquads } from '../identity/squads.js';
-import { hasInputRule, type PatternSet, typedInput } from '../lifecycle/classifier.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
-import { readSession } from '../lifecycle/read.js';
+import { readInput, readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
 import type { SessionDriver, SessionSnapshot } from '../sessions/port.js';
 import type { Agent } from '../store/types.js';
@@ -62,8 +61,8 @@ export function wakeLine(messages: Envelope[]): string {
  * nothing can be told from such a screen.
  */
 function inputText(agent: Agent, screen: string): string | null {
-  const overrides = (agent.patterns ?? undefined) as Partial<PatternSet> | undefined;
-  if (hasInputRule(agent.kind, overrides)) return typedInput(agent.kind, screen, overrides)?.text ?? null;
+  const input = readInput(agent, screen);
+  if (input !== undefined) return input?.text ?? null;
   return (
     screen
       .split('\n')
@@ -78,7 +77,7 @@ function inputText(agent: Agent, screen: string): string | null {
  * human's half-typed words; typing would join ours to it. Null when the input is empty.
  */
 function inputBusy(agent: Agent, screen: string): string | null {
-  const input = typedInput(agent.kind, screen, (agent.patterns ?? undefined) as Partial<PatternSet> | undefined);
+  const input = readInput(agent, screen);
   if (!input || input.text === '') return null;
   return input.text.includes('[sos] ') ? 'an earlier wake line sits unsent in its input' : 'text is typed in its input';
 }

@@ -338,19 +338,27 @@ function screenLines(screen: string): string[] {
     .filter((l) => l.trim() !== '');
 }
 
-/**
- * What sits typed in the agent's input line, by the kind's `input` patterns (or the agent's
- * override): null when the set has no input rule or no line matches it, so the caller falls back
- * to the last line.
- */
+export interface TypedInput {
+  /** The `input` pattern that found the line. */
+  id: string;
+  /** What sits typed there ('' when empty or showing a placeholder). */
+  text: string;
+  /** The `placeholder` pattern the line showed, if any. */
+  placeholder?: string;
+}
+
 /** Whether the kind (or the agent's override) says where its input line is. */
 export function hasInputRule(kind: AgentKind, overrides?: Partial<PatternSet>): boolean {
   return patternsFor(kind, overrides).input.length > 0;
 }
 
-export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): { id: string; text: string; placeholder?: string } | null {
-  const lines = screenLines(screen);
+/**
+ * What sits typed in the agent's input line, by the kind's `input` patterns (or the agent's
+ * override): null when the set has no input rule or no line on screen matches it.
+ */
+export function typedInput(kind: AgentKind, screen: string, overrides?: Partial<PatternSet>): TypedInput | null {
   const set = patternsFor(kind, overrides);
+  const lines = screenLines(screen);
   for (const pattern of set.input) {
     const region = regionLines(pattern.where, lines, '');
     for (let i = region.length - 1; i >= 0; i--) {

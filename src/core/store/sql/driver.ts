@@ -3,6 +3,7 @@
  * adapts it. Drivers classify database errors into a few kinds so the Store can turn them into the
  * error taxonomy without knowing driver codes.
  */
+import { abortableSleep } from '../../time.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -60,4 +61,24 @@ export function redactUrl(url: string): string {
   } catch {
     return url;
   }
+}
+
+/**
+ * Waits until the driver's change counter moves away from `from` (another connection committed),
+ * reading it every `pollMs`; resolves to the new value, or null at `deadline` or on abort.
+ */
+export async function nextChange(
+  changeCounter: () => Promise<number>,
+  from: number,
+  deadline: number,
+  signal: AbortSignal,
+  pollMs: number,
+): Promise<number | null> {
+  while (!signal.aborted && Date.now() < deadline) {
+    await abortableSleep(Math.min(pollMs, deadline - Date.now()), signal);
+    if (signal.aborted) break;
+    const now = await changeCounter();
+    if (now !== from) return now;
+  }
+  return null;
 }
