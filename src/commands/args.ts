@@ -14,7 +14,7 @@ export function int(v: unknown, flag: string): number | undefined {
   return Number(v);
 }
 
-export const duration = (v: unknown, flag: string): number | undefined => (typeof v === 'string' ? parseDuration(v, flag) : undefined);
+export const duration = (v: unknown, flag: string, max?: number): number | undefined => (typeof v === 'string' ? parseDuration(v, flag, max) : undefined);
 
 /** `{ k: v }` when v is defined, `{}` otherwise (for `exactOptionalPropertyTypes` inputs). */
 export const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } =>

@@ -14,7 +14,7 @@ import {
 } from '../core/bus/service.js';
 import { type Envelope, type InboxItem, targetKey } from '../core/bus/types.js';
 import { UsageError } from '../core/errors.js';
-import { parseDuration } from '../core/time.js';
+import { MAX_WAIT_MS, parseDuration } from '../core/time.js';
 import { readStdin } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -78,7 +78,7 @@ export async function send(inv: Invocation): Promise<Output> {
   const fromStdin = inv.options.stdin === true || inv.options.eachLine === true;
   if (fromStdin && words.length > 0) throw new UsageError('give the text as arguments or with --stdin, not both');
   if (!fromStdin && words.length === 0) throw new UsageError('nothing to send: give the text, or --stdin');
-  const waitMs = typeof inv.options.waitAck === 'string' ? parseDuration(inv.options.waitAck, '--wait-ack') : undefined;
+  const waitMs = typeof inv.options.waitAck === 'string' ? parseDuration(inv.options.waitAck, '--wait-ack', MAX_WAIT_MS) : undefined;
   const base = sendOptions(inv);
   if (inv.options.eachLine === true) {
     if (waitMs !== undefined) throw new UsageError('--wait-ack cannot be combined with --each-line');

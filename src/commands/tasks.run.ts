@@ -23,6 +23,7 @@ import {
   unblockTask,
 } from '../core/tasks/service.js';
 import type { Task, TaskEvent } from '../core/tasks/types.js';
+import { MAX_WAIT_MS } from '../core/time.js';
 import { duration, int, opt, readStdin, str, strings } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -174,7 +175,7 @@ export async function board(inv: Invocation): Promise<Output> {
 
 export async function claim(inv: Invocation): Promise<Output> {
   const o = inv.options;
-  const waitMs = duration(o.wait, '--wait');
+  const waitMs = duration(o.wait, '--wait', MAX_WAIT_MS);
   return withTasks(inv, async ({ tasks, caller }) => {
     const controller = new AbortController();
     const stop = () => controller.abort();

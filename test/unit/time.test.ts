@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
 import { parseUntil } from '../../src/core/lifecycle/service.js';
-import { parseDuration, parseMoment } from '../../src/core/time.js';
+import { checkDuration, isMoment, MAX_DURATION_MS, MAX_MOMENT_MS, MAX_WAIT_MS, parseDuration, parseMoment } from '../../src/core/time.js';
 
 const NOW = Date.parse('2026-11-21T12:00:00Z');
 
@@ -27,5 +27,40 @@ describe('durations and moments (--lease, --since, --until)', () => {
   it('--until refuses a moment in the past', () => {
     expect(parseUntil('30m', NOW)).toBe(NOW + 1_800_000);
     expect(() => parseUntil('2026-11-21T11:00:00Z', NOW)).toThrow(/in the past/);
+  });
+});
+
+describe('bounds: every duration and moment has a documented maximum', () => {
+  it('refuses durations past their maximum, at the maximum accepted', () => {
+    expect(parseDuration('366d', '--expires')).toBe(MAX_DURATION_MS);
+    expect(() => parseDuration('367d', '--expires')).toThrow(/invalid --expires "367d": at most 366d/);
+    expect(() => parseDuration('99999999999999d', '--expires')).toThrow(/at most 366d/);
+    expect(() => parseDuration('1e400', '--expires')).toThrow(UsageError);
+    expect(parseDuration('24h', '--wait-ack', MAX_WAIT_MS)).toBe(MAX_WAIT_MS);
+    expect(() => parseDuration('25h', '--wait-ack', MAX_WAIT_MS)).toThrow(/at most 1d/);
+    expect(() => parseDuration('0.0001ms')).toThrow(/must be positive/);
+  });
+
+  it('refuses moments no date can hold, and quotes long input cut short', () => {
+    expect(() => parseMoment('100000000000000000000h', '--until', NOW, 'ahead')).toThrow(/at most 366d/);
+    expect(() => parseMoment('+275760-09-13T00:00:00Z', '--until', NOW, 'ahead')).toThrow(/between 1970 and 9999/);
+    expect(parseMoment('9999-12-31T23:59:59Z', '--until', NOW, 'ahead')).toBeLessThanOrEqual(MAX_MOMENT_MS);
+    const long = 'x'.repeat(5_000_000);
+    let message = '';
+    try {
+      parseDuration(long, '--lease');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message.length).toBeLessThan(200);
+  });
+
+  it('checkDuration bounds numbers from MCP and config the same way', () => {
+    expect(checkDuration(5_000, 'lease_seconds')).toBe(5_000);
+    expect(() => checkDuration(Number.POSITIVE_INFINITY, 'lease_seconds')).toThrow(/positive/);
+    expect(() => checkDuration(MAX_DURATION_MS + 1, 'lease_seconds')).toThrow(/at most 366d/);
+    expect(isMoment(Date.now())).toBe(true);
+    expect(isMoment(1e300)).toBe(false);
+    expect(isMoment(Number.NaN)).toBe(false);
   });
 });
