@@ -63,7 +63,7 @@ try {
   run(['init', '-q']);
   run(['agents', 'add', 'boss', '--role', 'coordinator', '-q']);
   for (const n of names) {
-    run(['agents', 'add', n, '--session', `tmux:${n}`, '--tmux-socket', socket, '--start-cmd', `node ${FAKE} --log ${logOf(n)}`, '--workdir', dir, '--patterns', PATTERNS, '-q']);
+    run(['agents', 'add', n, '--session', `tmux:${n}`, '--tmux-socket', socket, '--start-cmd', `node ${FAKE} --log ${logOf(n)}`, '--workdir', dir, '--patterns', PATTERNS, '--wake', 'text', '-q']);
   }
   daemon = spawn(process.execPath, [BIN, 'daemon', '--wake-cooldown', '1s'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let errLog = '';

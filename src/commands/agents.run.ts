@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { type AgentChanges, addAgent, getAgent, listAgents, removeAgent, updateAgent } from '../core/identity/agents.js';
 import { UsageError } from '../core/errors.js';
 import { listSquads } from '../core/identity/squads.js';
-import type { Agent } from '../core/store/types.js';
+import { type Agent, wakeModeOf } from '../core/store/types.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withSession } from './session.js';
@@ -21,6 +21,8 @@ export const agentView = (a: Agent) => ({
   policy: a.policy,
   tmuxSocket: a.tmuxSocket,
   patterns: a.patterns,
+  wake: wakeModeOf(a),
+  wakeDefault: a.wake === null,
   createdAt: iso(a.createdAt),
   updatedAt: iso(a.updatedAt),
 });
@@ -67,6 +69,8 @@ async function lifecycleInput(inv: Invocation): Promise<Omit<AgentChanges, 'sess
   if (typeof o.policy === 'string') out.policy = o.policy;
   if (typeof o.tmuxSocket === 'string') out.tmuxSocket = resolve(inv.cwd, o.tmuxSocket);
   if (typeof o.patterns === 'string') out.patterns = await readPatterns(inv, o.patterns);
+  if (typeof o.wake === 'string') out.wake = o.wake === 'default' ? null : o.wake;
+  if (o.iUnderstandShell === true) out.shellTextAllowed = true;
   return out;
 }
 
@@ -123,6 +127,7 @@ export function show(inv: Invocation): Promise<Output> {
         ['policy', agent.policy],
         ['tmux socket', agent.tmuxSocket],
         ['patterns', agent.patterns ? Object.keys(agent.patterns).join(', ') : null],
+        ['wake', `${wakeModeOf(agent)}${agent.wake === null ? ` (default for ${agent.kind})` : ''}`],
         ['squads', squads.join(', ')],
         ['created', iso(agent.createdAt)],
       ]),

@@ -10,6 +10,12 @@ const lifecycleOptions = [
   { flags: '--policy <policy>', summary: 'warm: restart when dead; cold: park when dead with no claimed work', choices: ['warm', 'cold'] },
   { flags: '--tmux-socket <path>', summary: 'tmux server socket (tmux -S) for a tmux: session', complete: 'files' },
   { flags: '--patterns <file>', summary: 'JSON pattern groups replacing its kind’s defaults (see README)', complete: 'files' },
+  {
+    flags: '--wake <mode>',
+    summary: 'what a new message types into its session: text (first line), notify (a fixed line), off, or default (claude/codex/gemini: text; others: off)',
+    choices: ['text', 'notify', 'off', 'default'],
+  },
+  { flags: '--i-understand-shell', summary: 'allow --wake text for a shell agent: whoever may send then runs commands in it' },
 ] as const;
 const nameArg = { name: 'name', summary: 'agent name', complete: 'agents' } as const;
 

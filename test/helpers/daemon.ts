@@ -50,7 +50,7 @@ export interface DaemonWorld {
   run(args: string[], options?: { env?: Record<string, string>; input?: string }): Promise<SosResult>;
   /** Registers an agent on the test's tmux server running the fake agent (not started: the daemon starts it). */
   /** A fake agent in a tmux session (default) or a pty session owned by a pty host. */
-  addAgent(name: string, options?: { policy?: 'warm' | 'cold'; driver?: 'tmux' | 'pty' }): Promise<void>;
+  addAgent(name: string, options?: { policy?: 'warm' | 'cold'; driver?: 'tmux' | 'pty'; wake?: 'text' | 'notify' | 'off' }): Promise<void>;
   /** Spawns `sos daemon <args>`; with `ready` (default) waits for its `started` event. */
   daemon(args?: string[], options?: { env?: Record<string, string>; ready?: boolean }): Promise<DaemonProcess>;
   received(name: string): Received[];
@@ -165,6 +165,8 @@ export async function daemonWorld(ctx: TestContext, adapter: AdapterFixture = AD
         '--workdir', dir,
         '--patterns', FAKE_PATTERNS_FILE,
         '--policy', o.policy ?? 'warm',
+        // The fake agent reads a typed line as a prompt; custom kinds type nothing unless they opt in.
+        '--wake', o.wake ?? 'text',
       ]);
       expect(r.code, r.stderr).toBe(0);
     },

@@ -209,6 +209,7 @@ export class Daemon {
           const agents = (await store.agents.list(project)).filter((a) => a.session !== null);
           for (const o of await wake.deliverProject(operator(project), agents, signal)) {
             if (o.result === 'delivered' || o.result === 'failed') this.log({ event: `wake_${o.result}`, project, agent: o.agent, messages: o.messages });
+            if (o.result === 'skipped' && o.messages.length) this.log({ event: 'wake_skipped', project, agent: o.agent, messages: o.messages, reason: o.reason });
             if (o.result === 'held' && o.newlyHeld?.length) this.log({ event: 'wake_held', project, agent: o.agent, messages: o.newlyHeld, reason: o.reason });
           }
         }

@@ -6,7 +6,7 @@ import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
 import { readInput, readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
 import type { SessionDriver, SessionSnapshot } from '../sessions/port.js';
-import type { Agent } from '../store/types.js';
+import { type Agent, wakeModeOf } from '../store/types.js';
 import { abortableSleep } from '../time.js';
 
 /**
@@ -31,7 +31,7 @@ export interface WakeOptions {
 export interface DeliveryOutcome {
   agent: string;
   messages: string[];
-  result: 'delivered' | 'failed' | 'held' | 'cooldown';
+  result: 'delivered' | 'failed' | 'held' | 'cooldown' | 'skipped';
   line?: string;
   /** Held: why, and which messages were newly held by this pass. */
   reason?: string;
@@ -52,6 +52,19 @@ export function wakeLine(messages: Envelope[]): string {
   const newest = messages[messages.length - 1]!;
   const preview = newest.text.split('\n')[0]!.trim().slice(0, 80);
   return sessionLine(`[sos] ${messages.length} new messages from ${senders.join(', ')}; latest from ${newest.from}: ${preview} (sos inbox to read them)`);
+}
+
+/**
+ * The `notify` line: fixed text and a count, nothing a sender wrote. It starts with `#` so that a
+ * shell reads it as a comment.
+ */
+export function notifyLine(count: number): string {
+  return `# [sos] ${count} new message${count === 1 ? '' : 's'}: run sos inbox`;
+}
+
+/** Why nothing is typed for an agent whose wake mode is off. */
+function offReason(agent: Agent): string {
+  return agent.wake === 'off' ? 'wake off for this agent' : `wake off by default for kind ${agent.kind} (sos agents set ${agent.name} --wake notify|text)`;
 }
 
 /**
@@ -208,12 +221,30 @@ export class WakeDelivery {
     return { agent: agent.name, messages: messages.map((m) => m.id), result: 'held', reason, newlyHeld };
   }
 
+  /** Wake off: each message is recorded once as not typed, and stays in the inbox. */
+  private async skip(agent: Agent, messages: Envelope[], reason: string): Promise<DeliveryOutcome> {
+    const now = nowOf(this.ctx);
+    const skipped: string[] = [];
+    for (const m of messages) {
+      const fresh = await this.ctx.store.sql.run(
+        `INSERT INTO wake_deliveries (project, message_id, agent, state, route, at) VALUES ($1, $2, $3, 'skipped', $4, $5)
+         ON CONFLICT (project, message_id, agent) DO UPDATE SET state = 'skipped', route = $4, at = $5 WHERE wake_deliveries.state = 'held'`,
+        [agent.project, m.id, agent.name, `skipped: ${reason}`, now],
+      );
+      if (fresh > 0) skipped.push(m.id);
+    }
+    if (skipped.length > 0) await this.ctx.store.counters.add(agent.project, 'messages_not_typed', skipped.length);
+    this.holding.delete(this.key(agent));
+    return { agent: agent.name, messages: skipped, result: 'skipped', reason };
+  }
+
   private async deliverTo(agent: Agent, squads: { name: string; members: string[] }[]): Promise<DeliveryOutcome | null> {
     const messages = await this.pending(agent, squads);
     if (messages.length === 0) {
       this.holding.delete(this.key(agent));
       return null;
     }
+    if (wakeModeOf(agent) === 'off') return this.skip(agent, messages, offReason(agent));
     return this.exclusive(this.key(agent), async () => {
       const driver = await this.ctx.openDriver(agent);
       const before = await driver.snapshot(50);
@@ -244,7 +275,7 @@ export class WakeDelivery {
       if (claimed > 0) messages.push(m);
     }
     if (messages.length === 0) return { agent: agent.name, messages: [], result: 'delivered' };
-    const line = wakeLine(messages);
+    const line = wakeModeOf(agent) === 'notify' ? notifyLine(messages.length) : wakeLine(messages);
     this.lastInjection.set(this.key(agent), now);
     let submitted: boolean;
     try {

@@ -13,6 +13,8 @@ import {
   type AgentLifecycle,
   type AgentPatch,
   type AgentRole,
+  WAKE_MODES,
+  type WakeMode,
 } from '../store/types.js';
 import { requireProject } from './projects.js';
 
@@ -33,6 +35,22 @@ export interface AgentChanges {
   tmuxSocket?: string | null;
   /** Parsed JSON of per-agent pattern groups. */
   patterns?: unknown;
+  /** `text`, `notify` or `off`; null: the kind's default. */
+  wake?: string | null;
+  /** The operator's word that a shell agent may have message text typed into it. */
+  shellTextAllowed?: boolean;
+}
+
+/**
+ * `--wake text` types what a sender wrote; into a shell that is a command anyone who may send can
+ * run. Refused for a shell agent unless the operator says they understand.
+ */
+function checkWake(kind: AgentKind, wake: WakeMode | null | undefined, allowed: boolean | undefined): void {
+  if (wake === 'text' && kind === 'shell' && allowed !== true) {
+    throw new UsageError('--wake text would type message text into a shell, which runs it as a command', {
+      hint: 'use --wake notify (a fixed line) or off; or add --i-understand-shell if every sender is trusted with that shell',
+    });
+  }
 }
 
 function absolutePath(what: string, value: string): string {
@@ -53,6 +71,7 @@ function lifecycleFields(input: AgentChanges): AgentPatch {
   if (input.workdir !== undefined) out.workdir = input.workdir === null ? null : absolutePath('--workdir', input.workdir);
   if (input.tmuxSocket !== undefined) out.tmuxSocket = input.tmuxSocket === null ? null : absolutePath('--tmux-socket', input.tmuxSocket);
   if (input.policy !== undefined) out.policy = oneOf('policy', input.policy, AGENT_POLICIES);
+  if (input.wake !== undefined) out.wake = input.wake === null ? null : oneOf('wake mode', input.wake, WAKE_MODES);
   if (input.patterns !== undefined) out.patterns = input.patterns === null ? null : (parsePatternOverrides(input.patterns) as AgentLifecycle['patterns']);
   return out;
 }
@@ -83,6 +102,7 @@ export async function addAgent(store: Store, caller: Caller, input: AddAgentInpu
   const role: AgentRole = oneOf('role', input.role ?? 'worker', AGENT_ROLES);
   const capabilities = (input.capabilities ?? []).map(assertCapability);
   const { session = null, ...life } = lifecycleFields(input);
+  checkWake(kind, life.wake, input.shellTextAllowed);
   await requireAdmin(store, caller, 'adding an agent');
   await requireProject(store, caller.project);
   return store.agents.add({ project: caller.project, name, kind, role, capabilities, session, ...life });
@@ -93,6 +113,7 @@ export async function updateAgent(store: Store, caller: Caller, name: string, ch
   const patch = lifecycleFields(changes);
   if (Object.keys(patch).length === 0) throw new UsageError('nothing to change', { hint: 'give at least one option, e.g. --start-cmd "claude --continue"' });
   await requireAdmin(store, caller, 'changing an agent');
+  if (patch.wake === 'text') checkWake((await getAgent(store, caller, name)).kind, patch.wake, changes.shellTextAllowed);
   if (!(await store.agents.update(caller.project, name, patch))) await getAgent(store, caller, name);
   return getAgent(store, caller, name);
 }

@@ -10,6 +10,7 @@ import type {
   AgentKind,
   AgentRole,
   NewAgent,
+  WakeMode,
   NewToken,
   Project,
   SecurityEvent,
@@ -48,9 +49,10 @@ interface AgentRow {
   policy: AgentPolicy;
   tmux_socket: string | null;
   patterns: string | null;
+  wake: WakeMode | null;
 }
 
-const AGENT_COLUMNS = 'project, name, kind, role, session, created_at, updated_at, start_cmd, workdir, policy, tmux_socket, patterns';
+const AGENT_COLUMNS = 'project, name, kind, role, session, created_at, updated_at, start_cmd, workdir, policy, tmux_socket, patterns, wake';
 
 /** Lifecycle fields and their columns, in the order `agents.update` writes them. */
 const LIFECYCLE_COLUMNS: [keyof AgentLifecycle, string][] = [
@@ -59,6 +61,7 @@ const LIFECYCLE_COLUMNS: [keyof AgentLifecycle, string][] = [
   ['policy', 'policy'],
   ['tmuxSocket', 'tmux_socket'],
   ['patterns', 'patterns'],
+  ['wake', 'wake'],
 ];
 
 const columnValue = (key: keyof AgentLifecycle, value: unknown) => (key === 'patterns' && value !== null ? JSON.stringify(value) : value);
@@ -257,10 +260,11 @@ export class SqlStore implements Store {
               policy: agent.policy ?? 'warm',
               tmuxSocket: agent.tmuxSocket ?? null,
               patterns: agent.patterns ?? null,
+              wake: agent.wake ?? null,
             };
             await tx.run(
               `INSERT INTO agents (project, name, kind, role, session, created_at, updated_at, ${LIFECYCLE_COLUMNS.map(([, c]) => c).join(', ')})
-               VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)`,
+               VALUES ($1, $2, $3, $4, $5, $6, $6, ${LIFECYCLE_COLUMNS.map((_, i) => `$${i + 7}`).join(', ')})`,
               [agent.project, agent.name, agent.kind, agent.role, agent.session, now, ...LIFECYCLE_COLUMNS.map(([k]) => columnValue(k, life[k]))],
             );
             for (const cap of new Set(agent.capabilities)) {
@@ -350,6 +354,7 @@ export class SqlStore implements Store {
       policy: row.policy,
       tmuxSocket: row.tmux_socket,
       patterns: row.patterns === null ? null : (JSON.parse(row.patterns) as Record<string, unknown>),
+      wake: row.wake,
     };
   }
 

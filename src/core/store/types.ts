@@ -42,6 +42,22 @@ export const AGENT_POLICIES = ['warm', 'cold'] as const;
 export type AgentPolicy = (typeof AGENT_POLICIES)[number];
 
 /** How the lifecycle supervisor starts and reads an agent's session (DESIGN.md §7). */
+/**
+ * What the daemon types into an agent's session when a message arrives: `text` its first line (for
+ * CLIs that read a line as a prompt), `notify` a fixed line with nothing the sender wrote, `off`
+ * nothing (the message waits in the inbox). A shell would run a typed line as a command.
+ */
+export const WAKE_MODES = ['text', 'notify', 'off'] as const;
+export type WakeMode = (typeof WAKE_MODES)[number];
+
+/** Kinds whose CLI reads a typed line as a prompt; every other kind types nothing unless set. */
+export const PROMPT_KINDS: readonly AgentKind[] = ['claude', 'codex', 'gemini'];
+
+/** The wake mode in force: the agent's own, else its kind's default. */
+export function wakeModeOf(agent: Pick<Agent, 'kind' | 'wake'>): WakeMode {
+  return agent.wake ?? (PROMPT_KINDS.includes(agent.kind) ? 'text' : 'off');
+}
+
 export interface AgentLifecycle {
   /** The command that (re)starts the agent in its session, e.g. `claude --continue`. */
   startCmd: string | null;
@@ -51,6 +67,8 @@ export interface AgentLifecycle {
   tmuxSocket: string | null;
   /** Pattern groups (classifier PatternSet JSON) replacing the defaults of the agent's kind. */
   patterns: Record<string, unknown> | null;
+  /** Null: the kind's default (see `wakeModeOf`). */
+  wake: WakeMode | null;
 }
 
 export type AgentPatch = Partial<AgentLifecycle> & { session?: string | null };
