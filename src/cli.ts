@@ -10,6 +10,7 @@ import {
 } from './commands/define.js';
 import { COMMANDS } from './commands/registry.js';
 import type { ErrorCode } from './core/errors.js';
+import { clip, neutralise } from './core/safe-text.js';
 
 /** The one place where errors become exit codes (DESIGN.md §12). */
 export const EXIT_CODES: Record<ErrorCode, number> = {
@@ -65,24 +66,31 @@ export function buildProgram(run: (spec: CommandSpec, cmd: Command) => Promise<v
 async function render(output: Output, globals: GlobalOptions): Promise<void> {
   let text: string | undefined;
   if (globals.json) text = JSON.stringify(output.data, null, 2);
-  else if (globals.quiet) text = output.quiet;
-  else text = output.human ?? JSON.stringify(output.data, null, 2);
+  // Human output carries untrusted text (messages, titles, screen lines): no control byte reaches the terminal.
+  else if (globals.quiet) text = output.quiet === undefined ? undefined : neutralise(output.quiet);
+  else text = output.human === undefined ? JSON.stringify(output.data, null, 2) : neutralise(output.human);
   if (text !== undefined && text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
+
+/** The longest error message printed: one that quotes a 5 MB argument is cut. */
+const MAX_ERROR_CHARS = 2_000;
 
 async function report(err: unknown, json: boolean): Promise<number> {
   const { toSosError } = await import('./core/errors.js');
   const error = toSosError(err);
+  // Errors may quote input: shown cut short, and never with a control byte.
+  const message = neutralise(clip(error.message, MAX_ERROR_CHARS));
+  const hint = error.hint === undefined ? undefined : neutralise(clip(error.hint, MAX_ERROR_CHARS));
   const { VARIABLES } = await import('./core/config/variables.js');
   const debug = VARIABLES.debug.schema.safeParse(process.env.SOS_DEBUG ?? '').data === true;
   if (json) {
     const body = {
-      error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+      error: { code: error.code, message: clip(error.message, MAX_ERROR_CHARS), ...(hint ? { hint: clip(error.hint!, MAX_ERROR_CHARS) } : {}) },
     };
     process.stdout.write(`${JSON.stringify(body)}\n`);
   } else {
-    process.stderr.write(`sos: ${error.code === 'internal' ? 'internal error: ' : ''}${error.message}\n`);
-    if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
+    process.stderr.write(`sos: ${error.code === 'internal' ? 'internal error: ' : ''}${message}\n`);
+    if (hint) process.stderr.write(`  hint: ${hint}\n`);
   }
   if (debug) process.stderr.write(`${(error.cause as Error | undefined)?.stack ?? error.stack}\n`);
   else if (error.code === 'internal') process.stderr.write('  (set SOS_DEBUG=1 for the stack trace)\n');

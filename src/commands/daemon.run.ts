@@ -5,6 +5,7 @@ import { duration } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { loadConfig, withLifecycle, withSession } from './session.js';
+import { neutralise } from '../core/safe-text.js';
 
 /** `sos daemon`, `sos daemon status|install-unit`, `sos metrics`. */
 
@@ -20,7 +21,7 @@ function logger(json: boolean) {
       const detail = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
-      process.stderr.write(`${at} ${String(name)} ${detail}\n`);
+      process.stderr.write(`${at} ${String(name)} ${neutralise(detail)}\n`);
     }
   };
 }
@@ -131,6 +132,8 @@ export function metrics(inv: Invocation): Promise<Output> {
       messages_held_total: counters.messages_held ?? 0,
       messages_failed: counters.messages_failed ?? 0,
       messages_expired: counters.messages_expired ?? 0,
+      messages_not_typed: counters.messages_not_typed ?? 0,
+      bus_rows_skipped: counters.bus_rows_skipped ?? 0,
       ack_overdue: overdue,
       restarts: lifecycle.actions['restart.done'] ?? 0,
       recoveries_succeeded: lifecycle.recoveries.succeeded,

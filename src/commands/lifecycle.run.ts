@@ -7,6 +7,7 @@ import { int, str } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withLifecycle, withSession } from './session.js';
+import { neutralise } from '../core/safe-text.js';
 
 /** `sos agents status|probe|history|park|unpark|attach` and `sos hook`: thin over core/lifecycle. */
 
@@ -170,7 +171,7 @@ export async function hook(inv: Invocation): Promise<Output> {
     });
   } catch (err) {
     if (!(err instanceof SosError)) throw err;
-    process.stderr.write(`sos hook: ${err.message}${err.hint ? `\n${err.hint}` : ''}\n`);
+    process.stderr.write(neutralise(`sos hook: ${err.message}${err.hint ? `\n${err.hint}` : ''}\n`));
     return { data: { error: { code: err.code, message: err.message } }, human: '', exitCode: 1 };
   }
 }

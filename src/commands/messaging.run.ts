@@ -12,13 +12,14 @@ import {
   sweepAcks,
   waitForAck,
 } from '../core/bus/service.js';
-import { type Envelope, type InboxItem, targetKey } from '../core/bus/types.js';
+import { type Envelope, type InboxItem, type SkippedRow, targetKey } from '../core/bus/types.js';
 import { UsageError } from '../core/errors.js';
 import { MAX_WAIT_MS, parseDuration } from '../core/time.js';
 import { readStdin } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withBus } from './session.js';
+import { neutralise } from '../core/safe-text.js';
 
 /** The `--json` shape of a message (stable). */
 export function messageView(m: Envelope) {
@@ -60,6 +61,11 @@ function formatItem(i: InboxItem): string {
   return `${head}\n${m.text.split('\n').map((l) => `  ${l}`).join('\n')}`;
 }
 
+
+/** Rows the bus could not read: said on stderr (stdout stays the messages), counted as bus_rows_skipped. */
+function warnSkipped(rows: SkippedRow[]): void {
+  for (const r of rows) process.stderr.write(neutralise(`sos: skipped a stored message that cannot be read (${r.id}: ${r.reason}); it stays unread\n`));
+}
 
 function sendOptions(inv: Invocation): Omit<SendInput, 'text'> {
   const o = inv.options;
@@ -129,9 +135,10 @@ export async function inbox(inv: Invocation): Promise<Output> {
         await followInbox(ctx, caller, {
           ...(agent ? { agent } : {}),
           signal: controller.signal,
+          onSkipped: warnSkipped,
           onItems: (items) => {
             count += items.length;
-            const text = items.map((i) => (inv.globals.json ? JSON.stringify(itemView(i)) : formatItem(i))).join('\n');
+            const text = items.map((i) => (inv.globals.json ? JSON.stringify(itemView(i)) : neutralise(formatItem(i)))).join('\n');
             inv.stdout.write(`${text}\n`);
           },
         });
@@ -148,12 +155,13 @@ export async function inbox(inv: Invocation): Promise<Output> {
       ...(o.all === true ? { all: true } : {}),
       ...(limit !== undefined ? { limit } : {}),
     });
+    warnSkipped(result.skipped);
     const parts: string[] = [];
     if (result.unread.length) parts.push(`${result.unread.length} unread for ${result.agent}:\n\n${result.unread.map(formatItem).join('\n\n')}`);
     else parts.push(`no unread messages for ${result.agent}`);
     if (result.history.length) parts.push(`earlier:\n\n${result.history.map(formatItem).join('\n\n')}`);
     return {
-      data: { agent: result.agent, unread: result.unread.map(itemView), history: result.history.map(itemView) },
+      data: { agent: result.agent, unread: result.unread.map(itemView), history: result.history.map(itemView), skipped: result.skipped },
       human: parts.join('\n\n'),
       quiet: result.unread.map((i) => i.message.id).join('\n'),
     };

@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../store/sql/driver.js';
-import type { AckWatch, BusEvent, Delivery, DeliveryState, Envelope, InboxItem, Presence, Target } from './types.js';
+import type { AckWatch, BusEvent, Delivery, DeliveryState, Envelope, InboxItem, Presence, SkippedRow, Target } from './types.js';
 
 /** What each Bus adapter can do; callers branch on these, never on the adapter class. */
 export interface BusCapabilities {
@@ -40,6 +40,13 @@ export interface Bus {
    * message is taken by exactly one caller even when several read the same inbox at once.
    */
   takeUnread(project: string, agent: string, streams: Target[], limit: number, now: number): Promise<InboxItem[]>;
+
+  /**
+   * Stored rows that the reads since the last call skipped because they could not be read (a
+   * hand-corrupted row, a foreign entry that is not an envelope). A skipped row is never marked
+   * read: nothing is marked read that was not shown.
+   */
+  drainSkipped(): SkippedRow[];
 
   /** Messages addressed to the agent, newest first, with their state; changes nothing. */
   history(project: string, agent: string, streams: Target[], limit: number): Promise<InboxItem[]>;

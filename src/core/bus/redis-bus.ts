@@ -2,7 +2,7 @@ import { type ChainableCommander, Redis } from 'ioredis';
 import { z } from 'zod';
 import { PermissionDenied, SosError, Unavailable } from '../errors.js';
 import { redactUrl } from '../store/sql/driver.js';
-import { abortableSleep } from '../time.js';
+import { abortableSleep, isMoment } from '../time.js';
 import type { AppendResult, Bus, BusCapabilities } from './port.js';
 import {
   acksKey,
@@ -27,6 +27,7 @@ import {
   type InboxItem,
   type Presence,
   PRIORITIES,
+  type SkippedRow,
   type Target,
 } from './types.js';
 
@@ -216,8 +217,9 @@ const Payload = z.object({
   ack_required: z.boolean().catch(false),
   ack_timeout_ms: z.number().nullable().catch(null),
   priority: z.enum(PRIORITIES).catch('normal'),
-  created_at: z.number().optional().catch(undefined),
-  expires_at: z.number().nullable().catch(null),
+  // A moment no date can hold (a foreign writer's, or one written before sends were bounded) reads as none.
+  created_at: z.number().refine(isMoment).optional().catch(undefined),
+  expires_at: z.number().refine(isMoment).nullable().catch(null),
   recipients: z.array(z.string()).optional().catch(undefined),
   ack_for: z.string().nullable().catch(null),
   ack_ok: z.boolean().nullable().catch(null),
@@ -551,6 +553,11 @@ export class RedisBus implements Bus {
       if (err && !/BUSYGROUP/.test(err.message)) throw err;
       this.groups.add(`${missing[i]!.key}\n${group}`);
     });
+  }
+
+  /** Entries are decoded field by field with a fallback for each (see `decode`): none is ever skipped. */
+  drainSkipped(): SkippedRow[] {
+    return [];
   }
 
   async takeUnread(project: string, agent: string, streams: Target[], limit: number, now: number): Promise<InboxItem[]> {

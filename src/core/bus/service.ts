@@ -15,8 +15,10 @@ import {
   type InboxItem,
   PRIORITIES,
   type Priority,
+  type SkippedRow,
   type Target,
 } from './types.js';
+import { refuseNul } from '../safe-text.js';
 
 /**
  * The bus rules, the same on every adapter: who may send what to whom, validation before any
@@ -103,6 +105,7 @@ async function resolveTarget(ctx: BusContext, caller: Caller, to: string, from: 
 export async function sendMessage(ctx: BusContext, caller: Caller, input: SendInput): Promise<SendResult> {
   const text = input.text;
   if (text.trim() === '') throw new UsageError('the message is empty');
+  refuseNul(text, 'the message');
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > ctx.maxMessageBytes) {
     throw new UsageError(`the message is ${bytes} bytes; the limit is ${ctx.maxMessageBytes}`, {
@@ -155,6 +158,16 @@ export interface InboxResult {
   unread: InboxItem[];
   /** With `all`: earlier messages, already read, newest last. */
   history: InboxItem[];
+  /** Stored rows that could not be read: not shown, left unread, counted as `bus_rows_skipped`. */
+  skipped: SkippedRow[];
+}
+
+/** What the adapter skipped since the last call (less what `seen` holds), counted once per read. */
+async function takeSkipped(ctx: BusContext, project: string, seen?: Set<string>): Promise<SkippedRow[]> {
+  const skipped = ctx.bus.drainSkipped().filter((s) => !seen?.has(s.id));
+  for (const s of skipped) seen?.add(s.id);
+  if (skipped.length > 0) await ctx.store.counters.add(project, 'bus_rows_skipped', skipped.length);
+  return skipped;
 }
 
 export async function readInbox(
@@ -174,7 +187,7 @@ export async function readInbox(
     const taken = new Set(unread.map((i) => i.message.id));
     history = (await ctx.bus.history(caller.project, agent, streams, limit)).filter((i) => !taken.has(i.message.id));
   }
-  return { agent, unread, history };
+  return { agent, unread, history, skipped: await takeSkipped(ctx, caller.project) };
 }
 
 /**
@@ -184,15 +197,23 @@ export async function readInbox(
 export async function followInbox(
   ctx: BusContext,
   caller: Caller,
-  input: { agent?: string; signal: AbortSignal; onItems: (items: InboxItem[]) => void | Promise<void> },
+  input: { agent?: string; signal: AbortSignal; onItems: (items: InboxItem[]) => void | Promise<void>; onSkipped?: (rows: SkippedRow[]) => void },
 ): Promise<void> {
   const agent = await actingAgent(ctx.store, caller, input.agent, 'reading an inbox');
   await getAgent(ctx.store, caller, agent);
   const streams = await streamsOf(ctx.store, caller, agent);
+  const seen = new Set<string>();
   while (!input.signal.aborted) {
     const items = await ctx.bus.takeUnread(caller.project, agent, streams, 500, now(ctx));
+    const skipped = await takeSkipped(ctx, caller.project, seen);
+    if (skipped.length > 0) input.onSkipped?.(skipped);
     if (items.length > 0) {
       await input.onItems(items);
+      continue;
+    }
+    // An unreadable row stays unread, so a wait would return at once: look again in a second.
+    if (seen.size > 0) {
+      await abortableSleep(1_000, input.signal);
       continue;
     }
     await ctx.bus.waitForWake(caller.project, agent, streams, { timeoutMs: 30_000, signal: input.signal });
@@ -212,6 +233,7 @@ export async function ackMessage(
   input: { id: string; ok: boolean; note?: string },
 ): Promise<AckResult> {
   assertMessageId(input.id);
+  refuseNul(input.note, 'the ack note');
   const who = await speaker(ctx, caller, 'acknowledging a message');
   const found = await ctx.bus.get(caller.project, input.id);
   if (!found || !found.deliveries.some((d) => d.recipient === who)) {

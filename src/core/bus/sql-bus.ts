@@ -1,3 +1,4 @@
+import { OperationFailed } from '../errors.js';
 import { EventEmitter } from 'node:events';
 import { nextChange, SqlError, type SqlDriver, type SqlExecutor } from '../store/sql/driver.js';
 import { abortableSleep } from '../time.js';
@@ -10,6 +11,8 @@ import {
   type Envelope,
   type InboxItem,
   type Presence,
+  readEnvelope,
+  type SkippedRow,
   type Target,
   targetKey,
 } from './types.js';
@@ -76,6 +79,7 @@ export class SqlBus implements Bus {
   readonly capabilities: BusCapabilities;
   private readonly local: EventEmitter;
   private readonly channel: string;
+  private readonly skipped: SkippedRow[] = [];
 
   constructor(private readonly db: SqlDriver) {
     this.capabilities = { adapter: 'sql', pushWake: db.listen !== undefined, serverSideIsolation: false };
@@ -143,30 +147,53 @@ export class SqlBus implements Bus {
   }
 
   async takeUnread(project: string, agent: string, _streams: Target[], limit: number, now: number): Promise<InboxItem[]> {
-    const taken = await this.db.transaction(async (tx) => {
+    return this.db.transaction(async (tx) => {
       await tx.run(
         `UPDATE bus_deliveries SET state = 'expired', at = $3
          WHERE project = $1 AND recipient = $2 AND state IN ${UNREAD}
            AND message_seq IN (SELECT seq FROM bus_messages WHERE project = $1 AND expires_at IS NOT NULL AND expires_at <= $3)`,
         [project, agent, now],
       );
-      return tx.all<DeliveryRow>(this.db.dialect === 'postgres' ? TAKE_POSTGRES : TAKE_SQLITE, [project, agent, now, limit]);
+      const taken = await tx.all<DeliveryRow>(this.db.dialect === 'postgres' ? TAKE_POSTGRES : TAKE_SQLITE, [project, agent, now, limit]);
+      const { items, unreadable } = await this.withMessages(taken, tx);
+      // A row that cannot be shown is not taken: it goes back to unread in the same transaction.
+      for (const seq of unreadable) {
+        await tx.run("UPDATE bus_deliveries SET state = 'queued' WHERE message_seq = $1 AND recipient = $2", [seq, agent]);
+      }
+      return items;
     });
-    return this.withMessages(taken);
   }
 
-  private async withMessages(rows: DeliveryRow[]): Promise<InboxItem[]> {
-    if (rows.length === 0) return [];
+  drainSkipped(): SkippedRow[] {
+    return this.skipped.splice(0);
+  }
+
+  /** Noted for the next drainSkipped; a process that never drains (the daemon) keeps the latest 100. */
+  private skip(row: SkippedRow): void {
+    if (this.skipped.push(row) > 100) this.skipped.shift();
+  }
+
+  /** The rows' messages, oldest first; rows whose envelope cannot be read are skipped and noted. */
+  private async withMessages(rows: DeliveryRow[], db: SqlExecutor = this.db): Promise<{ items: InboxItem[]; unreadable: number[] }> {
+    if (rows.length === 0) return { items: [], unreadable: [] };
     const seqs = rows.map((r) => r.message_seq);
     const placeholders = seqs.map((_, i) => `$${i + 1}`).join(', ');
-    const messages = await this.db.all<MessageRow>(
-      `SELECT seq, envelope, resent_at, escalated_at FROM bus_messages WHERE seq IN (${placeholders})`,
+    const messages = await db.all<MessageRow & { id: string }>(
+      `SELECT seq, id, envelope, resent_at, escalated_at FROM bus_messages WHERE seq IN (${placeholders})`,
       seqs,
     );
-    const bySeq = new Map(messages.map((m) => [m.seq, JSON.parse(m.envelope) as Envelope]));
-    return rows
-      .sort((a, b) => a.message_seq - b.message_seq)
-      .map((r) => ({ message: bySeq.get(r.message_seq)!, state: r.state, at: r.at }));
+    const bySeq = new Map(messages.map((m) => [m.seq, m]));
+    const items: InboxItem[] = [];
+    const unreadable: number[] = [];
+    for (const r of rows.sort((a, b) => a.message_seq - b.message_seq)) {
+      const row = bySeq.get(r.message_seq);
+      const message = row === undefined ? 'the message row is missing' : readEnvelope(row.envelope);
+      if (typeof message === 'string') {
+        this.skip({ id: row?.id ?? `seq ${r.message_seq}`, reason: message });
+        unreadable.push(r.message_seq);
+      } else items.push({ message, state: r.state, at: r.at });
+    }
+    return { items, unreadable };
   }
 
   async history(project: string, agent: string, _streams: Target[], limit: number): Promise<InboxItem[]> {
@@ -175,7 +202,7 @@ export class SqlBus implements Bus {
        WHERE project = $1 AND recipient = $2 ORDER BY message_seq DESC LIMIT $3`,
       [project, agent, limit],
     );
-    return (await this.withMessages(rows)).reverse();
+    return (await this.withMessages(rows)).items.reverse();
   }
 
   async countUnread(project: string, agent: string, _streams: Target[], now: number): Promise<number> {
@@ -198,8 +225,10 @@ export class SqlBus implements Bus {
       'SELECT message_seq, recipient, state, at FROM bus_deliveries WHERE message_seq = $1 ORDER BY recipient',
       [message.seq],
     );
+    const envelope = readEnvelope(message.envelope);
+    if (typeof envelope === 'string') throw new OperationFailed(`message ${id} is stored but cannot be read: ${envelope}`);
     return {
-      message: JSON.parse(message.envelope) as Envelope,
+      message: envelope,
       deliveries: deliveries.map((d) => ({ recipient: d.recipient, state: d.state, at: d.at })),
     };
   }
@@ -238,8 +267,13 @@ export class SqlBus implements Bus {
         "SELECT recipient FROM bus_deliveries WHERE message_seq = $1 AND state NOT IN ('acked', 'expired') ORDER BY recipient",
         [m.seq],
       );
+      const envelope = readEnvelope(m.envelope);
+      if (typeof envelope === 'string') {
+        this.skip({ id: `seq ${m.seq}`, reason: envelope });
+        continue;
+      }
       result.push({
-        message: JSON.parse(m.envelope) as Envelope,
+        message: envelope,
         unacked: unacked.map((u) => u.recipient),
         resentAt: m.resent_at,
         escalatedAt: m.escalated_at,

@@ -1,3 +1,5 @@
+import { isMoment } from '../time.js';
+
 /**
  * Bus records.
  *
@@ -48,6 +50,43 @@ export interface Envelope {
   ackOk: boolean | null;
   /** On a re-send by the ack sweep: the original message. */
   resendOf: string | null;
+}
+
+/** A stored row a reader could not turn into a message: skipped (never fatal), logged and counted. */
+export interface SkippedRow {
+  /** The message id when it could be read, else the row's own key. */
+  id: string;
+  reason: string;
+}
+
+/**
+ * A stored envelope, read tolerantly: a moment no date can hold (a row written before sends were
+ * bounded) reads as none; a row that is not an envelope at all is a reason, never an exception.
+ */
+export function readEnvelope(json: string): Envelope | string {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return 'the stored envelope is not JSON';
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return 'the stored envelope is not an object';
+  const e = raw as Record<string, unknown>;
+  for (const key of ['id', 'project', 'from', 'type', 'text'] as const) {
+    if (typeof e[key] !== 'string') return `the stored envelope has no ${key}`;
+  }
+  const target = e.target as { kind?: unknown; name?: unknown } | null | undefined;
+  if (!target || (target.kind !== 'broadcast' && !((target.kind === 'agent' || target.kind === 'squad') && typeof target.name === 'string'))) {
+    return 'the stored envelope has no valid target';
+  }
+  if (!isMoment(e.createdAt)) return 'the stored envelope has no valid creation time';
+  const envelope = raw as Envelope;
+  return {
+    ...envelope,
+    expiresAt: isMoment(envelope.expiresAt) ? envelope.expiresAt : null,
+    recipients: Array.isArray(envelope.recipients) ? envelope.recipients : [],
+    priority: (PRIORITIES as readonly unknown[]).includes(envelope.priority) ? envelope.priority : 'normal',
+  };
 }
 
 export interface Delivery {

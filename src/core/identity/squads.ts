@@ -5,6 +5,7 @@ import type { Store } from '../store/port.js';
 import type { Squad } from '../store/types.js';
 import { getAgent } from './agents.js';
 import { requireProject } from './projects.js';
+import { refuseNul } from '../safe-text.js';
 
 export async function createSquad(
   store: Store,
@@ -13,6 +14,7 @@ export async function createSquad(
   description?: string,
 ): Promise<Squad> {
   assertName('squad', name);
+  refuseNul(description, 'the squad description');
   if (description !== undefined && description.length > 500)
     throw new UsageError('squad description is over 500 characters');
   await requireAdmin(store, caller, 'creating a squad');

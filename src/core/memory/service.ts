@@ -10,6 +10,7 @@ import type { Store } from '../store/port.js';
 import type { Embedder } from './embedder.js';
 import type { Memory } from './port.js';
 import { ENGRAM_KINDS, type Engram, type EngramFilter, type EngramKind } from './types.js';
+import { refuseNul } from '../safe-text.js';
 
 /**
  * Memory rules (DESIGN.md §6), the same on every adapter: scopes, near-duplicate merging,
@@ -74,6 +75,7 @@ function parseKind(kind: string | undefined): EngramKind | undefined {
 
 function assertText(ctx: MemoryContext, text: string): string {
   if (text.trim() === '') throw new UsageError('the memory is empty');
+  refuseNul(text, 'the memory');
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > ctx.maxEngramBytes) throw new UsageError(`the memory is ${bytes} bytes; the limit is ${ctx.maxEngramBytes}`, { hint: 'split it, or raise SOS_MAX_ENGRAM_BYTES' });
   return text;

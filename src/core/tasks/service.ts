@@ -10,6 +10,7 @@ import type { SqlExecutor } from '../store/sql/driver.js';
 import type { ChangeResult } from './sql-tasks.js';
 import { canMove, HELD } from './transitions.js';
 import { type Idempotency, PRIORITY_NAMES, type Task, type TaskChange, type TaskEvent, type TaskStatus, TASK_STATUSES } from './types.js';
+import { refuseNul } from '../safe-text.js';
 
 /**
  * The squad service (DESIGN.md §5): validation, visibility, the transition table, fencing, the
@@ -61,6 +62,7 @@ export function parseBudget(value: string): { tokens: number | null; micros: num
 }
 
 function assertText(what: string, text: string, max: number): string {
+  refuseNul(text, `the ${what}`);
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > max) throw new UsageError(`the ${what} is ${bytes} bytes; the limit is ${max}`);
   return text;
@@ -522,6 +524,7 @@ async function adminChange(
 }
 
 export async function cancelTask(ctx: TaskContext, caller: Caller, input: { id: string; cascade?: boolean; reason?: string; idempotencyKey?: string }) {
+  if (input.reason !== undefined) assertText('reason', input.reason, ctx.maxTextBytes);
   const open: TaskStatus[] = ['backlog', 'queued', 'claimed', 'in_progress', 'review', 'failed', 'dead', 'blocked'];
   const r = await adminChange(
     ctx,
@@ -546,6 +549,7 @@ export async function cancelTask(ctx: TaskContext, caller: Caller, input: { id: 
 }
 
 export async function blockTask(ctx: TaskContext, caller: Caller, input: { id: string; reason?: string; idempotencyKey?: string }) {
+  if (input.reason !== undefined) assertText('reason', input.reason, ctx.maxTextBytes);
   const r = await adminChange(ctx, caller, input.id, 'block', ['backlog', 'queued'], 'blocked', { set: { blockedReason: input.reason ?? 'blocked by hand' } }, input.idempotencyKey, true);
   if (!r.replayed) await publish(ctx, caller, 'blocked', r.task);
   return r;
@@ -653,6 +657,7 @@ export function acceptHandoff(ctx: TaskContext, caller: Caller, input: { id: str
 
 export function rejectHandoff(ctx: TaskContext, caller: Caller, input: { id: string; reason: string; idempotencyKey?: string }) {
   if (input.reason.trim() === '') throw new UsageError('say why: --reason <text>');
+  assertText('reason', input.reason, ctx.maxTextBytes);
   return handoffAnswer(ctx, caller, input, false);
 }
 
