@@ -12,8 +12,8 @@ _sos_node() {
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
     'projects acl') _sos_subs='' _sos_opts=--revoke ;;
     agents) _sos_subs='add set status probe history park unpark attach list show remove' _sos_opts='' ;;
-    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session --start-cmd --workdir --policy --tmux-socket --patterns' ;;
-    'agents set') _sos_subs='' _sos_opts='--session --start-cmd --workdir --policy --tmux-socket --patterns --clear' ;;
+    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session --start-cmd --workdir --policy --tmux-socket --patterns --wake --i-understand-shell' ;;
+    'agents set') _sos_subs='' _sos_opts='--session --start-cmd --workdir --policy --tmux-socket --patterns --wake --i-understand-shell --clear' ;;
     'agents probe') _sos_subs='' _sos_opts=--act ;;
     'agents history') _sos_subs='' _sos_opts=--limit ;;
     'agents park') _sos_subs='' _sos_opts='--until --reason --release' ;;
@@ -75,12 +75,14 @@ _sos_takes_value() {
     'agents add|--policy') return 0 ;;
     'agents add|--tmux-socket') return 0 ;;
     'agents add|--patterns') return 0 ;;
+    'agents add|--wake') return 0 ;;
     'agents set|--session') return 0 ;;
     'agents set|--start-cmd') return 0 ;;
     'agents set|--workdir') return 0 ;;
     'agents set|--policy') return 0 ;;
     'agents set|--tmux-socket') return 0 ;;
     'agents set|--patterns') return 0 ;;
+    'agents set|--wake') return 0 ;;
     'agents set|--clear') return 0 ;;
     'agents history|--limit') return 0 ;;
     'agents park|--until') return 0 ;;
@@ -195,10 +197,12 @@ _sos_value() {
     'agents add|--policy') _sos_words warm cold ;;
     'agents add|--tmux-socket') _sos_files ;;
     'agents add|--patterns') _sos_files ;;
+    'agents add|--wake') _sos_words text notify off default ;;
     'agents set|--workdir') _sos_files ;;
     'agents set|--policy') _sos_words warm cold ;;
     'agents set|--tmux-socket') _sos_files ;;
     'agents set|--patterns') _sos_files ;;
+    'agents set|--wake') _sos_words text notify off default ;;
     'agents set|--clear') _sos_words start-cmd workdir tmux-socket patterns ;;
     'squads join|--agent') _sos_list agents ;;
     'squads leave|--agent') _sos_list agents ;;

@@ -17,6 +17,8 @@
 #      machine's own apt sources (the main archive entry), written to
 #      /etc/apt/sources.list.d/sos-pgvector-src.sources (deb-src only, so no
 #      binary is ever upgraded from that suite) and removed again on exit.
+#   0. tmux, zsh, fish; python3, make and g++ for the native modules (better-sqlite3,
+#      node-pty), and npm's nodedir pointed at the running Node.js's headers when found.
 #   4. Ensures role and database `sos_test` exist, runs
 #      `CREATE EXTENSION IF NOT EXISTS vector` there and prints its version.
 # `apt-get update` runs at most once, and only when something must be installed.
@@ -106,6 +108,27 @@ fi
 TOOLS=()
 for tool in tmux zsh fish; do command -v "$tool" >/dev/null || TOOLS+=("$tool"); done
 if [ ${#TOOLS[@]} -gt 0 ]; then apt_install "${TOOLS[@]}"; else log "tmux, zsh, fish: installed"; fi
+
+# ---------------------------------------------------------------- native modules
+# better-sqlite3 and node-pty compile from source whenever no prebuilt binary can be fetched
+# (an offline machine, a Node.js without one): node-gyp needs python3, make, g++ and the headers
+# of the running Node.js. With the headers on disk (Debian's nodejs ships /usr/include/node), npm
+# is pointed at them so node-gyp never tries to download them.
+BUILD=()
+for pair in python3:python3 make:make g++:g++; do command -v "${pair%%:*}" >/dev/null || BUILD+=("${pair#*:}"); done
+if [ ${#BUILD[@]} -gt 0 ]; then apt_install "${BUILD[@]}"; else log "python3, make, g++: installed"; fi
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  NODE_PREFIX="$(dirname "$(dirname "$(node -p process.execPath)")")"
+  NODEDIR="$(npm config get nodedir 2>/dev/null || true)"
+  if [ -n "$NODEDIR" ] && [ "$NODEDIR" != undefined ] && [ "$NODEDIR" != null ]; then
+    log "Node.js headers: npm builds against nodedir=$NODEDIR"
+  elif [ -f "$NODE_PREFIX/include/node/node.h" ]; then
+    log "Node.js headers: found in $NODE_PREFIX/include/node; npm config set nodedir $NODE_PREFIX (your user npmrc)"
+    npm config set nodedir "$NODE_PREFIX"
+  else
+    log "Node.js headers: not found under $NODE_PREFIX/include/node; node-gyp will try to download them"
+  fi
+fi
 
 # ---------------------------------------------------------------- Redis
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
