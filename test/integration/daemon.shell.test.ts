@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { daemonWorld, FAST, until } from '../helpers/daemon.js';
 import { tmuxAvailable } from '../helpers/lifecycle.js';
+import { UNSAFE_OUTPUT } from '../fixtures/hostile.js';
 
 /**
  * A message is never a shell command: an agent of kind `shell` lives in a real bash in real tmux,
@@ -64,5 +65,23 @@ describe.skipIf(!tmuxAvailable || !bashAvailable)('wake delivery into a shell', 
     const allowed = await w.run(['agents', 'set', 'v2', '--wake', 'text', '--i-understand-shell']);
     expect(allowed.code, allowed.stderr).toBe(0);
     expect((await w.run(['agents', 'show', 'v2', '--json'])).json<{ wake: string; wakeDefault: boolean }>()).toMatchObject({ wake: 'text', wakeDefault: false });
+  });
+
+  it('screen lines an agent prints reach probe, status and history neutralised, and --json exact', async (ctx) => {
+    const w = await daemonWorld(ctx);
+    // A prompt carrying a right-to-left override and a title-setting sequence.
+    execFileSync('tmux', ['-S', w.socket, 'new-session', '-d', '-s', 'h1', '-x', '120', '-y', '30', 'env', 'PS1=evil\u202ex \x1b]0;pwned\x07$ ', 'bash', '--norc', '--noprofile']);
+    await until('the prompt', () => w.screen('h1').includes('$'));
+    expect((await w.run(['agents', 'add', 'h1', '--kind', 'shell', '--session', 'tmux:h1', '--tmux-socket', w.socket])).code).toBe(0);
+    const probe = await w.run(['agents', 'probe', 'h1']);
+    expect(probe.code, probe.stderr).toBe(0);
+    expect(probe.stdout).toContain('evil\\u202ex');
+    for (const args of [['agents', 'probe', 'h1'], ['agents', 'status'], ['agents', 'history', 'h1']]) {
+      const r = await w.run(args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout, args.join(' ')).not.toMatch(UNSAFE_OUTPUT);
+    }
+    const json = (await w.run(['agents', 'probe', 'h1', '--json'])).json<{ evidence: { lines?: string[] }[] }>();
+    expect(json.evidence.flatMap((e) => e.lines ?? [])).toContain('evil\u202ex $');
   });
 });
