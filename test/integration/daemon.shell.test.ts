@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { daemonWorld, FAST, until } from '../helpers/daemon.js';
 import { tmuxAvailable } from '../helpers/lifecycle.js';
-import { UNSAFE_OUTPUT } from '../fixtures/hostile.js';
+import { HOSTILE, UNSAFE_OUTPUT } from '../fixtures/hostile.js';
 
 /**
  * A message is never a shell command: an agent of kind `shell` lives in a real bash in real tmux,
@@ -83,5 +83,23 @@ describe.skipIf(!tmuxAvailable || !bashAvailable)('wake delivery into a shell', 
     }
     const json = (await w.run(['agents', 'probe', 'h1', '--json'])).json<{ evidence: { lines?: string[] }[] }>();
     expect(json.evidence.flatMap((e) => e.lines ?? [])).toContain('evil\u202ex $');
+  });
+
+  it('with --wake text, the line typed for a hostile message carries no control, C1 or bidi character', async (ctx) => {
+    const w = await daemonWorld(ctx);
+    await w.addAgent('ada');
+    const d = await w.daemon(FAST);
+    await w.ready('ada');
+    const names = Object.keys(HOSTILE).filter((n) => n !== 'long line');
+    for (const name of names) {
+      const r = await w.run(['send', 'ada', '--stdin', '--as', 'boss', '-q'], { input: `${name}: ${HOSTILE[name]!}` });
+      expect(r.code, r.stderr).toBe(0);
+      await d.waitFor((e) => e.event === 'wake_delivered' && (e.messages as string[]).includes(r.stdout.trim()), 12_000);
+    }
+    const lines = w.sosLines('ada').filter((r) => !r.line!.startsWith('[sos] context after restart')).map((r) => r.line!);
+    // One line per message, or a digest of several when they came while it was busy: all announced.
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line).not.toMatch(UNSAFE_OUTPUT);
+    expect(lines.join('\n')).toContain('\\u202e');
   });
 });
