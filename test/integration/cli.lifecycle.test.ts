@@ -41,6 +41,11 @@ describe.each(ADAPTERS)('sos agents lifecycle on $name', (adapter) => {
         [['agents', 'set', 'kasra'], 2, /nothing to change/],
         [['agents', 'set', 'ghost', '--policy', 'warm'], 3, /does not exist/],
         [['agents', 'park', 'kasra', '--until', 'yesterday'], 2, /invalid --until/],
+        // Past what any date holds: refused as input (exit 2), not a RangeError (exit 1) after a failed action row.
+        [['agents', 'park', 'kasra', '--until', '100000000000000000000h'], 2, /invalid --until "100000000000000000000h": at most 366d/],
+        [['agents', 'park', 'kasra', '--until', '367d', '--reason', 'too long'], 2, /invalid --until "367d": at most 366d/],
+        [['agents', 'park', 'kasra', '--until', '+275760-09-13T00:00:00Z'], 2, /invalid --until .*between 1970 and 9999/],
+        [['agents', 'park', 'kasra', '--until', '2001-01-01'], 2, /--until 2001-01-01 is in the past/],
         [['agents', 'unpark', 'kasra'], 2, /not parked/],
         [['hook', 'Bogus', '--agent', 'kasra'], 1, /unknown hook event/],
       ];
@@ -50,6 +55,11 @@ describe.each(ADAPTERS)('sos agents lifecycle on $name', (adapter) => {
         expect(r.stderr + r.stdout, args.join(' ')).toMatch(message);
       }
       expect(await dump()).toEqual(before);
+      // Nothing of a refused park was written: no lifecycle_actions row, and the agent is not parked.
+      expect((before as Record<string, unknown[]>).lifecycle_actions ?? []).toEqual([]);
+      const history = (await run(['agents', 'history', 'kasra', '--json'])).json<{ states: unknown[]; actions: unknown[] }>();
+      expect(history).toEqual({ states: [], actions: [] });
+      expect((await run(['agents', 'status', '--json'])).json<{ agent: string; state: string }[]>().find((a) => a.agent === 'kasra')).toMatchObject({ state: 'unprobed' });
     });
 
     it('takes hook reports, parks and unparks, and shows status and history', async (ctx) => {

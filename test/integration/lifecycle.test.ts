@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { runAction } from '../../src/core/lifecycle/actions.js';
 import { parkAgent } from '../../src/core/lifecycle/service.js';
 import { claimTask, createTask, getTask } from '../../src/core/tasks/service.js';
 import { type DriverName, lifecycleWorld, tmuxAvailable } from '../helpers/lifecycle.js';
@@ -217,5 +218,39 @@ describe.skipIf(!tmuxAvailable)('compaction', () => {
     const [again] = await w.probe('eve', true);
     expect(again!.plan.action).toBe('none');
     expect(w.received('eve').filter((r) => r.line?.includes(task.id) ?? false)).toHaveLength(1);
+  });
+});
+
+describe.skipIf(!tmuxAvailable)('input checked before anything is written', () => {
+  it('a park that no date can hold is refused with no action row; a stored one renders as invalid time', async (ctx) => {
+    const w = await lifecycleWorld(ctx, 'tmux');
+    await w.addAgent('fay');
+    const operator = w.as(null);
+    const refused: [Parameters<typeof parkAgent>[3], RegExp][] = [
+      [{ until: 1e20 * 3_600_000 }, /invalid --until .*between 1970 and 9999/],
+      [{ until: Number.NaN }, /invalid --until NaN/],
+      [{ until: Date.now() - 1_000 }, /is in the past/],
+      [{ reason: 'a\0b' }, /NUL byte/],
+      [{ reason: 'x'.repeat(1_001) }, /park reason is 1001 characters/],
+    ];
+    for (const [input, message] of refused) {
+      await expect(parkAgent(w.life, operator, 'fay', input), JSON.stringify(input)).rejects.toMatchObject({ code: 'usage', message: expect.stringMatching(message) });
+    }
+    // The last guard, for any caller of runAction: a park plan with such a moment writes nothing either.
+    const agent = (await w.store.agents.get(w.project, 'fay'))!;
+    const [probed] = await w.probe('fay');
+    const record = (await w.life.repo.get(w.project, 'fay'))!;
+    await expect(
+      runAction(w.life, operator, agent, record, { reading: { state: record.state, confidence: 1, evidence: [] }, snapshot: null, lastChangeAt: null, held: [] }, { action: 'park', reason: 'test', until: 8.64e15 + 1 }),
+    ).rejects.toMatchObject({ code: 'usage' });
+    expect(await w.life.repo.actions(w.project, 'fay', 0)).toEqual([]);
+    expect((await w.life.repo.get(w.project, 'fay'))!.state).toBe(probed!.state);
+
+    // A row written by hand (or an older version) with a moment no date holds: shown, never thrown.
+    await parkAgent(w.life, operator, 'fay', { until: Date.now() + 3_600_000, reason: 'maintenance' });
+    await w.store.sql.run('UPDATE agent_states SET parked_until = $1, hook_event = $2, hook_at = $3 WHERE project = $4 AND agent = $5', [1e300, 'Stop', -1e300, w.project, 'fay']);
+    const [parked] = await w.probe('fay');
+    expect(parked!.state).toBe('parked');
+    expect(parked!.evidence[0]!.detail).toMatch(/maintenance \(until invalid time\)/);
   });
 });

@@ -52,8 +52,22 @@ describe('lifecycle policy', () => {
     expect(first.reason).toMatch(/^restart limit/);
     const again = plan('dead', { recent: [action('escalate', 1, first.reason, 'escalated'), ...restarts] });
     expect(again.action).toBe('none');
-    // Failed restarts do not count against the limit.
-    expect(plan('dead', { recent: [action('restart', 5, '', 'failed'), action('restart', 15), action('restart', 25)] }).action).toBe('restart');
+  });
+
+  it('counts failed restart attempts against the limit and the cooldown, like successful ones', () => {
+    const failed = (minutesAgo: number) => action('restart', minutesAgo, 'session dead: restart … → failed: the workdir /srv/gone is not a directory', 'failed');
+    // A failed attempt half a minute ago: cooling down, not retried on the next probe.
+    const cooling = plan('dead', { recent: [failed(0.5)] });
+    expect(cooling).toMatchObject({ action: 'none', reason: expect.stringMatching(/^cooling down: a restart failed 30s ago/) });
+    expect(plan('dead', { recent: [failed(2)] }).action).toBe('restart');
+    // Three attempts in the window, failed or not: the limit is reached, escalated once, with the failure.
+    const attempts = [failed(5), action('restart', 15), failed(25)];
+    const first = plan('dead', { recent: attempts });
+    expect(first.action).toBe('escalate');
+    expect(first.reason).toBe('restart limit reached: 3 restart attempts within 60 min (2 failed; last failure: the workdir /srv/gone is not a directory)');
+    expect(plan('dead', { recent: [action('escalate', 1, first.reason, 'escalated'), ...attempts] }).action).toBe('none');
+    // Only attempts inside the window count (the probe passes the window's actions).
+    expect(plan('dead', { recent: [failed(5), failed(15)] }).action).toBe('restart');
   });
 
   it('the cascade guard escalates instead of restarting', () => {
@@ -90,6 +104,10 @@ describe('lifecycle policy', () => {
     expect(quotaUntil(['try again in 2 hours'], NOW)).toBe(NOW + 2 * 3_600_000);
     expect(quotaUntil(['resets in 30 min'], NOW)).toBe(NOW + 30 * MIN);
     expect(quotaUntil(['rate limited'], NOW)).toBeNull();
+    // The screen is the agent's output: a wait no quota has (or no date holds) is no reset time.
+    expect(quotaUntil(['try again in 100000000000000000000 hours'], NOW)).toBeNull();
+    expect(quotaUntil(['resets in 9000 hours'], NOW)).toBeNull();
+    expect(quotaUntil(['resets in 24 hours'], NOW)).toBe(NOW + 24 * 3_600_000);
     const t = new Date(quotaUntil(['limit resets at 9:30am'], NOW)!);
     expect([t.getHours(), t.getMinutes()]).toEqual([9, 30]);
     expect(t.getTime()).toBeGreaterThan(NOW);

@@ -1,6 +1,6 @@
 import type { Caller } from '../auth/caller.js';
 import { escalateToCoordinators, streamsFrom } from '../bus/service.js';
-import { SosError } from '../errors.js';
+import { SosError, UsageError } from '../errors.js';
 import { listSquads } from '../identity/squads.js';
 import { createToken } from '../identity/tokens.js';
 import { sessionLine } from '../sessions/line.js';
@@ -8,13 +8,13 @@ import type { SessionDriver } from '../sessions/port.js';
 import type { Agent } from '../store/types.js';
 import { releaseTask } from '../tasks/service.js';
 import type { Task } from '../tasks/types.js';
-import { abortableSleep } from '../time.js';
+import { abortableSleep, isMoment } from '../time.js';
 import type { LifecycleState } from './classifier.js';
 import { type LifecycleContext, nowOf, taskContextOf } from './context.js';
 import type { PlannedAction } from './policy.js';
 import { readSession } from './read.js';
 import type { Observation } from './probe.js';
-import { recordState } from './probe.js';
+import { momentText, recordState } from './probe.js';
 import type { ActionKind, ActionOutcome, ActionRecord, AgentStateRecord, InjectKind, Recovery } from './sql-lifecycle.js';
 
 /**
@@ -101,12 +101,18 @@ async function restart(ctx: LifecycleContext, caller: Caller, agent: Agent, reco
   const { token, secret } = await createToken(ctx.store, caller, { agent: agent.name, role: 'agent' });
   if (record.sessionToken) await ctx.store.tokens.revoke(agent.project, record.sessionToken);
   const workdir = agent.workdir ?? ctx.defaultWorkdir;
-  await driver.start({
-    command,
-    workdir,
-    replace: true,
-    env: { ...ctx.sessionEnv, SOS_TOKEN: secret, SOS_PROJECT: agent.project, SOS_AGENT: agent.name },
-  });
+  try {
+    await driver.start({
+      command,
+      workdir,
+      replace: true,
+      env: { ...ctx.sessionEnv, SOS_TOKEN: secret, SOS_PROJECT: agent.project, SOS_AGENT: agent.name },
+    });
+  } catch (err) {
+    // No session carries the new token: it must not stay valid (the attempt is recorded as failed).
+    await ctx.store.tokens.revoke(agent.project, token.id).catch(() => undefined);
+    throw err;
+  }
   const state = await waitForState(agent, driver, ['idle'], ctx.readyTimeoutMs);
   const base = `restarted with ${JSON.stringify(command)} in ${workdir}`;
   if (state !== 'idle') {
@@ -135,7 +141,7 @@ async function checkpoint(ctx: LifecycleContext, caller: Caller, agent: Agent, o
     const screen = (obs.snapshot?.screen ?? '').split('\n').slice(-10).join('\n');
     const held = obs.held.map((t) => `${t.id} [${t.status}] ${t.title}`).join('; ') || 'none';
     const text = clip(
-      `Checkpoint for ${agent.name} after its context was compacted at ${new Date(nowOf(ctx)).toISOString()}. Held tasks: ${held}.\nLast screen lines:\n${screen}`,
+      `Checkpoint for ${agent.name} after its context was compacted at ${momentText(nowOf(ctx))}. Held tasks: ${held}.\nLast screen lines:\n${screen}`,
       ctx.memory.maxEngramBytes,
     );
     const { id } = await remember(ctx.memory, { ...caller, agent: agent.name }, {
@@ -169,7 +175,7 @@ async function park(ctx: LifecycleContext, caller: Caller, agent: Agent, obs: Ob
   const until = 'until' in planned ? (planned.until ?? null) : null;
   // runAction puts the plan's reason in front of this detail.
   const detail = [
-    until !== null ? `until ${new Date(until).toISOString()}` : 'until unparked',
+    until !== null ? `until ${momentText(until)}` : 'until unparked',
     released.length ? `released ${released.join(', ')}` : '',
     failed.length ? `could not release ${failed.join(', ')}` : '',
   ]
@@ -195,8 +201,20 @@ async function inject(ctx: LifecycleContext, caller: Caller, agent: Agent, kind:
 }
 
 /**
+ * Refuses a plan whose input no action may take, before anything is written: an action's row is
+ * recorded only once its input is valid. (The operator's input is checked by `parkAgent`; this is
+ * the last guard for every entry point.)
+ */
+function checkPlan(planned: PlannedAction): void {
+  if (planned.action === 'park' && planned.until != null && !isMoment(planned.until)) {
+    throw new UsageError(`cannot park until ${String(planned.until)}: not a moment between 1970 and 9999`);
+  }
+}
+
+/**
  * Takes the planned action (or the pending injection) for one agent and records it. Errors from
- * the session become a `failed` outcome; they never escape to the supervisor loop.
+ * the session become a `failed` outcome; they never escape to the supervisor loop. The action's
+ * row and the state it leads to are written in one transaction.
  */
 export async function runAction(
   ctx: LifecycleContext,
@@ -206,6 +224,7 @@ export async function runAction(
   obs: Observation,
   planned: PlannedAction,
 ): Promise<ActionRecord> {
+  checkPlan(planned);
   const kind: ActionKind = planned.action === 'none' ? 'inject' : planned.action;
   let done: Done;
   try {
@@ -230,26 +249,29 @@ export async function runAction(
         break;
     }
   } catch (err) {
-    done = { outcome: 'failed', detail: `${planned.reason}: ${err instanceof SosError ? err.message : String(err)}`, recovery: null };
+    const message = err instanceof SosError ? err.message : String(err);
+    // Rows of planned actions get the reason in front below; escalations and injections carry it here.
+    done = { outcome: 'failed', detail: planned.action === 'escalate' || planned.action === 'none' ? `${planned.reason}: ${message}` : `failed: ${message}`, recovery: null };
   }
-  const at = nowOf(ctx);
-  const action = await ctx.repo.addAction({
+  const row: Omit<ActionRecord, 'id' | 'recoveredAt'> = {
     project: agent.project,
     agent: agent.name,
     action: kind,
     fromState: record.state,
     outcome: done.outcome,
     detail: planned.action === 'escalate' || planned.action === 'none' ? done.detail : `${planned.reason} → ${done.detail}`,
-    at,
+    at: nowOf(ctx),
     recovery: done.recovery,
+  };
+  if (!done.update) return ctx.repo.addAction(row);
+  const { state, ...fields } = done.update;
+  const current = (await ctx.repo.get(agent.project, agent.name)) ?? record;
+  const reading = state
+    ? { state, confidence: 1, evidence: [{ signal: `action.${kind}`, detail: done.detail }, ...current.evidence] }
+    : { state: current.state, confidence: current.confidence, evidence: current.evidence };
+  let action: ActionRecord | undefined;
+  await recordState(ctx, agent, current, reading, fields, async (tx) => {
+    action = await ctx.repo.addAction(row, tx);
   });
-  if (done.update) {
-    const { state, ...fields } = done.update;
-    const current = (await ctx.repo.get(agent.project, agent.name)) ?? record;
-    const reading = state
-      ? { state, confidence: 1, evidence: [{ signal: `action.${kind}`, detail: done.detail }, ...current.evidence] }
-      : { state: current.state, confidence: current.confidence, evidence: current.evidence };
-    await recordState(ctx, agent, current, reading, fields);
-  }
-  return action;
+  return action!;
 }

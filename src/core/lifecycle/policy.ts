@@ -1,4 +1,5 @@
 import type { LifecycleState, Reading } from './classifier.js';
+import { MAX_DURATION_MS } from '../time.js';
 import type { ActionKind, ActionRecord } from './sql-lifecycle.js';
 
 /**
@@ -61,7 +62,11 @@ const LEFT_ALONE: Partial<Record<LifecycleState, string>> = {
 export function quotaUntil(lines: string[], now: number): number | null {
   const text = lines.join(' ');
   const rel = /(?:in|after)\s+(\d+)\s*(h|hours?|m|min(?:ute)?s?)\b/i.exec(text);
-  if (rel) return now + Number(rel[1]) * (rel[2]!.toLowerCase().startsWith('h') ? 3_600_000 : 60_000);
+  if (rel) {
+    // The screen is the agent's output: a wait past any real quota window is not a reset time.
+    const ms = Number(rel[1]) * (rel[2]!.toLowerCase().startsWith('h') ? 3_600_000 : 60_000);
+    return Number.isFinite(ms) && ms <= MAX_DURATION_MS ? now + ms : null;
+  }
   const abs = /(?:resets?|again|until)\s+(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)?\b/i.exec(text);
   if (!abs) return null;
   let hour = Number(abs[1]);
@@ -74,6 +79,17 @@ export function quotaUntil(lines: string[], now: number): number | null {
   at.setHours(hour, minute, 0, 0);
   if (at.getTime() <= now) at.setDate(at.getDate() + 1);
   return at.getTime();
+}
+
+/** What went wrong in a failed action's row (`<reason> → failed: <error>`), cut short. */
+function failureOf(action: ActionRecord): string {
+  const text = action.detail.slice(action.detail.indexOf('→') + 1).trim().replace(/^failed: /, '');
+  return text.length <= 200 ? text : `${text.slice(0, 199)}…`;
+}
+
+/** `60 min`, or `90 s` for a window shorter than a minute (tests, tight settings). */
+function windowText(ms: number): string {
+  return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
 }
 
 function escalatedSince(recent: ActionRecord[], since: number, reason: string): boolean {
@@ -93,7 +109,9 @@ export function planAction(input: PlanInput): PlannedAction {
   }
   if (state === 'dead') {
     if (input.agent.policy === 'cold' && input.holds === 0) return { action: 'park', reason: 'cold agent with no claimed work: parked, not restarted', until: null };
-    const restarts = recent.filter((a) => a.action === 'restart' && a.outcome === 'done');
+    // Every attempt counts, failed or not: a start command that cannot run (a missing workdir)
+    // must not be retried on every probe; it reaches the limit and is escalated like a crash loop.
+    const restarts = recent.filter((a) => a.action === 'restart');
     if (input.cascade) {
       return escalatedSince(recent, input.since, 'cascade')
         ? { action: 'none', reason: 'cascade guard: escalated already; not restarting' }
@@ -101,13 +119,20 @@ export function planAction(input: PlanInput): PlannedAction {
     }
     if (restarts.length >= limits.restartLimit) {
       const since = restarts[0]!.at;
-      return escalatedSince(recent, since, 'restart limit')
-        ? { action: 'none', reason: `restart limit reached (${restarts.length} within the window); escalated already` }
-        : { action: 'escalate', reason: `restart limit reached: ${restarts.length} restarts within ${Math.round(limits.restartWindowMs / 60_000)} min` };
+      if (escalatedSince(recent, since, 'restart limit')) {
+        return { action: 'none', reason: `restart limit reached (${restarts.length} attempts within the window); escalated already` };
+      }
+      const failed = restarts.filter((a) => a.outcome === 'failed');
+      const lastFailure = failed[0] ? `; last failure: ${failureOf(failed[0])}` : '';
+      return {
+        action: 'escalate',
+        reason: `restart limit reached: ${restarts.length} restart attempts within ${windowText(limits.restartWindowMs)}${failed.length ? ` (${failed.length} failed${lastFailure})` : ''}`,
+      };
     }
     const last = restarts[0];
     if (last && now - last.at < limits.cooldownMs) {
-      return { action: 'none', reason: `cooling down: restarted ${Math.round((now - last.at) / 1000)}s ago (cooldown ${Math.round(limits.cooldownMs / 1000)}s)` };
+      const how = last.outcome === 'failed' ? 'a restart failed' : 'restarted';
+      return { action: 'none', reason: `cooling down: ${how} ${Math.round((now - last.at) / 1000)}s ago (cooldown ${Math.round(limits.cooldownMs / 1000)}s)` };
     }
     if (!input.agent.hasStartCommand) {
       return escalatedSince(recent, input.since, 'no start command')

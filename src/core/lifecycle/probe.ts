@@ -3,8 +3,10 @@ import { SosError } from '../errors.js';
 import { getAgent, listAgents } from '../identity/agents.js';
 import { newId } from '../ids.js';
 import type { SessionSnapshot } from '../sessions/port.js';
+import type { SqlExecutor } from '../store/sql/driver.js';
 import type { Agent } from '../store/types.js';
 import type { Task } from '../tasks/types.js';
+import { isMoment } from '../time.js';
 import { runAction } from './actions.js';
 import { type Evidence, hookState, type LifecycleState, type Reading } from './classifier.js';
 import { type LifecycleContext, nowOf } from './context.js';
@@ -44,6 +46,14 @@ export interface Observation {
 
 export const HELD_STATUSES = ['claimed', 'in_progress'] as const;
 
+/**
+ * A moment in a detail line: ISO text, or `invalid time` for a number no date can hold (a stored
+ * row written by hand or by an older version), where `new Date(x).toISOString()` would throw.
+ */
+export function momentText(ms: number | null | undefined): string {
+  return isMoment(ms) ? new Date(ms).toISOString() : 'invalid time';
+}
+
 export async function heldTasks(ctx: LifecycleContext, agent: Agent, now: number): Promise<Task[]> {
   const tasks = await ctx.store.tasks.list(agent.project, { statuses: [...HELD_STATUSES], assignee: agent.name, limit: 100 }, now);
   return tasks.filter((t) => t.claimant === agent.name);
@@ -53,11 +63,12 @@ export async function heldTasks(ctx: LifecycleContext, agent: Agent, now: number
 export async function observe(ctx: LifecycleContext, agent: Agent, stored: AgentStateRecord | undefined): Promise<Observation> {
   const now = nowOf(ctx);
   const held = await heldTasks(ctx, agent, now);
-  const hook = stored?.hookEvent && stored.hookAt !== null ? { event: stored.hookEvent, at: stored.hookAt } : undefined;
+  // A stored hook time no date can hold is no evidence (and the classifier renders it as a date).
+  const hook = stored?.hookEvent && isMoment(stored.hookAt) ? { event: stored.hookEvent, at: stored.hookAt } : undefined;
   if (agent.session === null) {
     const state = hook ? hookState(hook.event) : undefined;
     const reading: Reading = state
-      ? { state, confidence: 0.6, evidence: [{ signal: 'hook', detail: `hook ${hook!.event} at ${new Date(hook!.at).toISOString()} (no session to look at)` }] }
+      ? { state, confidence: 0.6, evidence: [{ signal: 'hook', detail: `hook ${hook!.event} at ${momentText(hook!.at)} (no session to look at)` }] }
       : { state: 'unknown', confidence: 0.1, evidence: [{ signal: 'no-session', detail: 'agent has no session (MCP-only or remote); only its hooks tell its state' }] };
     return { reading, snapshot: null, lastChangeAt: null, held };
   }
@@ -89,7 +100,7 @@ export async function observe(ctx: LifecycleContext, agent: Agent, stored: Agent
 
 function parkedOverlay(stored: AgentStateRecord | undefined, reading: Reading, now: number): Reading | null {
   if (stored?.state !== 'parked' || (stored.parkedUntil !== null && stored.parkedUntil <= now)) return null;
-  const until = stored.parkedUntil === null ? 'until unparked' : `until ${new Date(stored.parkedUntil).toISOString()}`;
+  const until = stored.parkedUntil === null ? 'until unparked' : `until ${momentText(stored.parkedUntil)}`;
   return {
     state: 'parked',
     confidence: 1,
@@ -107,6 +118,8 @@ export async function recordState(
   stored: AgentStateRecord | undefined,
   reading: Reading,
   extra: Partial<Pick<AgentStateRecord, 'screenHash' | 'lastChangeAt' | 'parkedUntil' | 'parkReason' | 'pendingInject' | 'sessionToken'>> = {},
+  /** More writes in the same transaction (the action that led to this state). */
+  within?: (tx: SqlExecutor) => Promise<void>,
 ): Promise<{ record: AgentStateRecord; change: StateChange | null }> {
   const now = nowOf(ctx);
   const previous = stored?.state ?? null;
@@ -141,12 +154,14 @@ export async function recordState(
   };
   const emitWithin = ctx.bus.emitWithin?.bind(ctx.bus);
   let wake: (() => void) | undefined;
+  const emitting = event && emitWithin ? { event, emitWithin } : null;
   await ctx.repo.save(
     record,
     change,
-    event && emitWithin
+    emitting || within
       ? async (tx) => {
-          wake = await emitWithin(tx, agent.project, 'agent.state', event, now);
+          if (within) await within(tx);
+          if (emitting) wake = await emitting.emitWithin(tx, agent.project, 'agent.state', emitting.event, now);
         }
       : undefined,
   );

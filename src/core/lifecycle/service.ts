@@ -4,11 +4,12 @@ import { UsageError } from '../errors.js';
 import { getAgent, listAgents } from '../identity/agents.js';
 import { listSquads } from '../identity/squads.js';
 import { assertName } from '../names.js';
-import { parseMoment } from '../time.js';
+import { refuseNul } from '../safe-text.js';
+import { isMoment, parseMoment } from '../time.js';
 import { runAction } from './actions.js';
 import { hookState, type LifecycleState } from './classifier.js';
 import { type LifecycleContext, nowOf } from './context.js';
-import { HELD_STATUSES, heldTasks, recordState } from './probe.js';
+import { HELD_STATUSES, heldTasks, momentText, recordState } from './probe.js';
 import type { ActionRecord, AgentStateRecord, StateChange } from './sql-lifecycle.js';
 
 /** Operator and agent commands around the probe: hook reports, parking, status and history. */
@@ -75,7 +76,7 @@ export async function reportHook(
   const { change } = await recordState(ctx, agent, stored, {
     state,
     confidence: 0.9,
-    evidence: [{ signal: 'hook', detail: `hook ${event} at ${new Date(at).toISOString()} → ${state}` }],
+    evidence: [{ signal: 'hook', detail: `hook ${event} at ${momentText(at)} → ${state}` }],
   });
   return { agent: agent.name, event, state, at, changed: change !== null };
 }
@@ -87,6 +88,27 @@ export function parseUntil(text: string, now: number): number {
   return at;
 }
 
+/** The longest park reason: one line for status and history, not a document. */
+export const MAX_PARK_REASON_CHARS = 1_000;
+
+/** Refuses a park the CLI or MCP could pass unchecked: a moment no date holds, one in the past, a bad reason. */
+function checkParkInput(input: { until?: number; reason?: string; release?: boolean }, now: number): void {
+  if (input.until !== undefined) {
+    if (!isMoment(input.until) || !Number.isInteger(input.until)) {
+      throw new UsageError(`invalid --until ${String(input.until)}: a moment between 1970 and 9999`);
+    }
+    if (input.until <= now) throw new UsageError(`--until ${momentText(input.until)} is in the past`);
+  }
+  if (input.reason !== undefined) {
+    if (typeof input.reason !== 'string') throw new UsageError('--reason must be text');
+    refuseNul(input.reason, 'the park reason');
+    if (input.reason.length > MAX_PARK_REASON_CHARS) {
+      throw new UsageError(`the park reason is ${input.reason.length} characters; the limit is ${MAX_PARK_REASON_CHARS}`);
+    }
+  }
+  if (input.release !== undefined && typeof input.release !== 'boolean') throw new UsageError('--release takes no value');
+}
+
 export async function parkAgent(
   ctx: LifecycleContext,
   caller: Caller,
@@ -94,9 +116,11 @@ export async function parkAgent(
   input: { until?: number; reason?: string; release?: boolean } = {},
 ): Promise<ActionRecord> {
   await requireAdmin(ctx.store, caller, 'parking an agent');
+  const now = nowOf(ctx);
+  // Everything is checked before the action's row is written: a refused park records nothing.
+  checkParkInput(input, now);
   const agent = await getAgent(ctx.store, caller, name);
   const stored = await ctx.repo.get(agent.project, agent.name);
-  const now = nowOf(ctx);
   const held = input.release ? await heldTasks(ctx, agent, now) : [];
   const record: AgentStateRecord = stored ?? {
     project: agent.project,

@@ -204,9 +204,10 @@ export class SqlLifecycleRepo {
     return rows.map((r) => r.agent);
   }
 
-  async addAction(action: Omit<ActionRecord, 'id' | 'recoveredAt'>): Promise<ActionRecord> {
+  /** Records an action; with `tx`, inside that transaction (with the state it led to). */
+  async addAction(action: Omit<ActionRecord, 'id' | 'recoveredAt'>, tx: SqlExecutor = this.db): Promise<ActionRecord> {
     const record: ActionRecord = { ...action, id: newId('act', action.at), recoveredAt: null };
-    await this.db.run(`INSERT INTO lifecycle_actions (${ACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
+    await tx.run(`INSERT INTO lifecycle_actions (${ACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
       record.id,
       record.project,
       record.agent,

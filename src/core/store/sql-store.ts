@@ -1,4 +1,4 @@
-import { Conflict, NotFound, SosError, Unavailable } from '../errors.js';
+import { Conflict, NotFound, Unavailable } from '../errors.js';
 import { SqlTaskRepo } from '../tasks/sql-tasks.js';
 import { applyMigrations, readMigrationStatus, readPendingVersions } from './migrations.js';
 import type { MigrationStatus, Store, StoreCapabilities } from './port.js';
@@ -101,10 +101,11 @@ function toToken(row: TokenRow): TokenRecord {
 
 /**
  * Turns driver failures into the error taxonomy. `unique` and `foreign_key` get the caller's
- * wording because only the caller knows which name clashed or was missing.
+ * wording because only the caller knows which name clashed or was missing. A locked, read-only or
+ * unreachable database is already `unavailable` (exit 5) with the driver's message and hint
+ * (an SqlError is a SosError), wherever it surfaces, in the Store or not.
  */
 function translate(err: unknown, messages: { unique?: string; foreignKey?: string } = {}): never {
-  if (err instanceof SosError) throw err;
   if (err instanceof SqlError) {
     switch (err.kind) {
       case 'unique':
@@ -113,15 +114,10 @@ function translate(err: unknown, messages: { unique?: string; foreignKey?: strin
       case 'foreign_key':
         if (messages.foreignKey) throw new NotFound(messages.foreignKey, { cause: err });
         break;
-      case 'busy':
-        throw new Unavailable(`the database is busy: ${err.message}`, {
-          hint: 'retry, or raise SOS_BUSY_TIMEOUT_MS',
-          cause: err,
-        });
-      case 'connection':
-        throw new Unavailable(`cannot reach the database: ${err.message}`, { cause: err });
       case 'missing':
         throw new Unavailable('the database is not initialised', { hint: 'run `sos init`', cause: err });
+      default:
+        break;
     }
   }
   throw err;

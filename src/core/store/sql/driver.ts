@@ -3,6 +3,7 @@
  * adapts it. Drivers classify database errors into a few kinds so the Store can turn them into the
  * error taxonomy without knowing driver codes.
  */
+import { type ErrorCode, SosError } from '../../errors.js';
 import { abortableSleep } from '../../time.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -39,15 +40,31 @@ export interface SqlDriver extends SqlExecutor {
   close(): Promise<void>;
 }
 
-export type SqlErrorKind = 'unique' | 'foreign_key' | 'busy' | 'connection' | 'missing' | 'other';
+/**
+ * `busy`: the database is locked by another writer past the wait (SQLite busy timeout, PostgreSQL
+ * lock_timeout) or a transaction lost a conflict; `readonly`: the database refuses writes (a
+ * read-only file, mount or server); `connection`: it cannot be opened or reached.
+ */
+export type SqlErrorKind = 'unique' | 'foreign_key' | 'busy' | 'readonly' | 'connection' | 'missing' | 'other';
 
-export class SqlError extends Error {
+/** Kinds that are the backend's state, not a bug: Unavailable (exit 5) wherever they surface. */
+const UNAVAILABLE_KINDS: ReadonlySet<SqlErrorKind> = new Set(['busy', 'readonly', 'connection']);
+
+/**
+ * A database error, classified by the driver (the one place driver codes are read). It is a
+ * SosError itself, so one that reaches the CLI from any repository (Store, bus, tasks,
+ * lifecycle) keeps its meaning: a locked, read-only or unreachable database is `unavailable`
+ * (exit 5) with the driver's hint; anything else stays `internal` unless the caller translates
+ * it (a `unique` clash into a Conflict, say).
+ */
+export class SqlError extends SosError {
   constructor(
     readonly kind: SqlErrorKind,
     message: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown; hint?: string } = {},
   ) {
-    super(message, options);
+    const code: ErrorCode = UNAVAILABLE_KINDS.has(kind) ? 'unavailable' : 'internal';
+    super(code, message, options);
     this.name = 'SqlError';
   }
 }

@@ -18,25 +18,45 @@ const CONNECTION_CODES = new Set([
   '3D000',
   '28P01',
   '28000',
-  '57P03',
+  '53300', // too_many_connections
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
 ]);
 
-function classify(err: unknown): SqlError {
+/**
+ * The one place PostgreSQL's error codes are read. A lock wait that ran out (55P03
+ * lock_not_available, from lock_timeout or NOWAIT), a deadlock or serialization failure, a
+ * read-only server or transaction (25006: a standby, default_transaction_read_only) and an
+ * unreachable server are the backend's state, `unavailable` (exit 5), naming the server.
+ */
+function classify(err: unknown, location: string): SqlError {
   if (err instanceof SqlError) return err;
   const code = String((err as { code?: string }).code ?? '');
-  const message = (err as Error).message || String(err);
+  const raw = (err as Error).message || String(err);
   let kind: SqlErrorKind = 'other';
   if (code === '23505') kind = 'unique';
   else if (code === '23503') kind = 'foreign_key';
-  else if (code === '40P01' || code === '55P03' || code === '40001') kind = 'busy';
-  else if (code === '42P01') kind = 'missing';
-  else if (
-    CONNECTION_CODES.has(code) ||
-    /timeout exceeded when trying to connect|Connection terminated/i.test(message)
-  ) {
-    kind = 'connection';
+  else if (code === '55P03') {
+    return new SqlError('busy', `PostgreSQL at ${location} is locked by another session: ${raw}`, {
+      hint: 'retry; the lock wait is bounded by lock_timeout (a PostgreSQL setting of the server, database or role)',
+      cause: err,
+    });
+  } else if (code === '40P01' || code === '40001') {
+    return new SqlError('busy', `PostgreSQL at ${location} refused the transaction in a conflict with another one: ${raw}`, { hint: 'retry', cause: err });
+  } else if (code === '25006') {
+    return new SqlError('readonly', `PostgreSQL at ${location} is read-only: ${raw}`, {
+      hint: 'point SOS_DB at the primary server (not a standby), or turn default_transaction_read_only off for this database or role',
+      cause: err,
+    });
+  } else if (code === '42P01') kind = 'missing';
+  else if (CONNECTION_CODES.has(code) || /timeout exceeded when trying to connect|Connection terminated/i.test(raw)) {
+    return new SqlError('connection', `cannot reach PostgreSQL at ${location}: ${raw}`, {
+      hint: 'check that the server is running and that SOS_DB names it, with the right user and password',
+      cause: err,
+    });
   }
-  return new SqlError(kind, message, { cause: err });
+  return new SqlError(kind, raw, { cause: err });
 }
 
 const NAMES = new Map<string, string>();
@@ -56,12 +76,12 @@ function statement(sql: string, params: readonly unknown[]): pg.QueryConfig {
   return { name, text: sql, values: [...params] };
 }
 
-function executor(q: (config: pg.QueryConfig) => Promise<pg.QueryResult>): SqlExecutor {
+function executor(q: (config: pg.QueryConfig) => Promise<pg.QueryResult>, location: string): SqlExecutor {
   const query = async (sql: string, params: readonly unknown[] = []) => {
     try {
       return await q(statement(sql, params));
     } catch (err) {
-      throw classify(err);
+      throw classify(err, location);
     }
   };
   return {
@@ -107,7 +127,7 @@ export class PostgresDriver implements SqlDriver {
     });
     // An idle client losing its connection must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
-    this.direct = executor((config) => this.pool.query(config));
+    this.direct = executor((config) => this.pool.query(config), this.location);
   }
 
   all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
@@ -128,9 +148,9 @@ export class PostgresDriver implements SqlDriver {
     try {
       client = await this.pool.connect();
     } catch (err) {
-      throw classify(err);
+      throw classify(err, this.location);
     }
-    const tx = executor((config) => client.query(config));
+    const tx = executor((config) => client.query(config), this.location);
     try {
       await tx.run('BEGIN');
       const result = await fn(tx);
@@ -167,7 +187,7 @@ export class PostgresDriver implements SqlDriver {
       await client.query(`LISTEN "${channel}"`);
     } catch (err) {
       await client.end().catch(() => undefined);
-      throw classify(err);
+      throw classify(err, this.location);
     }
     let stopped = false;
     return async () => {

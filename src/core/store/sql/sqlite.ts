@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { type SqlDriver, SqlError, type SqlErrorKind, type SqlExecutor } from './driver.js';
+import { type SqlDriver, SqlError, type SqlExecutor } from './driver.js';
 
 export interface SqliteOptions {
   path: string;
@@ -10,16 +10,53 @@ export interface SqliteOptions {
   create: boolean;
 }
 
-function classify(err: unknown): SqlError {
-  const code = (err as { code?: string }).code ?? '';
-  const message = (err as Error).message ?? String(err);
-  let kind: SqlErrorKind = 'other';
-  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') kind = 'unique';
-  else if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') kind = 'foreign_key';
-  else if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) kind = 'busy';
-  else if (code === 'SQLITE_CANTOPEN') kind = 'connection';
-  else if (/no such table/.test(message)) kind = 'missing';
-  return new SqlError(kind, message, { cause: err });
+/** Where a driver error happened, for messages that name the file and the setting to change. */
+interface Where {
+  path: string;
+  busyTimeoutMs: number;
+  /**
+   * While the constructor opens the file: `openStore` puts "cannot open the SQLite database at
+   * <path>:" in front, so the message does not name the file again.
+   */
+  opening: boolean;
+}
+
+/**
+ * The one place SQLite's error codes are read. A locked database (another process holds the
+ * write lock past the busy timeout), a read-only one (file mode, immutable file, read-only mount)
+ * and one that cannot be opened are the backend's state, `unavailable` (exit 5), each with the
+ * file and what to do; constraint violations keep SQLite's message for the caller to translate.
+ */
+function classify(err: unknown, where: Where): SqlError {
+  if (err instanceof SqlError) return err;
+  const code = String((err as { code?: string }).code ?? '');
+  const raw = (err as Error).message ?? String(err);
+  const { path, opening } = where;
+  const at = opening ? '' : ` at ${path}`;
+  const file = basename(path);
+  const dir = dirname(path);
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return new SqlError('unique', raw, { cause: err });
+  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') return new SqlError('foreign_key', raw, { cause: err });
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new SqlError('busy', `the SQLite database${at} is locked by another process (${raw} after the busy timeout of ${where.busyTimeoutMs} ms)`, {
+      hint: `retry; if another process must hold the write lock longer than ${where.busyTimeoutMs} ms, raise SOS_BUSY_TIMEOUT_MS (busy_timeout_ms in the config file)`,
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_READONLY')) {
+    return new SqlError('readonly', `the SQLite database${at} is read-only: ${raw}`, {
+      hint: `sos writes to ${path} and creates ${file}-wal and ${file}-shm beside it: check that the file and ${dir} are writable, that the file is not immutable (lsattr) and that the file system is not mounted read-only`,
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    const message = `${raw} (SQLite also creates ${file}-wal and ${file}-shm in ${dir}: it must be writable)`;
+    return new SqlError('connection', opening ? message : `cannot open the SQLite database${at}: ${message}`, {
+      hint: `check the permissions of ${path} and of ${dir}, and that neither is immutable (lsattr)`,
+      cause: err,
+    });
+  }
+  return new SqlError(/no such table/.test(raw) ? 'missing' : 'other', raw, { cause: err });
 }
 
 /**
@@ -46,9 +83,13 @@ export class SqliteDriver implements SqlDriver {
   private readonly db: Database.Database;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly direct: SqlExecutor;
+  private readonly where: Where;
 
   constructor(options: SqliteOptions) {
     this.location = options.path;
+    const opening: Where = { path: options.path, busyTimeoutMs: options.busyTimeoutMs, opening: true };
+    const where: Where = { ...opening, opening: false };
+    this.where = where;
     try {
       if (options.create && options.path !== ':memory:')
         mkdirSync(dirname(options.path), { recursive: true });
@@ -57,7 +98,7 @@ export class SqliteDriver implements SqlDriver {
         timeout: options.busyTimeoutMs,
       });
     } catch (err) {
-      throw classify(err);
+      throw classify(err, opening);
     }
     try {
       this.db.pragma('journal_mode = WAL');
@@ -65,7 +106,7 @@ export class SqliteDriver implements SqlDriver {
       this.db.pragma('foreign_keys = ON');
     } catch (err) {
       this.db.close();
-      throw classify(err);
+      throw classify(err, opening);
     }
     const db = this.db;
     const cache = new Map<string, Database.Statement>();
@@ -84,7 +125,7 @@ export class SqliteDriver implements SqlDriver {
           const { stmt, values } = prepared(sql, params);
           return stmt.all(...values) as T[];
         } catch (err) {
-          throw classify(err);
+          throw classify(err, where);
         }
       },
       one: async <T>(sql: string, params: readonly unknown[] = []) => {
@@ -94,7 +135,7 @@ export class SqliteDriver implements SqlDriver {
           stmt.run(...values);
           return undefined;
         } catch (err) {
-          throw classify(err);
+          throw classify(err, where);
         }
       },
       run: async (sql: string, params: readonly unknown[] = []) => {
@@ -102,14 +143,14 @@ export class SqliteDriver implements SqlDriver {
           const { stmt, values } = prepared(sql, params);
           return stmt.run(...values).changes;
         } catch (err) {
-          throw classify(err);
+          throw classify(err, where);
         }
       },
       script: async (sql: string) => {
         try {
           db.exec(sql);
         } catch (err) {
-          throw classify(err);
+          throw classify(err, where);
         }
       },
     };
@@ -140,17 +181,32 @@ export class SqliteDriver implements SqlDriver {
       try {
         control.begin.run();
       } catch (err) {
-        throw classify(err);
+        throw classify(err, this.where);
       }
+      let result: T;
       try {
-        const result = await fn(this.direct);
-        control.commit.run();
-        return result;
+        result = await fn(this.direct);
       } catch (err) {
-        if (this.db.inTransaction) control.rollback.run();
+        this.rollback(control.rollback);
         throw err;
       }
+      try {
+        control.commit.run();
+      } catch (err) {
+        this.rollback(control.rollback);
+        throw classify(err, this.where);
+      }
+      return result;
     });
+  }
+
+  /** Rolls back what is still open; a failing rollback never hides the error that caused it. */
+  private rollback(statement: Database.Statement): void {
+    try {
+      if (this.db.inTransaction) statement.run();
+    } catch {
+      // SQLite rolls back itself when the connection closes; the first error is the one to report.
+    }
   }
 
   private controlStatements: { begin: Database.Statement; commit: Database.Statement; rollback: Database.Statement } | undefined;
@@ -174,7 +230,13 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async changeCounter(): Promise<number> {
-    return this.serial(async () => this.db.pragma('data_version', { simple: true }) as number);
+    return this.serial(async () => {
+      try {
+        return this.db.pragma('data_version', { simple: true }) as number;
+      } catch (err) {
+        throw classify(err, this.where);
+      }
+    });
   }
 
   async close(): Promise<void> {
