@@ -1,7 +1,9 @@
-import { type CallToolResult, McpServer } from '@modelcontextprotocol/server';
+import { type CallToolResult, McpServer, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
+import type { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
-import { toSosError } from '../errors.js';
-import { type McpContext, TOOLS } from './tools.js';
+import { toSosError, UsageError } from '../errors.js';
+import { quote } from '../time.js';
+import { type McpContext, type ToolSpec, TOOLS } from './tools.js';
 
 /**
  * The sos MCP server: the bus and task tools for one caller, over whatever transport the surface picks
@@ -36,12 +38,68 @@ export interface McpServerOptions {
 
 const text = (value: unknown): CallToolResult['content'] => [{ type: 'text', text: JSON.stringify(value) }];
 
+/**
+ * Longest message (and hint) a tool error carries. Messages quote input, cut with `quote()` where
+ * they are written; this is the backstop for any that does not, so a 5 MB argument is never sent
+ * back whole.
+ */
+const MAX_ERROR_CHARS = 1_000;
+
+const cut = (s: string) => (s.length > MAX_ERROR_CHARS ? `${s.slice(0, MAX_ERROR_CHARS - 1)}…` : s);
+
 /** An error as the CLI prints it under `--json`, so agents see the same codes and messages. */
 function errorResult(err: unknown, options: McpServerOptions): CallToolResult {
   const error = toSosError(err);
   if (error.code === 'internal') options.onInternalError?.(error);
-  const body = { error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } };
+  const body = { error: { code: error.code, message: cut(error.message), ...(error.hint ? { hint: cut(error.hint) } : {}) } };
   return { content: text(body), isError: true };
+}
+
+/** Most unknown names or schema issues one refusal lists. */
+const MAX_LISTED = 5;
+
+const listed = (items: string[]) =>
+  items.length > MAX_LISTED ? `${items.slice(0, MAX_LISTED).join(', ')} and ${items.length - MAX_LISTED} more` : items.join(', ');
+
+/**
+ * A tool's arguments, checked in this one place for every tool: a name the schema does not know is
+ * refused (a zod object would drop it silently, so `task_claim {"lease":"-5s"}` claimed with the
+ * default lease), then the schema validates the rest. The valid names are the schema's keys.
+ */
+function parseArguments<S extends z.ZodObject>(tool: ToolSpec<S>, args: Record<string, unknown>): z.infer<S> {
+  const valid = Object.keys(tool.input.shape);
+  const unknown = Object.keys(args).filter((key) => !Object.hasOwn(tool.input.shape, key));
+  if (unknown.length > 0) {
+    const names = listed(unknown.map((key) => quote(key)));
+    throw new UsageError(
+      `unknown argument${unknown.length > 1 ? 's' : ''} ${names} for ${tool.name}; ${valid.length ? `valid: ${valid.join(', ')}` : 'it takes no arguments'}`,
+    );
+  }
+  const parsed = tool.input.safeParse(args);
+  if (!parsed.success) {
+    // zod's messages name the expected type, not the value received, so they quote no input.
+    const issues = parsed.error.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message));
+    throw new UsageError(`invalid arguments for ${tool.name}: ${listed(issues)}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * What the SDK is given as a tool's `inputSchema`: the zod schema's JSON Schema for tools/list,
+ * and a validator that lets the raw arguments through. The SDK validates before the handler runs,
+ * and a zod object there would strip unknown names before `parseArguments` could see them (a
+ * strict one would refuse them in the SDK's own words, without the valid names, and add
+ * `"additionalProperties":false` to every tool in the list).
+ */
+function listedSchema(input: z.ZodObject): StandardSchemaWithJSON<Record<string, unknown>> {
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'sos',
+      validate: (value) => ({ value: value as Record<string, unknown> }),
+      jsonSchema: input['~standard'].jsonSchema,
+    },
+  };
 }
 
 /**
@@ -69,9 +127,9 @@ export function buildMcpServer(ctx: McpContext, caller: Caller, options: McpServ
     },
   );
   for (const tool of TOOLS) {
-    server.registerTool(tool.name, { description: tool.description, inputSchema: tool.input }, async (args, request) => {
+    server.registerTool(tool.name, { description: tool.description, inputSchema: listedSchema(tool.input) }, async (args, request) => {
       const controller = linkedController([request.mcpReq.signal, options.signal]);
-      const call = (async () => tool.run({ ...ctx, signal: controller.signal }, caller, args as never))();
+      const call = (async () => tool.run({ ...ctx, signal: controller.signal }, caller, parseArguments(tool, args)))();
       try {
         return { content: text(await (options.inFlight?.track(call) ?? call)) };
       } catch (err) {

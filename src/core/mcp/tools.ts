@@ -4,6 +4,7 @@ import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
 import { UsageError } from '../errors.js';
+import { checkDuration, MAX_WAIT_MS } from '../time.js';
 import {
   acceptHandoff,
   claimTask,
@@ -38,6 +39,11 @@ export interface ToolContext extends McpContext {
 export interface ToolSpec<S extends z.ZodObject = z.ZodObject> {
   name: string;
   description: string;
+  /**
+   * The arguments. A plain (not strict) object: the server refuses names it does not list, once
+   * for every tool (`parseArguments` in server.ts), so the tool list carries no
+   * `additionalProperties` per tool.
+   */
   input: S;
   // Method syntax on purpose: a tool with a narrower schema still fits in `ToolSpec[]`.
   run(ctx: ToolContext, caller: Caller, args: z.infer<S>): Promise<unknown>;
@@ -106,10 +112,17 @@ const taskResult = (r: { task: Task; replayed: boolean }) => ({ ...taskView(r.ta
 /** Longest a task_claim waits for work: a tool call should not hold the agent's turn for long. */
 export const MAX_CLAIM_WAIT_SECONDS = 60;
 
-function seconds(value: number | undefined, what: string): number | undefined {
+/** The task service's bounds on a lease (it refuses anything outside them too). */
+const MIN_LEASE_SECONDS = 1;
+const MAX_LEASE_MS = 7 * 86_400_000;
+
+/** A number of seconds as milliseconds, refused unless finite and from `min` seconds to `maxMs`. */
+function seconds(value: number | undefined, what: string, min: number, maxMs: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!Number.isFinite(value) || value < 0) throw new UsageError(`${what} must be a number of seconds, 0 or more`);
-  return Math.round(value * 1000);
+  // The minimum is checked here to say it in seconds ("lease_seconds must be 1 or more");
+  // checkDuration would say "must be positive or more" of 0.5. It bounds the rest.
+  if (!(value >= min)) throw new UsageError(`${what} must be ${min} or more`);
+  return checkDuration(value * 1000, what, maxMs, min * 1000);
 }
 
 /**
@@ -273,13 +286,17 @@ export const TOOLS: readonly ToolSpec[] = [
       lease_seconds: z.number().optional(),
     }),
     async run(ctx, caller, a) {
-      const wait = seconds(a.wait_seconds, 'wait_seconds');
+      // Past 60 the wait is capped, not refused: the description promises at most 60 and the caller
+      // still gets work or a conflict. Past a day (the CLI's own --wait bound) the number is
+      // nonsense and refused, like a negative one.
+      const wait = seconds(a.wait_seconds, 'wait_seconds', 0, MAX_WAIT_MS);
+      const lease = seconds(a.lease_seconds, 'lease_seconds', MIN_LEASE_SECONDS, MAX_LEASE_MS);
       return taskResult(
         await claimTask(ctx.tasks, caller, {
           ...opt('id', a.id),
           ...opt('squad', a.squad),
           ...opt('waitMs', wait === undefined ? undefined : Math.min(wait, MAX_CLAIM_WAIT_SECONDS * 1000)),
-          ...opt('leaseMs', seconds(a.lease_seconds, 'lease_seconds')),
+          ...opt('leaseMs', lease),
           signal: ctx.signal,
         }),
       );
