@@ -51,5 +51,9 @@ export function refuseNuls(list: readonly string[] | undefined, what: string): v
 
 /** At most `max` characters, with `…` where it was cut: for error messages that quote input. */
 export function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  if (text.length <= max) return text;
+  let cut = max - 1;
+  // Never leave half of a surrogate pair at the cut.
+  if (cut > 0 && /[\ud800-\udbff]/.test(text[cut - 1]!)) cut -= 1;
+  return `${text.slice(0, cut)}…`;
 }

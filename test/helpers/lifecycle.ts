@@ -51,7 +51,10 @@ export interface LifecycleWorld extends TaskWorld {
   life: LifecycleContext;
   dir: string;
   /** Registers an agent running the fake agent (not started yet); `command` replaces the fake. */
-  addAgent(name: string, options?: { role?: 'coordinator' | 'worker'; policy?: 'warm' | 'cold'; command?: string }): Promise<Agent>;
+  addAgent(
+    name: string,
+    options?: { role?: 'coordinator' | 'worker'; policy?: 'warm' | 'cold'; command?: string; wake?: 'text' | 'notify' | 'off' },
+  ): Promise<Agent>;
   /** Starts the agent's session with its start command and waits for its prompt. */
   start(name: string): Promise<SessionDriver>;
   driver(name: string): Promise<SessionDriver>;
@@ -137,6 +140,8 @@ export async function lifecycleWorld(
         policy: o.policy ?? 'warm',
         tmuxSocket: driver === 'tmux' ? socket : null,
         patterns: FAKE_PATTERNS,
+        // The fake agent reads a typed line as a prompt, as the real CLIs do (kind custom defaults to off).
+        wake: o.wake ?? 'text',
       });
     },
     async start(name) {

@@ -94,7 +94,7 @@ describe.each(DRIVERS)('lifecycle over $name', ({ name: driver, available }) => 
 
     const [acted] = await w.probe('bo', true);
     expect(acted!.action).toMatchObject({ action: 'restart', outcome: 'done', recovery: 'pending' });
-    expect(acted!.action!.detail).toMatch(/context pack injected/);
+    expect(acted!.action!.detail).toMatch(/context pack typed/);
     const packed = () => w.received('bo').find((r) => r.line?.startsWith('[sos] context after restart'));
     await waitFor('the context pack in the input log', () => packed() !== undefined);
     const pack = packed();
@@ -105,6 +105,27 @@ describe.each(DRIVERS)('lifecycle over $name', ({ name: driver, available }) => 
     const counters = await w.life.repo.counters(w.project);
     expect(counters.recoveries.succeeded).toBe(1);
     expect(counters.actions['restart.done']).toBe(1);
+  });
+
+  it.skipIf(!available)('a restart types the pack only as the wake mode allows: off types nothing, notify a fixed line', async (ctx) => {
+    const w = await lifecycleWorld(ctx, driver);
+    for (const [name, wake] of [['quiet', 'off'], ['told', 'notify']] as const) {
+      await w.addAgent(name, { wake });
+      const d = await w.start(name);
+      await w.until(name, 'idle');
+      const task = (await createTask(w.tasks, w.as(name), { title: 'x"; touch /tmp/sos-pwned; echo "' })).task;
+      await claimTask(w.tasks, w.as(name), { id: task.id });
+      await d.submit('/crash');
+      await w.until(name, 'dead');
+      const [acted] = await w.probe(name, true);
+      expect(acted!.action).toMatchObject({ action: 'restart', outcome: 'done' });
+      expect(acted!.action!.detail).toMatch(wake === 'off' ? /context pack not typed \(wake off\)/ : /context pack notice typed \(wake notify\)/);
+      await w.until(name, 'idle');
+    }
+    const typed = (name: string) => w.received(name).filter((r) => r.line !== undefined && r.line.includes('[sos]'));
+    await waitFor('the notice', () => typed('told').length === 1);
+    expect(typed('told').map((r) => r.line)).toEqual(['# [sos] context after restart: run sos memory context']);
+    expect(typed('quiet')).toEqual([]);
   });
 
   it.skipIf(!available)('interrupts a stuck agent, then gives it its task again', async (ctx) => {

@@ -3,9 +3,10 @@ import { escalateToCoordinators, streamsFrom } from '../bus/service.js';
 import { SosError, UsageError } from '../errors.js';
 import { listSquads } from '../identity/squads.js';
 import { createToken } from '../identity/tokens.js';
+import { clip } from '../safe-text.js';
 import { sessionLine } from '../sessions/line.js';
 import type { SessionDriver } from '../sessions/port.js';
-import type { Agent } from '../store/types.js';
+import { type Agent, wakeModeOf } from '../store/types.js';
 import { releaseTask } from '../tasks/service.js';
 import type { Task } from '../tasks/types.js';
 import { abortableSleep, isMoment } from '../time.js';
@@ -27,10 +28,6 @@ import type { ActionKind, ActionOutcome, ActionRecord, AgentStateRecord, InjectK
 /** The longest line typed into a session. */
 export const MAX_INJECT_CHARS = 1_800;
 const POLL_MS = 200;
-
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
 
 /** Identity, held tasks and unread digest: the pack when memory is not configured. */
 async function minimalPack(ctx: LifecycleContext, caller: Caller, agent: Agent, held: Task[]): Promise<string> {
@@ -68,11 +65,31 @@ export function taskLine(held: Task[], why: string): string {
   if (held.length === 0) return `[sos] ${why}: you hold no task; check sos inbox and sos tasks board`;
   const task = held[0]!;
   const more = held.length > 1 ? ` (and ${held.length - 1} more: sos tasks list --assignee me)` : '';
-  const description = task.description ? ` — ${sessionLine(task.description)}` : '';
+  const description = task.description ? ` — ${task.description}` : '';
+  // Title and description are anyone's text: the whole line goes through sessionLine.
   return clip(
-    `[sos] ${why}: your current task is ${task.id} "${task.title}" [${task.status}, fence ${task.attempt}]${description}${more}. Continue it, or release it: sos tasks release ${task.id}`,
+    sessionLine(
+      `[sos] ${why}: your current task is ${task.id} "${task.title}" [${task.status}, fence ${task.attempt}]${description}${more}. Continue it, or release it: sos tasks release ${task.id}`,
+    ),
     MAX_INJECT_CHARS,
   );
+}
+
+/** The fixed line typed to a `notify` agent instead of a pack or a task: no stored text in it. */
+export function lifecycleNotifyLine(kind: InjectKind, why: string): string {
+  return `# [sos] ${why}: run ${kind === 'pack' ? 'sos memory context' : 'sos tasks list --assignee me'}`;
+}
+
+/**
+ * Types a pack or a task line into the session as the agent's wake mode allows (the same rule
+ * as the daemon's message wake): `text` types it, `notify` types a fixed line that names the
+ * command to run, `off` types nothing. Returns what happened, for the action's detail.
+ */
+async function typeFor(agent: Agent, driver: SessionDriver, kind: InjectKind, why: string, line: () => Promise<string> | string): Promise<string> {
+  const mode = wakeModeOf(agent);
+  if (mode === 'off') return 'not typed (wake off)';
+  await driver.submit(mode === 'notify' ? lifecycleNotifyLine(kind, why) : await line());
+  return mode === 'notify' ? 'notice typed (wake notify)' : 'typed';
 }
 
 /** Polls the session until it reads one of `states` (or the timeout); returns the last state read. */
@@ -118,8 +135,9 @@ async function restart(ctx: LifecycleContext, caller: Caller, agent: Agent, reco
   if (state !== 'idle') {
     return { outcome: 'done', detail: `${base}; context pack pending: not at its prompt yet (${state})`, recovery: 'pending', update: { pendingInject: 'pack', sessionToken: token.id } };
   }
-  await driver.submit(await packLine(ctx, caller, agent, obs.held, 'context after restart'));
-  return { outcome: 'done', detail: `${base}; context pack injected`, recovery: 'pending', update: { pendingInject: null, sessionToken: token.id } };
+  const why = 'context after restart';
+  const typed = await typeFor(agent, driver, 'pack', why, () => packLine(ctx, caller, agent, obs.held, why));
+  return { outcome: 'done', detail: `${base}; context pack ${typed}`, recovery: 'pending', update: { pendingInject: null, sessionToken: token.id } };
 }
 
 async function interrupt(ctx: LifecycleContext, agent: Agent, obs: Observation): Promise<Done> {
@@ -130,8 +148,9 @@ async function interrupt(ctx: LifecycleContext, agent: Agent, obs: Observation):
   if (state !== 'idle') {
     return { outcome: 'done', detail: `interrupted (${task}); task pending: not at its prompt yet (${state})`, recovery: 'pending', update: { pendingInject: 'task' } };
   }
-  await driver.submit(taskLine(obs.held, 'you were interrupted after no output while holding a task'));
-  return { outcome: 'done', detail: `interrupted and re-injected ${task}`, recovery: 'pending', update: { pendingInject: null } };
+  const why = 'you were interrupted after no output while holding a task';
+  const typed = await typeFor(agent, driver, 'task', why, () => taskLine(obs.held, why));
+  return { outcome: 'done', detail: `interrupted; ${task} ${typed}`, recovery: 'pending', update: { pendingInject: null } };
 }
 
 async function checkpoint(ctx: LifecycleContext, caller: Caller, agent: Agent, obs: Observation): Promise<Done> {
@@ -157,8 +176,9 @@ async function checkpoint(ctx: LifecycleContext, caller: Caller, agent: Agent, o
   if (state !== 'idle' && state !== 'compacted') {
     return { outcome: 'done', detail: `${saved}; task pending: not at its prompt (${state})`, recovery: null, update: { pendingInject: 'task' } };
   }
-  await driver.submit(taskLine(obs.held, 'your context was compacted'));
-  return { outcome: 'done', detail: `${saved}; current task re-injected`, recovery: null, update: { pendingInject: null } };
+  const why = 'your context was compacted';
+  const typed = await typeFor(agent, driver, 'task', why, () => taskLine(obs.held, why));
+  return { outcome: 'done', detail: `${saved}; current task ${typed}`, recovery: null, update: { pendingInject: null } };
 }
 
 async function park(ctx: LifecycleContext, caller: Caller, agent: Agent, obs: Observation, planned: PlannedAction): Promise<Done> {
@@ -195,9 +215,9 @@ export async function escalate(ctx: LifecycleContext, agent: Agent, reason: stri
 /** Types what a previous action left pending, now that the agent is at its prompt. */
 async function inject(ctx: LifecycleContext, caller: Caller, agent: Agent, kind: InjectKind, obs: Observation): Promise<Done> {
   const driver = await ctx.openDriver(agent);
-  const line = kind === 'pack' ? await packLine(ctx, caller, agent, obs.held, 'context after restart') : taskLine(obs.held, 'picking up where you left off');
-  await driver.submit(line);
-  return { outcome: 'done', detail: `pending ${kind === 'pack' ? 'context pack' : 'task'} injected`, recovery: null, update: { pendingInject: null } };
+  const why = kind === 'pack' ? 'context after restart' : 'picking up where you left off';
+  const typed = await typeFor(agent, driver, kind, why, () => (kind === 'pack' ? packLine(ctx, caller, agent, obs.held, why) : taskLine(obs.held, why)));
+  return { outcome: 'done', detail: `pending ${kind === 'pack' ? 'context pack' : 'task'} ${typed}`, recovery: null, update: { pendingInject: null } };
 }
 
 /**
