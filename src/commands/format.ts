@@ -1,11 +1,11 @@
-import { isMoment } from '../core/time.js';
+import { momentText } from '../core/time.js';
 
 /** Plain-text rendering helpers for human output (no colour: output is read by people and pipes). */
 
 /** A stored moment as ISO text; one no date can hold prints as `invalid time`, never throws. */
 export function iso(ms: number | null | undefined): string | null {
   if (ms === null || ms === undefined) return null;
-  return isMoment(ms) ? new Date(ms).toISOString() : 'invalid time';
+  return momentText(ms);
 }
 
 /** Aligned columns with a header row; empty cells print as `-`. */

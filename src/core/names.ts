@@ -1,4 +1,5 @@
 import { UsageError } from './errors.js';
+import { quote } from './safe-text.js';
 
 /** Project, agent and squad names share one shape: lowercase, starts with a letter, ≤ 40 chars. */
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
@@ -8,7 +9,7 @@ export type NameKind = 'project' | 'agent' | 'squad';
 export function assertName(kind: NameKind, value: string): string {
   if (!NAME_PATTERN.test(value)) {
     throw new UsageError(
-      `invalid ${kind} name ${JSON.stringify(value)}: use 1-40 characters, lowercase letters, digits and '-', starting with a letter`,
+      `invalid ${kind} name ${quote(value)}: use 1-40 characters, lowercase letters, digits and '-', starting with a letter`,
     );
   }
   return value;

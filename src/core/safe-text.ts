@@ -57,3 +57,9 @@ export function clip(text: string, max: number): string {
   if (cut > 0 && /[\ud800-\udbff]/.test(text[cut - 1]!)) cut -= 1;
   return `${text.slice(0, cut)}…`;
 }
+
+/** Input quoted in an error: JSON-escaped (no control byte reaches a terminal) and cut short. */
+export function quote(text: unknown, max = 80): string {
+  const value = typeof text === 'string' ? text : String(text);
+  return JSON.stringify(clip(value, max + 1));
+}

@@ -1,4 +1,5 @@
 import { UsageError } from './errors.js';
+import { quote } from './safe-text.js';
 
 /** Sleeps `ms`, returning early (without throwing) when the signal aborts. */
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -39,11 +40,6 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-/** Input quoted in an error: JSON-escaped (no control byte reaches a terminal) and cut short. */
-export function quote(text: string, max = 80): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
-}
-
 /**
  * `500ms`, `30s`, `5m`, `2h`, `1d`, or a bare number of seconds; positive and at most `max`
  * (default `MAX_DURATION_MS`).
@@ -59,7 +55,7 @@ export function parseDuration(text: string, what = 'duration', max = MAX_DURATIO
 
 /** A number of milliseconds from a trusted caller (MCP seconds, config): same bounds as parseDuration. */
 export function checkDuration(ms: number, what: string, max = MAX_DURATION_MS, min = 1): number {
-  if (!Number.isFinite(ms) || ms < min) throw new UsageError(`${what} must be ${min === 0 ? '0' : 'positive'} or more`);
+  if (!Number.isFinite(ms) || ms < min) throw new UsageError(`${what} must be ${min === 0 ? '0 or more' : `at least ${formatDuration(min)}`}`);
   if (ms > max) throw new UsageError(`${what} is at most ${formatDuration(max)}`);
   return Math.round(ms);
 }
@@ -82,4 +78,12 @@ export function parseMoment(text: string, what: string, now: number, direction: 
 /** True for a number every date renderer can print: a stored moment that is safe to show. */
 export function isMoment(ms: unknown): ms is number {
   return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 && ms <= MAX_MOMENT_MS;
+}
+
+/**
+ * A moment as ISO text, or `invalid time` for a number no date can hold (a stored row written
+ * by hand or by an older version), where `new Date(x).toISOString()` would throw.
+ */
+export function momentText(ms: number | null | undefined): string {
+  return isMoment(ms) ? new Date(ms).toISOString() : 'invalid time';
 }

@@ -57,7 +57,7 @@ describe('bounds: every duration and moment has a documented maximum', () => {
 
   it('checkDuration bounds numbers from MCP and config the same way', () => {
     expect(checkDuration(5_000, 'lease_seconds')).toBe(5_000);
-    expect(() => checkDuration(Number.POSITIVE_INFINITY, 'lease_seconds')).toThrow(/positive/);
+    expect(() => checkDuration(Number.POSITIVE_INFINITY, 'lease_seconds')).toThrow(/lease_seconds must be at least 1ms/);
     expect(() => checkDuration(MAX_DURATION_MS + 1, 'lease_seconds')).toThrow(/at most 366d/);
     expect(isMoment(Date.now())).toBe(true);
     expect(isMoment(1e300)).toBe(false);

@@ -18,7 +18,7 @@ import {
   type SkippedRow,
   type Target,
 } from './types.js';
-import { refuseNul } from '../safe-text.js';
+import { quote, refuseNul } from '../safe-text.js';
 
 /**
  * The bus rules, the same on every adapter: who may send what to whom, validation before any
@@ -39,7 +39,7 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 const now = (ctx: BusContext) => (ctx.now ?? Date.now)();
 
 export function assertMessageId(id: string): string {
-  if (!MESSAGE_ID.test(id)) throw new UsageError(`invalid message id ${JSON.stringify(id)}: expected msg_ followed by 26 characters`);
+  if (!MESSAGE_ID.test(id)) throw new UsageError(`invalid message id ${quote(id)}: expected msg_ followed by 26 characters`);
   return id;
 }
 
@@ -113,14 +113,14 @@ export async function sendMessage(ctx: BusContext, caller: Caller, input: SendIn
     });
   }
   const priority = (input.priority ?? (input.critical ? 'critical' : 'normal')) as Priority;
-  if (!PRIORITIES.includes(priority)) throw new UsageError(`invalid priority ${JSON.stringify(input.priority)}: use ${PRIORITIES.join(', ')}`);
+  if (!PRIORITIES.includes(priority)) throw new UsageError(`invalid priority ${quote(input.priority)}: use ${PRIORITIES.join(', ')}`);
   if (input.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
     throw new UsageError('an idempotency key is 1-200 printable characters without spaces');
   }
   if (input.replyTo !== undefined) assertMessageId(input.replyTo);
   if (input.expiresInMs !== undefined && !(input.expiresInMs > 0)) throw new UsageError('--expires must be positive');
   const type = input.type ?? 'message';
-  if (!/^[a-z][a-z0-9._-]{0,39}$/.test(type)) throw new UsageError(`invalid message type ${JSON.stringify(type)}`);
+  if (!/^[a-z][a-z0-9._-]{0,39}$/.test(type)) throw new UsageError(`invalid message type ${quote(type)}`);
 
   const from = await speaker(ctx, caller, 'sending a message');
   const { target, recipients } = await resolveTarget(ctx, caller, input.to, from);

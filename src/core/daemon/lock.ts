@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { Conflict } from '../errors.js';
 import { newId } from '../ids.js';
 import type { SqlDriver } from '../store/sql/driver.js';
+import { momentText } from '../time.js';
 
 /**
  * One daemon per installation, enforced by a lease row in the database (not a pid file), so it
@@ -70,7 +71,7 @@ export class DaemonLease {
     await this.db.transaction(async (tx) => {
       const row = await tx.one<Row>('SELECT owner, pid, host, started_at, heartbeat_at, status FROM daemon_lease WHERE id = 1');
       if (row && leaseLive(toLease(row), now, this.staleMs)) {
-        throw new Conflict(`a daemon is already running: pid ${row.pid} on ${row.host}, started ${new Date(Number(row.started_at)).toISOString()}`, {
+        throw new Conflict(`a daemon is already running: pid ${row.pid} on ${row.host}, started ${momentText(Number(row.started_at))}`, {
           hint: 'stop it first (systemctl stop sos, or kill its pid); `sos daemon status` shows it',
         });
       }

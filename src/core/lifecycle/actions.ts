@@ -9,13 +9,13 @@ import type { SessionDriver } from '../sessions/port.js';
 import { type Agent, wakeModeOf } from '../store/types.js';
 import { releaseTask } from '../tasks/service.js';
 import type { Task } from '../tasks/types.js';
-import { abortableSleep, isMoment } from '../time.js';
+import { abortableSleep, isMoment, momentText } from '../time.js';
 import type { LifecycleState } from './classifier.js';
 import { type LifecycleContext, nowOf, taskContextOf } from './context.js';
 import type { PlannedAction } from './policy.js';
 import { readSession } from './read.js';
 import type { Observation } from './probe.js';
-import { momentText, recordState } from './probe.js';
+import { recordState } from './probe.js';
 import type { ActionKind, ActionOutcome, ActionRecord, AgentStateRecord, InjectKind, Recovery } from './sql-lifecycle.js';
 
 /**

@@ -19,6 +19,7 @@
  *    its prompt is not hung.
  */
 import { UsageError } from '../errors.js';
+import { momentText } from '../time.js';
 import { stripAnsi } from './ansi.js';
 import claudePatterns from './patterns/claude.json' with { type: 'json' };
 import codexPatterns from './patterns/codex.json' with { type: 'json' };
@@ -400,7 +401,7 @@ export function classify(input: ClassifyInput): Reading {
     const now = input.now ?? Date.now();
     const lastChange = input.idleMs === undefined ? undefined : now - input.idleMs;
     const fresh = lastChange === undefined || input.hook.at >= lastChange;
-    const detail = `hook ${input.hook.event} at ${new Date(input.hook.at).toISOString()}`;
+    const detail = `hook ${input.hook.event} at ${momentText(input.hook.at)}`;
     if (state && fresh) {
       const agrees = screenReading?.state === state;
       reading = {

@@ -6,7 +6,7 @@ import type { SessionSnapshot } from '../sessions/port.js';
 import type { SqlExecutor } from '../store/sql/driver.js';
 import type { Agent } from '../store/types.js';
 import type { Task } from '../tasks/types.js';
-import { isMoment } from '../time.js';
+import { isMoment, momentText } from '../time.js';
 import { runAction } from './actions.js';
 import { type Evidence, hookState, type LifecycleState, type Reading } from './classifier.js';
 import { type LifecycleContext, nowOf } from './context.js';
@@ -46,13 +46,6 @@ export interface Observation {
 
 export const HELD_STATUSES = ['claimed', 'in_progress'] as const;
 
-/**
- * A moment in a detail line: ISO text, or `invalid time` for a number no date can hold (a stored
- * row written by hand or by an older version), where `new Date(x).toISOString()` would throw.
- */
-export function momentText(ms: number | null | undefined): string {
-  return isMoment(ms) ? new Date(ms).toISOString() : 'invalid time';
-}
 
 export async function heldTasks(ctx: LifecycleContext, agent: Agent, now: number): Promise<Task[]> {
   const tasks = await ctx.store.tasks.list(agent.project, { statuses: [...HELD_STATUSES], assignee: agent.name, limit: 100 }, now);

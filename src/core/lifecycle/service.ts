@@ -5,11 +5,11 @@ import { getAgent, listAgents } from '../identity/agents.js';
 import { listSquads } from '../identity/squads.js';
 import { assertName } from '../names.js';
 import { refuseNul } from '../safe-text.js';
-import { isMoment, parseMoment } from '../time.js';
+import { isMoment, momentText, parseMoment } from '../time.js';
 import { runAction } from './actions.js';
 import { hookState, type LifecycleState } from './classifier.js';
 import { type LifecycleContext, nowOf } from './context.js';
-import { HELD_STATUSES, heldTasks, momentText, recordState } from './probe.js';
+import { HELD_STATUSES, heldTasks, recordState } from './probe.js';
 import type { ActionRecord, AgentStateRecord, StateChange } from './sql-lifecycle.js';
 
 /** Operator and agent commands around the probe: hook reports, parking, status and history. */

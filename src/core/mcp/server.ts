@@ -2,7 +2,7 @@ import { type CallToolResult, McpServer, type StandardSchemaWithJSON } from '@mo
 import type { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
 import { toSosError, UsageError } from '../errors.js';
-import { quote } from '../time.js';
+import { quote } from '../safe-text.js';
 import { type McpContext, type ToolSpec, TOOLS } from './tools.js';
 
 /**

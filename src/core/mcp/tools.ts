@@ -4,7 +4,7 @@ import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
 import { UsageError } from '../errors.js';
-import { checkDuration, MAX_WAIT_MS } from '../time.js';
+import { checkDuration, MAX_WAIT_MS, momentText } from '../time.js';
 import {
   acceptHandoff,
   claimTask,
@@ -51,7 +51,7 @@ export interface ToolSpec<S extends z.ZodObject = z.ZodObject> {
 
 const tool = <S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> => spec;
 
-const iso = (ms: number | null) => (ms === null ? undefined : new Date(ms).toISOString());
+const iso = (ms: number | null) => (ms === null ? undefined : momentText(ms));
 
 /** The address a reply would use: an agent name, `squad:<name>` or `all`. */
 const address = (t: Target) => (t.kind === 'agent' ? t.name : t.kind === 'squad' ? `squad:${t.name}` : 'all');
@@ -119,8 +119,8 @@ const MAX_LEASE_MS = 7 * 86_400_000;
 /** A number of seconds as milliseconds, refused unless finite and from `min` seconds to `maxMs`. */
 function seconds(value: number | undefined, what: string, min: number, maxMs: number): number | undefined {
   if (value === undefined) return undefined;
-  // The minimum is checked here to say it in seconds ("lease_seconds must be 1 or more");
-  // checkDuration would say "must be positive or more" of 0.5. It bounds the rest.
+  // The minimum is checked here to say it in the caller's unit ("lease_seconds must be 1 or
+  // more", not "at least 1s"). checkDuration bounds the rest.
   if (!(value >= min)) throw new UsageError(`${what} must be ${min} or more`);
   return checkDuration(value * 1000, what, maxMs, min * 1000);
 }

@@ -10,7 +10,7 @@ import type { Store } from '../store/port.js';
 import type { Embedder } from './embedder.js';
 import type { Memory } from './port.js';
 import { ENGRAM_KINDS, type Engram, type EngramFilter, type EngramKind } from './types.js';
-import { refuseNul } from '../safe-text.js';
+import { quote, refuseNul } from '../safe-text.js';
 
 /**
  * Memory rules (DESIGN.md §6), the same on every adapter: scopes, near-duplicate merging,
@@ -38,7 +38,7 @@ const DAY = 86_400_000;
 const now = (ctx: MemoryContext) => (ctx.now ?? Date.now)();
 
 export function assertEngramId(id: string): string {
-  if (!ENGRAM_ID.test(id)) throw new UsageError(`invalid engram id ${JSON.stringify(id)}: expected eng_ followed by 26 characters`);
+  if (!ENGRAM_ID.test(id)) throw new UsageError(`invalid engram id ${quote(id)}: expected eng_ followed by 26 characters`);
   return id;
 }
 
@@ -64,12 +64,12 @@ async function parseScope(ctx: MemoryContext, caller: Caller, scope: string | un
     }
     return value;
   }
-  throw new UsageError(`invalid scope ${JSON.stringify(value)}: use private, project or squad:<name>`);
+  throw new UsageError(`invalid scope ${quote(value)}: use private, project or squad:<name>`);
 }
 
 function parseKind(kind: string | undefined): EngramKind | undefined {
   if (kind === undefined) return undefined;
-  if (!(ENGRAM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`invalid kind ${JSON.stringify(kind)}: use ${ENGRAM_KINDS.join(', ')}`);
+  if (!(ENGRAM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`invalid kind ${quote(kind)}: use ${ENGRAM_KINDS.join(', ')}`);
   return kind as EngramKind;
 }
 
@@ -118,7 +118,7 @@ export async function remember(ctx: MemoryContext, caller: Caller, input: Rememb
   const kind = parseKind(input.kind) ?? 'observation';
   const tags = [...new Set((input.tags ?? []).map(assertCapability))];
   if (input.supersedes !== undefined) assertEngramId(input.supersedes);
-  if (input.taskId !== undefined && !/^tsk_[0-9a-z]{26}$/.test(input.taskId)) throw new UsageError(`invalid task id ${JSON.stringify(input.taskId)}`);
+  if (input.taskId !== undefined && !/^tsk_[0-9a-z]{26}$/.test(input.taskId)) throw new UsageError(`invalid task id ${quote(input.taskId)}`);
   if (caller.role === 'observer') await deny(ctx.store, caller, 'remembering', 'is not allowed with an observer token');
   const who = author(caller, 'remembering');
   await getAgent(ctx.store, caller, who);
@@ -196,7 +196,7 @@ export async function recall(ctx: MemoryContext, caller: Caller, input: RecallIn
   if (input.agent !== undefined) assertName('agent', input.agent);
   for (const t of input.tags ?? []) assertCapability(t);
   if (input.scope !== undefined && input.scope !== 'private' && input.scope !== 'project' && !/^squad:[a-z][a-z0-9-]{0,39}$/.test(input.scope)) {
-    throw new UsageError(`invalid scope ${JSON.stringify(input.scope)}: use private, project or squad:<name>`);
+    throw new UsageError(`invalid scope ${quote(input.scope)}: use private, project or squad:<name>`);
   }
   const filter: EngramFilter = {
     project: caller.project,

@@ -52,7 +52,9 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       });
     } catch (err) {
       const reason = err instanceof SqlError ? err.message : String(err);
-      throw new Unavailable(`cannot open the SQLite database at ${target.path}: ${reason}`, { cause: err });
+      // The driver's hint (the busy timeout, a read-only file) is kept.
+      const hint = err instanceof SqlError ? err.hint : undefined;
+      throw new Unavailable(`cannot open the SQLite database at ${target.path}: ${reason}`, { cause: err, ...(hint ? { hint } : {}) });
     }
   } else {
     const { PostgresDriver } = await import('./sql/postgres.js');

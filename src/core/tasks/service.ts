@@ -5,12 +5,13 @@ import { getAgent } from '../identity/agents.js';
 import { getSquad, listSquads } from '../identity/squads.js';
 import { newId } from '../ids.js';
 import { assertCapability, assertName } from '../names.js';
+import { quote, refuseNul } from '../safe-text.js';
 import type { Store } from '../store/port.js';
 import type { SqlExecutor } from '../store/sql/driver.js';
+import { momentText } from '../time.js';
 import type { ChangeResult } from './sql-tasks.js';
 import { canMove, HELD } from './transitions.js';
 import { type Idempotency, PRIORITY_NAMES, type Task, type TaskChange, type TaskEvent, type TaskStatus, TASK_STATUSES } from './types.js';
-import { refuseNul } from '../safe-text.js';
 
 /**
  * The squad service (DESIGN.md §5): validation, visibility, the transition table, fencing, the
@@ -39,7 +40,7 @@ export function defaultBackoff(attempt: number): number {
 }
 
 export function assertTaskId(id: string): string {
-  if (!TASK_ID.test(id)) throw new UsageError(`invalid task id ${JSON.stringify(id)}: expected tsk_ followed by 26 characters`);
+  if (!TASK_ID.test(id)) throw new UsageError(`invalid task id ${quote(id)}: expected tsk_ followed by 26 characters`);
   return id;
 }
 
@@ -48,7 +49,7 @@ export function parsePriority(value: string | number | undefined): number {
   if (typeof value === 'string' && value in PRIORITY_NAMES) return PRIORITY_NAMES[value as keyof typeof PRIORITY_NAMES];
   const n = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n < 0 || n > 100) {
-    throw new UsageError(`invalid priority ${JSON.stringify(value)}: use critical, high, normal, low or a number 0-100`);
+    throw new UsageError(`invalid priority ${quote(value)}: use critical, high, normal, low or a number 0-100`);
   }
   return n;
 }
@@ -58,7 +59,7 @@ export function parseBudget(value: string): { tokens: number | null; micros: num
   const dollars = /^\$(\d+(?:\.\d{1,6})?)$/.exec(value);
   if (dollars) return { tokens: null, micros: Math.round(Number(dollars[1]) * 1_000_000) };
   if (/^\d+$/.test(value) && Number(value) > 0) return { tokens: Number(value), micros: null };
-  throw new UsageError(`invalid budget ${JSON.stringify(value)}: use a token count (50000) or dollars ($2.50)`);
+  throw new UsageError(`invalid budget ${quote(value)}: use a token count (50000) or dollars ($2.50)`);
 }
 
 function assertText(what: string, text: string, max: number): string {
@@ -221,7 +222,7 @@ export interface ListInput {
 
 export async function listTasks(ctx: TaskContext, caller: Caller, input: ListInput = {}): Promise<Task[]> {
   const statuses = (input.statuses ?? []).map((s) => {
-    if (!(TASK_STATUSES as readonly string[]).includes(s)) throw new UsageError(`invalid status ${JSON.stringify(s)}: use ${TASK_STATUSES.join(', ')}`);
+    if (!(TASK_STATUSES as readonly string[]).includes(s)) throw new UsageError(`invalid status ${quote(s)}: use ${TASK_STATUSES.join(', ')}`);
     return s as TaskStatus;
   });
   if (input.squad !== undefined) assertName('squad', input.squad);
@@ -332,7 +333,7 @@ async function explainUnclaimable(ctx: TaskContext, caller: Caller, agent: strin
   }
   if (task.status !== 'queued') throw new Conflict(`task ${id} is ${task.status}, not queued`);
   if (task.unmetDeps > 0) throw new Conflict(`task ${id} waits on ${task.unmetDeps} unfinished dependenc${task.unmetDeps === 1 ? 'y' : 'ies'}`);
-  if (task.availableAt > now(ctx)) throw new Conflict(`task ${id} is backing off until ${new Date(task.availableAt).toISOString()}`);
+  if (task.availableAt > now(ctx)) throw new Conflict(`task ${id} is backing off until ${momentText(task.availableAt)}`);
   if (task.assignee !== null && task.assignee !== agent) throw new Conflict(`task ${id} is assigned to ${task.assignee}`);
   const agentRecord = await getAgent(ctx.store, caller, agent);
   const missing = task.requires.filter((c) => !agentRecord.capabilities.includes(c));
@@ -603,7 +604,7 @@ export async function handoffTask(ctx: TaskContext, caller: Caller, input: Hando
   assertName('agent', input.to);
   if (input.summary.trim() === '') throw new UsageError('a handoff needs --summary');
   assertText('summary', input.summary, ctx.maxTextBytes);
-  for (const m of input.memories ?? []) if (!/^[a-z]+_[0-9a-z]{26}$/.test(m)) throw new UsageError(`invalid engram id ${JSON.stringify(m)}`);
+  for (const m of input.memories ?? []) if (!/^[a-z]+_[0-9a-z]{26}$/.test(m)) throw new UsageError(`invalid engram id ${quote(m)}`);
   const receiver = await getAgent(ctx.store, caller, input.to);
   const r = await holderChange(ctx, caller, input, 'handoff', () => 'review', (_t, at) => ({
     set: { handoff: { from: actor(caller), to: receiver.name, summary: input.summary, memories: input.memories ?? [], at } },
