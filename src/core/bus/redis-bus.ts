@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type ChainableCommander, Redis } from 'ioredis';
 import { z } from 'zod';
 import { PermissionDenied, SosError, Unavailable } from '../errors.js';
@@ -10,25 +11,38 @@ import {
   eventsChannel,
   eventsKey,
   idempotencyKey,
+  messageChannel,
   presenceKey,
   readerGroup,
+  registryKey,
+  registryPattern,
   streamKey,
   targetField,
   targetOfStream,
+  upstreamAgentChannels,
+  upstreamAgentStreams,
+  upstreamReaderGroup,
+  upstreamWakeChannel,
   wakeChannel,
+  wireTarget,
 } from './redis-keys.js';
 import {
   type AckWatch,
   type BusEvent,
+  canonicalMessageId,
   type Delivery,
   DELIVERY_STATES,
   type DeliveryState,
   type Envelope,
+  fromWireId,
   type InboxItem,
   type Presence,
+  type Priority,
   PRIORITIES,
   type SkippedRow,
   type Target,
+  UUID_PATTERN,
+  wireId,
 } from './types.js';
 
 /**
@@ -145,6 +159,21 @@ async function closeRedis(redis: Redis): Promise<void> {
   }
 }
 
+/**
+ * Whether the connection may touch upstream's global keys (no project in their names): a project
+ * ACL user may not, and is answered NOPERM.
+ */
+async function reachesGlobalKeys(redis: Redis): Promise<boolean> {
+  const probes = ['sos:stream:global:agent:-', 'sos:stream:sos:channel:private:agent:-', 'sos:registry:-'];
+  try {
+    await Promise.all(probes.map((key) => redis.exists(key)));
+    return true;
+  } catch (err) {
+    if (/^NOPERM/.test((err as Error).message)) return false;
+    throw err;
+  }
+}
+
 /** Runs a pipeline; the first failed command's error is thrown. */
 async function run(pipe: ChainableCommander): Promise<unknown[]> {
   const results = (await pipe.exec()) ?? [];
@@ -208,7 +237,76 @@ const scripted = (commander: Redis | ChainableCommander) => commander as unknown
 
 // ---------------------------------------------------------------- stream entries (SOS v1)
 
-/** Our extras ride inside `payload`; every one is optional so other SOS clients' entries parse. */
+/**
+ * What sos writes is an upstream SOS v1 `send` (sos/contracts/schemas/messages/send_v1.json), so
+ * upstream's typed decoder and `enforce()` take it: `type: send`, `version: 1.0`, a UUID
+ * `message_id`, `payload` of `text` and `content_type` only, top-level `reply_to` and
+ * `correlation_id` (UUIDs), a channel `target` for squads and broadcasts, and, as upstream's own
+ * senders add them, top-level `project` and `tenant_id`. What sos has beyond that rides in
+ * `headers` (string values, `sos_` keys), where the schema allows anything.
+ */
+const WIRE_VERSION = '1.0';
+const WIRE_CONTENT_TYPES: readonly string[] = ['text/plain', 'text/markdown'];
+
+/** A name-based UUID (SHA-256; version 8, RFC variant) for an id with no UUID spelling of its own. */
+function hashedUuid(id: string): string {
+  const h = createHash('sha256').update(id).digest('hex');
+  const variant = ((parseInt(h[16]!, 16) & 3) | 8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** The UUID of an id on the wire; an id with none (not sos's own form, not a UUID) is kept whole in `headers[header]`. */
+function wireRef(id: string, headers: Record<string, string>, header: string): string | undefined {
+  const uuid = wireId(id) ?? (UUID_PATTERN.test(id) ? id.toLowerCase() : undefined);
+  if (uuid === undefined) headers[header] = id;
+  return uuid;
+}
+
+/** The entry's fields, in XADD order (also what is published, as JSON, on upstream's channels). */
+function wireFields(m: Envelope): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const messageId = wireRef(m.id, headers, 'sos_id') ?? hashedUuid(m.id);
+  const replyTo = m.replyTo === null ? undefined : wireRef(m.replyTo, headers, 'sos_reply_to');
+  const correlation = m.requestId === null ? undefined : wireRef(m.requestId, headers, 'sos_request_id');
+  if (m.type !== 'message') headers.sos_type = m.type;
+  if (m.priority !== 'normal') headers.sos_priority = m.priority;
+  if (m.ackRequired) headers.sos_ack_required = 'true';
+  if (m.ackTimeoutMs !== null) headers.sos_ack_timeout_ms = String(m.ackTimeoutMs);
+  if (m.expiresAt !== null) headers.sos_expires_at = String(m.expiresAt);
+  if (m.target.kind !== 'agent' || m.recipients.length !== 1 || m.recipients[0] !== m.target.name) {
+    headers.sos_recipients = m.recipients.join(',');
+  }
+  if (m.ackFor !== null) headers.sos_ack_for = m.ackFor;
+  if (m.ackOk !== null) headers.sos_ack_ok = String(m.ackOk);
+  if (m.resendOf !== null) headers.sos_resend_of = m.resendOf;
+  let contentType = m.contentType;
+  if (!WIRE_CONTENT_TYPES.includes(contentType)) {
+    headers.sos_content_type = contentType;
+    contentType = 'text/plain';
+  }
+  const fields: Record<string, string> = {
+    type: 'send',
+    source: `agent:${m.from}`,
+    target: wireTarget(m.project, m.target),
+    timestamp: new Date(m.createdAt).toISOString(),
+    version: WIRE_VERSION,
+    message_id: messageId,
+    payload: JSON.stringify({ text: m.text, content_type: contentType }),
+  };
+  if (replyTo !== undefined) fields.reply_to = replyTo;
+  if (correlation !== undefined) fields.correlation_id = correlation;
+  if (Object.keys(headers).length > 0) fields.headers = JSON.stringify(headers);
+  fields.project = m.project;
+  // Upstream's scope guard (enforce_scope) wants a tenant too; sos's hard boundary is the project.
+  fields.tenant_id = m.project;
+  return fields;
+}
+
+/**
+ * The tolerant reader. Every field falls back on its own, in this order: our `sos_` headers, the
+ * v1 top-level fields, then the payload extras sos wrote before it followed upstream's schema
+ * (`version: 1`, `type: message`, `msg_…` ids, `reply_to` and 12 more keys inside `payload`).
+ */
 const Payload = z.object({
   text: z.string().optional().catch(undefined),
   content_type: z.string().catch('text/plain'),
@@ -226,33 +324,28 @@ const Payload = z.object({
   resend_of: z.string().nullable().catch(null),
 });
 
-function entryFields(m: Envelope): string[] {
-  const payload = {
-    text: m.text,
-    content_type: m.contentType,
-    reply_to: m.replyTo,
-    request_id: m.requestId,
-    ack_required: m.ackRequired,
-    ack_timeout_ms: m.ackTimeoutMs,
-    priority: m.priority,
-    created_at: m.createdAt,
-    expires_at: m.expiresAt,
-    recipients: m.recipients,
-    ack_for: m.ackFor,
-    ack_ok: m.ackOk,
-    resend_of: m.resendOf,
-    project: m.project,
-  };
-  return [
-    'type', m.type,
-    'source', `agent:${m.from}`,
-    'target', targetField(m.target),
-    'timestamp', new Date(m.createdAt).toISOString(),
-    'version', '1',
-    'message_id', m.id,
-    'payload', JSON.stringify(payload),
-  ];
+const Headers = z.record(z.string(), z.unknown()).catch({});
+
+function parseObject(value: unknown): Record<string, unknown> | undefined {
+  let parsed = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      return undefined;
+    }
+  }
+  return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
 }
+
+/** A v1 id field: a UUID reads as sos's spelling of the same bits (`<prefix>_…`), anything else as it is. */
+function fromWire(prefix: string, value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  return UUID_PATTERN.test(value) ? fromWireId(prefix, value) : value;
+}
+
+const flag = (v: unknown) => (v === 'true' ? true : v === 'false' ? false : undefined);
+const whole = (v: unknown) => (typeof v === 'string' && /^\d{1,16}$/.test(v) ? Number(v) : undefined);
 
 interface Stored {
   entry: string;
@@ -295,40 +388,59 @@ function fieldValue(list: string[], name: string): string | undefined {
 
 function decode(project: string, target: Target, [entry, list]: RawEntry): Stored | undefined {
   if (!Array.isArray(list)) return undefined;
-  const f: Record<string, string> = {};
+  let f: Record<string, unknown> = {};
   for (let i = 0; i + 1 < list.length; i += 2) f[list[i]!] = list[i + 1]!;
-  let raw: unknown;
-  try {
-    raw = f.payload === undefined ? {} : JSON.parse(f.payload);
-  } catch {
-    raw = undefined;
+  // The kernel MessageBus writes one field, `payload`, that holds the whole message.
+  if (f.type === undefined && f.source === undefined && typeof f.payload === 'string') {
+    const inner = parseObject(f.payload);
+    if (inner && typeof inner.type === 'string') f = { ...inner, message_id: inner.message_id ?? inner.id };
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) raw = { text: typeof raw === 'string' ? raw : (f.payload ?? '') };
+  const str = (key: string) => (typeof f[key] === 'string' ? (f[key] as string) : undefined);
+  let raw: Record<string, unknown> | undefined;
+  if (f.payload === undefined) raw = {};
+  else raw = parseObject(f.payload) ?? { text: typeof f.payload === 'string' ? f.payload : JSON.stringify(f.payload) };
   const p = Payload.parse(raw);
-  const timestamp = f.timestamp === undefined ? NaN : Date.parse(f.timestamp);
-  const source = f.source ?? 'unknown';
-  const open = p.recipients === undefined && target.kind !== 'agent';
+  const h = Headers.parse(parseObject(f.headers) ?? {});
+  const hs = (key: string) => (typeof h[key] === 'string' ? (h[key] as string) : undefined);
+  const timestamp = str('timestamp') === undefined ? NaN : Date.parse(str('timestamp')!);
+  const source = str('source') ?? 'unknown';
+  const type = str('type');
+  const listed = hs('sos_recipients');
+  const recipients = listed !== undefined ? listed.split(',').filter((r) => r !== '') : p.recipients;
+  const open = recipients === undefined && target.kind !== 'agent';
+  const priority = hs('sos_priority');
+  const expires = whole(hs('sos_expires_at'));
+  // A body with no text (another client's shape): show what it holds rather than nothing.
+  const text =
+    p.text ?? str('text') ?? str('content') ?? (typeof raw.content === 'string' ? raw.content : Object.keys(raw).length > 0 ? JSON.stringify(raw) : '');
   const message: Envelope = {
-    id: f.message_id ?? f.id ?? `${entry}@${targetField(target)}`,
+    id: hs('sos_id') ?? fromWire('msg', str('message_id') ?? str('id')) ?? `${entry}@${targetField(target)}`,
     project,
     from: source.startsWith('agent:') ? source.slice('agent:'.length) : source,
     target,
-    type: f.type ?? 'message',
-    text: p.text ?? f.text ?? f.content ?? '',
-    contentType: p.content_type,
-    replyTo: p.reply_to,
-    requestId: p.request_id,
-    ackRequired: p.ack_required,
-    ackTimeoutMs: p.ack_timeout_ms,
-    priority: p.priority,
+    type: hs('sos_type') ?? (type === undefined || type === 'send' ? 'message' : type),
+    text,
+    contentType: hs('sos_content_type') ?? p.content_type,
+    replyTo: hs('sos_reply_to') ?? fromWire('msg', f.reply_to) ?? p.reply_to,
+    requestId: hs('sos_request_id') ?? fromWire('req', f.correlation_id) ?? p.request_id,
+    ackRequired: flag(hs('sos_ack_required')) ?? p.ack_required,
+    ackTimeoutMs: whole(hs('sos_ack_timeout_ms')) ?? p.ack_timeout_ms,
+    priority: (PRIORITIES as readonly string[]).includes(priority ?? '') ? (priority as Priority) : p.priority,
     createdAt: p.created_at ?? (Number.isFinite(timestamp) ? timestamp : entryMs(entry)),
-    expiresAt: p.expires_at,
-    recipients: p.recipients ?? (target.kind === 'agent' ? [target.name] : []),
-    ackFor: p.ack_for,
-    ackOk: p.ack_ok,
-    resendOf: p.resend_of,
+    expiresAt: expires !== undefined && isMoment(expires) ? expires : p.expires_at,
+    recipients: recipients ?? (target.kind === 'agent' ? [target.name] : []),
+    ackFor: hs('sos_ack_for') ?? p.ack_for,
+    ackOk: flag(hs('sos_ack_ok')) ?? p.ack_ok,
+    resendOf: hs('sos_resend_of') ?? p.resend_of,
   };
   return { entry, seq: /^msg_[0-9a-z]{26}$/.test(message.id) ? message.id : undefined, message, open };
+}
+
+/** The id of the message an entry holds, as `decode` reads it (without decoding the rest). */
+function entryMessageId(fields: string[]): string | undefined {
+  const headers = parseObject(fieldValue(fields, 'headers'));
+  if (typeof headers?.sos_id === 'string') return headers.sos_id;
+  return fromWire('msg', fieldValue(fields, 'message_id') ?? fieldValue(fields, 'id'));
 }
 
 function isFor(stored: Stored, agent: string): boolean {
@@ -369,11 +481,21 @@ export interface RedisBusOptions {
   url: string;
   /** Approximate cap on each stream (`XADD MAXLEN ~`). */
   maxLen: number;
+  /**
+   * Whether to use upstream SOS's global keys and channels too (its `sos:stream:global:agent:<a>`
+   * and kernel streams, `sos:wake:<a>`, `sos:registry:<p>:<a>`). Default: when the connection may
+   * reach them, which a project ACL user may not.
+   */
+  upstreamGlobal?: boolean;
 }
 
 interface StreamRef {
   key: string;
   target: Target;
+  /** The consumer group that is the reader's cursor on it. */
+  group: string;
+  /** A global stream upstream writes: never created by us, read only while it exists. */
+  foreign: boolean;
 }
 
 interface Batch {
@@ -403,6 +525,8 @@ export class RedisBus implements Bus {
   private readonly channels = new Map<string, ChannelWaiters>();
   private readonly closing = new AbortController();
   private closed: Promise<void> | undefined;
+  /** Whether this connection uses upstream's global keys and channels (see `upstreamGlobal`). */
+  private global = false;
 
   constructor(private readonly options: RedisBusOptions) {
     if (!Number.isInteger(options.maxLen) || options.maxLen < 1) throw new RangeError('maxLen must be a positive integer');
@@ -426,9 +550,15 @@ export class RedisBus implements Bus {
   private client(): Promise<Redis> {
     if (this.closed) return Promise.reject(new Unavailable('the Redis bus is closed'));
     this.connection ??= openRedis(this.options.url, 'sos-bus').then(
-      (redis) => {
+      async (redis) => {
         redis.defineCommand('sosTransition', { numberOfKeys: 1, lua: TRANSITION });
         redis.defineCommand('sosSetIfExists', { numberOfKeys: 1, lua: SET_IF_EXISTS });
+        try {
+          this.global = this.options.upstreamGlobal ?? (await reachesGlobalKeys(redis));
+        } catch (err) {
+          redis.disconnect();
+          throw redisError(err, this.options.url);
+        }
         return redis;
       },
       (err: unknown) => {
@@ -453,6 +583,12 @@ export class RedisBus implements Bus {
 
   async append(message: Envelope, key: string | null): Promise<AppendResult> {
     return this.use(async (redis) => {
+      // A reply carries its thread's correlation id (upstream's `correlation_id`) when it has none.
+      if (message.replyTo !== null && message.requestId === null) {
+        const [parent] = await this.load(redis, message.project, [canonicalMessageId(message.replyTo)]);
+        const correlation = parent?.stored.message.requestId;
+        if (correlation) message = { ...message, requestId: correlation };
+      }
       if (key !== null) {
         const guard = idempotencyKey(message.project, message.from, key);
         for (let attempt = 0; attempt < 5; attempt++) {
@@ -483,7 +619,9 @@ export class RedisBus implements Bus {
    * the ack watch and the wakes, pipelined. Every command touches one key, and Redis runs them in
    * order, so a wake is never published before its message exists. The hash records the stream
    * and send time; the entry id is filled in by the first reader or by `get`. A crash after XADD
-   * leaves no hash: readers treat it as queued.
+   * leaves no hash: readers treat it as queued. Wakes go out in both conventions: sos's (the bare
+   * id on `sos:wake:project:<p>:agent:<r>`) and upstream's (the message's JSON on its per-agent,
+   * squad or project channel, and on `sos:wake:<r>`, which upstream's wake daemon listens to).
    */
   private async write(redis: Redis, m: Envelope, takeover = false): Promise<void> {
     const stream = streamKey(m.project, m.target);
@@ -491,7 +629,8 @@ export class RedisBus implements Bus {
     // Plain commands, not a pipeline object: with auto-pipelining, the commands of every send
     // issued in the same tick go out in one write, and Redis still runs each send's in order.
     const maxLen = String(this.options.maxLen);
-    const added = redis.xadd(stream, 'MAXLEN', '~', maxLen, '*', ...entryFields(m));
+    const wire = wireFields(m);
+    const added = redis.xadd(stream, 'MAXLEN', '~', maxLen, '*', ...Object.entries(wire).flat());
     // Wall time of the write (not the envelope's, which a caller may set): where `locate` looks.
     const fields: string[] = ['stream', stream, 'created', String(Date.now())];
     for (const r of m.recipients) fields.push(`r:${r}`, `queued:${m.createdAt}`);
@@ -504,6 +643,10 @@ export class RedisBus implements Bus {
     }
     if (m.ackRequired) rest.push(redis.zadd(acksKey(m.project), m.createdAt, m.id));
     for (const r of m.recipients) rest.push(redis.publish(wakeChannel(m.project, r), m.id));
+    const json = JSON.stringify(wire);
+    rest.push(redis.publish(messageChannel(m.project, m.target), json));
+    // Best effort: a user allowed the global keys but not these channels loses only upstream's wake.
+    if (this.global) for (const r of m.recipients) rest.push(redis.publish(upstreamWakeChannel(r), json).catch(() => 0));
     const [entry] = await Promise.all([added, ...rest]);
     if (entry === null || entry === undefined) throw new Error(`XADD to ${stream} returned no id`);
   }
@@ -521,7 +664,7 @@ export class RedisBus implements Bus {
     for (;;) {
       const page = asEntries(await redis.xrange(hash.stream, start, end, 'COUNT', 500));
       for (const [entry, fields] of page) {
-        if (fields && fieldValue(fields, 'message_id') === id) {
+        if (fields && entryMessageId(fields) === id) {
           await scripted(redis).sosSetIfExists(deliveryKey(project, id), 'entry', entry);
           return entry;
         }
@@ -533,26 +676,43 @@ export class RedisBus implements Bus {
 
   // ------------------------------------------------------------ reading
 
-  /** The agent's inbox plus the given streams, each once. */
+  /**
+   * The agent's inbox plus the given streams, each once; with upstream's global keys, also the
+   * per-agent streams upstream writes outside any project (part of the agent's inbox).
+   */
   private streamsOf(project: string, agent: string, streams: Target[]): StreamRef[] {
     const refs = new Map<string, StreamRef>();
-    for (const target of [{ kind: 'agent', name: agent } as Target, ...streams]) {
+    const inbox: Target = { kind: 'agent', name: agent };
+    const group = readerGroup(agent);
+    for (const target of [inbox, ...streams]) {
       const key = streamKey(project, target);
-      if (!refs.has(key)) refs.set(key, { key, target });
+      if (!refs.has(key)) refs.set(key, { key, target, group, foreign: false });
+    }
+    if (this.global) {
+      const foreignGroup = upstreamReaderGroup(project, agent);
+      for (const key of upstreamAgentStreams(agent)) refs.set(key, { key, target: inbox, group: foreignGroup, foreign: true });
     }
     return [...refs.values()];
   }
 
-  private async ensureGroups(redis: Redis, refs: StreamRef[], group: string): Promise<void> {
-    const missing = refs.filter((r) => !this.groups.has(`${r.key}\n${group}`));
-    if (missing.length === 0) return;
-    const pipe = redis.pipeline();
-    for (const r of missing) pipe.call('XGROUP', 'CREATE', r.key, group, '0', 'MKSTREAM');
-    const results = (await pipe.exec()) ?? [];
-    results.forEach(([err], i) => {
-      if (err && !/BUSYGROUP/.test(err.message)) throw err;
-      this.groups.add(`${missing[i]!.key}\n${group}`);
-    });
+  /**
+   * Creates the missing reader groups (at the start: every entry is unread until read) and returns
+   * the refs that have one: a foreign stream that does not exist is left alone, not created.
+   */
+  private async ensureGroups(redis: Redis, refs: StreamRef[]): Promise<StreamRef[]> {
+    const missing = refs.filter((r) => !this.groups.has(`${r.key}\n${r.group}`));
+    if (missing.length > 0) {
+      const pipe = redis.pipeline();
+      for (const r of missing) pipe.call('XGROUP', 'CREATE', r.key, r.group, '0', ...(r.foreign ? [] : ['MKSTREAM']));
+      const results = (await pipe.exec()) ?? [];
+      results.forEach(([err], i) => {
+        const r = missing[i]!;
+        if (err && r.foreign && /requires the key to exist/.test(err.message)) return;
+        if (err && !/BUSYGROUP/.test(err.message)) throw err;
+        this.groups.add(`${r.key}\n${r.group}`);
+      });
+    }
+    return refs.filter((r) => this.groups.has(`${r.key}\n${r.group}`));
   }
 
   /** Entries are decoded field by field with a fallback for each (see `decode`): none is ever skipped. */
@@ -563,15 +723,13 @@ export class RedisBus implements Bus {
   async takeUnread(project: string, agent: string, streams: Target[], limit: number, now: number): Promise<InboxItem[]> {
     return this.use(async (redis) => {
       const refs = this.streamsOf(project, agent, streams);
-      const group = readerGroup(agent);
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.ensureGroups(redis, refs, group);
-          return await this.take(redis, project, agent, refs, group, limit, now);
+          return await this.take(redis, project, agent, await this.ensureGroups(redis, refs), limit, now);
         } catch (err) {
           // The stream was deleted under us (or Redis lost its data): create the group again.
-          if (attempt > 0 || !/NOGROUP/.test((err as Error).message)) throw err;
-          for (const r of refs) this.groups.delete(`${r.key}\n${group}`);
+          if (attempt > 0 || !/NOGROUP|no such key/i.test((err as Error).message)) throw err;
+          for (const r of refs) this.groups.delete(`${r.key}\n${r.group}`);
         }
       }
     });
@@ -583,17 +741,17 @@ export class RedisBus implements Bus {
    * died), then everything new when it fits in the limit, else rounds of: peek past each cursor,
    * choose the oldest for the agent, XREADGROUP exactly as many entries per stream as that needs.
    */
-  private async take(redis: Redis, project: string, agent: string, refs: StreamRef[], group: string, limit: number, now: number) {
+  private async take(redis: Redis, project: string, agent: string, refs: StreamRef[], limit: number, now: number) {
     if (limit < 1) return [];
     const taken: Taken[] = [];
     const first = redis.pipeline();
     for (const r of refs) {
       first.call('XINFO', 'GROUPS', r.key);
-      first.call('XPENDING', r.key, group, '-', '+', limit, PARKED);
-      first.call('XAUTOCLAIM', r.key, group, CONSUMER, CLAIM_IDLE_MS, '0-0', 'COUNT', limit);
+      first.call('XPENDING', r.key, r.group, '-', '+', limit, PARKED);
+      first.call('XAUTOCLAIM', r.key, r.group, CONSUMER, CLAIM_IDLE_MS, '0-0', 'COUNT', limit);
     }
     const replies = await run(first);
-    const infos = refs.map((_, i) => groupInfo(replies[3 * i], group));
+    const infos = refs.map((r, i) => groupInfo(replies[3 * i], r.group));
     const cursors = infos.map((info) => info?.last ?? '0-0');
     const lags = infos.map((info) => info?.lag ?? null);
     const recovered: Batch[] = [];
@@ -602,14 +760,14 @@ export class RedisBus implements Bus {
     refs.forEach((r, i) => {
       const parked = asEntries(replies[3 * i + 1]).map((p) => String(p[0]));
       if (parked.length > 0) {
-        unpark.call('XCLAIM', r.key, group, CONSUMER, 0, ...parked);
+        unpark.call('XCLAIM', r.key, r.group, CONSUMER, 0, ...parked);
         unparked.push(r);
       }
       const claimed = asEntries((replies[3 * i + 2] as unknown[] | undefined)?.[1]);
       if (claimed.length > 0) recovered.push({ ref: r, entries: claimed });
     });
     if (unparked.length > 0) (await run(unpark)).forEach((reply, i) => recovered.push({ ref: unparked[i]!, entries: asEntries(reply) }));
-    if (recovered.length > 0) taken.push(...(await this.settle(redis, project, agent, group, recovered, limit, now)));
+    if (recovered.length > 0) taken.push(...(await this.settle(redis, project, agent, recovered, limit, now)));
 
     // When the lags say everything new fits in the limit, read it all: no peek, nothing is cut.
     let direct: number[] | undefined;
@@ -621,7 +779,7 @@ export class RedisBus implements Bus {
     while (taken.length < limit) {
       let round: { taken: Taken[]; done: boolean };
       try {
-        round = await this.round(redis, project, agent, refs, group, cursors, limit - taken.length, now, direct);
+        round = await this.round(redis, project, agent, refs, cursors, limit - taken.length, now, direct);
         direct = undefined;
       } catch (err) {
         // What was taken is already `read`: hand it over; the next call meets the error again.
@@ -647,7 +805,6 @@ export class RedisBus implements Bus {
     project: string,
     agent: string,
     refs: StreamRef[],
-    group: string,
     cursors: string[],
     remaining: number,
     now: number,
@@ -669,7 +826,7 @@ export class RedisBus implements Bus {
     if (counts.every((n) => n === 0)) return { taken: [], done: true };
     const read = redis.pipeline();
     const reading = refs.filter((_, i) => counts[i]! > 0);
-    for (const r of reading) read.call('XREADGROUP', 'GROUP', group, CONSUMER, 'COUNT', counts[refs.indexOf(r)]!, 'STREAMS', r.key, '>');
+    for (const r of reading) read.call('XREADGROUP', 'GROUP', r.group, CONSUMER, 'COUNT', counts[refs.indexOf(r)]!, 'STREAMS', r.key, '>');
     // Expired messages further on are marked now, as the SQL bus does; reaching them later skips them.
     for (const { ref, stored } of expired) {
       const args = [agent, 'expired', String(now), 'take', '1', ref.key, stored.entry];
@@ -681,7 +838,7 @@ export class RedisBus implements Bus {
     }));
     if (batches.every((b) => b.entries.length === 0)) return { taken: [], done: true };
     for (const b of batches) if (b.entries.length > 0) cursors[refs.indexOf(b.ref)] = b.entries[b.entries.length - 1]![0];
-    const taken = await this.settle(redis, project, agent, group, batches, remaining, now, decoded);
+    const taken = await this.settle(redis, project, agent, batches, remaining, now, decoded);
     return { taken, done };
   }
 
@@ -737,7 +894,6 @@ export class RedisBus implements Bus {
     redis: Redis,
     project: string,
     agent: string,
-    group: string,
     batches: Batch[],
     capacity: number,
     now: number,
@@ -745,12 +901,12 @@ export class RedisBus implements Bus {
   ): Promise<Taken[]> {
     const pipe = redis.pipeline();
     const gated: { stored: Stored; expired: boolean }[] = [];
-    const acks = new Map<string, string[]>();
-    const parks = new Map<string, string[]>();
-    const push = (map: Map<string, string[]>, key: string, id: string) => {
-      const ids = map.get(key);
+    const acks = new Map<StreamRef, string[]>();
+    const parks = new Map<StreamRef, string[]>();
+    const push = (map: Map<StreamRef, string[]>, ref: StreamRef, id: string) => {
+      const ids = map.get(ref);
       if (ids) ids.push(id);
-      else map.set(key, [id]);
+      else map.set(ref, [id]);
     };
     const entries = batches
       .flatMap((b) =>
@@ -766,7 +922,7 @@ export class RedisBus implements Bus {
       if (stored && isFor(stored, agent)) {
         const expired = stored.message.expiresAt !== null && stored.message.expiresAt <= now;
         if (!expired && accepted >= capacity) {
-          push(parks, ref.key, raw[0]);
+          push(parks, ref, raw[0]);
           continue;
         }
         if (!expired) accepted++;
@@ -774,10 +930,10 @@ export class RedisBus implements Bus {
         scripted(pipe).sosTransition(deliveryKey(project, stored.message.id), ...args);
         gated.push({ stored, expired });
       }
-      push(acks, ref.key, raw[0]);
+      push(acks, ref, raw[0]);
     }
-    for (const [key, ids] of acks) pipe.xack(key, group, ...ids);
-    for (const [key, ids] of parks) pipe.call('XCLAIM', key, group, PARKED, 0, ...ids, 'JUSTID');
+    for (const [ref, ids] of acks) pipe.xack(ref.key, ref.group, ...ids);
+    for (const [ref, ids] of parks) pipe.call('XCLAIM', ref.key, ref.group, PARKED, 0, ...ids, 'JUSTID');
     const results = await run(pipe);
     const taken: Taken[] = [];
     gated.forEach(({ stored, expired }, i) => {
@@ -823,12 +979,11 @@ export class RedisBus implements Bus {
   async countUnread(project: string, agent: string, streams: Target[], now: number): Promise<number> {
     return this.use(async (redis) => {
       const refs = this.streamsOf(project, agent, streams);
-      const group = readerGroup(agent);
       const info = redis.pipeline();
       for (const r of refs) info.call('XINFO', 'GROUPS', r.key);
-      const groups = ((await info.exec()) ?? []).map(([err, reply]) => {
+      const groups = ((await info.exec()) ?? []).map(([err, reply], i) => {
         if (err && !/no such key/i.test(err.message)) throw err;
-        return err ? undefined : groupInfo(reply, group)?.last; // no stream yet: nothing read yet
+        return err ? undefined : groupInfo(reply, refs[i]!.group)?.last; // no stream yet: nothing read yet
       });
       // New entries past the cursor, plus pending ones that a take will pick up: parked, or left
       // by a dead reader long enough ago to be claimed.
@@ -837,7 +992,7 @@ export class RedisBus implements Bus {
         const last = groups[i];
         scan.call('XRANGE', r.key, last === undefined ? '-' : `(${last}`, '+');
         if (last === undefined) return { ref: r, pending: false };
-        scan.call('XPENDING', r.key, group, '-', '+', 1000);
+        scan.call('XPENDING', r.key, r.group, '-', '+', 1000);
         return { ref: r, pending: true };
       });
       const scanned = await run(scan);
@@ -881,8 +1036,9 @@ export class RedisBus implements Bus {
   // ------------------------------------------------------------ one message
 
   /** Messages by id (undefined where unknown): their delivery hashes, then their entries. */
-  private async load(redis: Redis, project: string, ids: string[]): Promise<({ stored: Stored; hash: Record<string, string> } | undefined)[]> {
-    if (ids.length === 0) return [];
+  private async load(redis: Redis, project: string, given: string[]): Promise<({ stored: Stored; hash: Record<string, string> } | undefined)[]> {
+    if (given.length === 0) return [];
+    const ids = given.map(canonicalMessageId);
     const hashes = redis.pipeline();
     for (const id of ids) hashes.hgetall(deliveryKey(project, id));
     const found = (await run(hashes)).map((value) => {
@@ -919,6 +1075,7 @@ export class RedisBus implements Bus {
       .map((recipient) => ({ recipient, ...(parseState(hash[`r:${recipient}`]) ?? { state: 'queued' as const, at: stored.message.createdAt }) }));
   }
 
+  /** By `msg_…` id or its UUID (upstream's spelling of the same id). */
   async get(project: string, id: string): Promise<{ message: Envelope; deliveries: Delivery[] } | undefined> {
     return this.use(async (redis) => {
       const [found] = await this.load(redis, project, [id]);
@@ -929,7 +1086,8 @@ export class RedisBus implements Bus {
     });
   }
 
-  async setState(project: string, id: string, recipient: string, state: DeliveryState, at: number): Promise<boolean> {
+  async setState(project: string, given: string, recipient: string, state: DeliveryState, at: number): Promise<boolean> {
+    const id = canonicalMessageId(given);
     return this.use(async (redis) => {
       const key = deliveryKey(project, id);
       const result = Number(await scripted(redis).sosTransition(key, recipient, state, String(at), 'set', '0', '', ''));
@@ -974,25 +1132,84 @@ export class RedisBus implements Bus {
   }
 
   async markAckEvent(project: string, id: string, event: 'resent' | 'escalated', at: number): Promise<void> {
-    await this.use((redis) => Promise.resolve(scripted(redis).sosSetIfExists(deliveryKey(project, id), `${event}_at`, String(at))));
+    const key = deliveryKey(project, canonicalMessageId(id));
+    await this.use((redis) => Promise.resolve(scripted(redis).sosSetIfExists(key, `${event}_at`, String(at))));
   }
 
   // ------------------------------------------------------------ presence
 
+  /**
+   * The heartbeat goes to the project's presence hash and, with upstream's global keys, to
+   * upstream's registry (`sos:registry:<p>:<a>`, expiring with the TTL), which its peers read.
+   */
   async heartbeat(project: string, agent: string, at: number, ttlMs: number): Promise<void> {
-    await this.use((redis) => redis.hset(presenceKey(project), agent, `${at}:${ttlMs}`));
+    await this.use(async (redis) => {
+      const done: Promise<unknown>[] = [redis.hset(presenceKey(project), agent, `${at}:${ttlMs}`)];
+      if (this.global) {
+        const key = registryKey(project, agent);
+        const seen = new Date(at).toISOString();
+        done.push(
+          redis.hset(key, { name: agent, project, status: 'online', last_seen: seen, tool: 'sos', agent_type: 'sos', ttl_ms: String(ttlMs) }),
+          redis.pexpire(key, Math.max(1, Math.round(ttlMs))),
+        );
+      }
+      await Promise.all(done);
+    });
   }
 
+  /**
+   * The presence hash, merged (newest heartbeat wins) with upstream's registry of the project when
+   * this connection reaches it: an upstream agent is online while its registry hash lives.
+   */
   async presence(project: string): Promise<Presence[]> {
     return this.use(async (redis) => {
       const all = await redis.hgetall(presenceKey(project));
-      return Object.entries(all)
-        .map(([agent, value]) => {
-          const [lastSeen, ttlMs] = value.split(':').map(Number);
-          return { agent, lastSeen: lastSeen ?? 0, ttlMs: ttlMs ?? 0 };
-        })
-        .sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
+      const found = new Map<string, Presence>();
+      for (const [agent, value] of Object.entries(all)) {
+        const [lastSeen, ttlMs] = value.split(':').map(Number);
+        found.set(agent, { agent, lastSeen: lastSeen ?? 0, ttlMs: ttlMs ?? 0 });
+      }
+      if (this.global) {
+        for (const p of await this.registryPresence(redis, project)) {
+          const known = found.get(p.agent);
+          if (!known || p.lastSeen > known.lastSeen) found.set(p.agent, p);
+        }
+      }
+      return [...found.values()].sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
     });
+  }
+
+  /** Upstream's registry hashes of the project (SCAN, never KEYS): `last_seen` (ISO) and the key's TTL. */
+  private async registryPresence(redis: Redis, project: string): Promise<Presence[]> {
+    const keys = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, page] = await redis.scan(cursor, 'MATCH', registryPattern(project), 'COUNT', 1000);
+      cursor = next;
+      for (const k of page) keys.add(k);
+    } while (cursor !== '0');
+    if (keys.size === 0) return [];
+    const pipe = redis.pipeline();
+    const list = [...keys];
+    for (const k of list) {
+      pipe.hmget(k, 'name', 'last_seen', 'ttl_ms');
+      pipe.pttl(k);
+    }
+    const replies = await run(pipe);
+    const now = Date.now();
+    const prefix = registryPattern(project).slice(0, -1);
+    const out: Presence[] = [];
+    list.forEach((k, i) => {
+      const [name, seen, ttl] = (replies[2 * i] as (string | null)[] | undefined) ?? [];
+      const pttl = Number(replies[2 * i + 1]);
+      const lastSeen = seen ? Date.parse(seen) : NaN;
+      if (!Number.isFinite(lastSeen) || pttl === -2) return;
+      const stated = Number(ttl);
+      // Online while the hash lives (upstream lets it expire); a hash that never expires: 10 minutes.
+      const ttlMs = Number.isFinite(stated) && stated > 0 ? stated : pttl > 0 ? now - lastSeen + pttl : 600_000;
+      out.push({ agent: name || k.slice(prefix.length), lastSeen, ttlMs: Math.max(0, ttlMs) });
+    });
+    return out;
   }
 
   // ------------------------------------------------------------ wake-ups
@@ -1045,26 +1262,45 @@ export class RedisBus implements Bus {
     streams: Target[],
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<boolean> {
-    // Subscribed first, then checked: a message sent in between is not missed.
-    return this.waitOn(wakeChannel(project, agent), options, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0);
+    // Subscribed first, then checked: a message sent in between is not missed. Both conventions
+    // wake: sos's wake channel, and the channels upstream's senders publish each message on.
+    if (options.signal?.aborted || this.closed) return false;
+    await this.client();
+    const channels = [wakeChannel(project, agent), messageChannel(project, { kind: 'agent', name: agent })];
+    for (const t of streams) if (t.kind !== 'agent') channels.push(messageChannel(project, t));
+    const global = this.global ? [upstreamWakeChannel(agent), ...upstreamAgentChannels(agent)] : [];
+    return this.waitOn(channels, options, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0, global);
   }
 
-  /** Waits for a publish on `channel` (or timeout/abort); with `ready`, returns at once when it holds. */
-  private async waitOn(channel: string, options: { timeoutMs: number; signal?: AbortSignal }, ready?: () => Promise<boolean>): Promise<boolean> {
+  /**
+   * Waits for a publish on any of `channels` (or timeout/abort); with `ready`, returns at once when
+   * it holds. `optional` channels are listened to when the server allows it (never an error).
+   */
+  private async waitOn(
+    channels: string[],
+    options: { timeoutMs: number; signal?: AbortSignal },
+    ready?: () => Promise<boolean>,
+    optional: string[] = [],
+  ): Promise<boolean> {
     if (options.signal?.aborted || this.closed) return false;
     const inner = new AbortController();
     const abort = () => inner.abort();
     options.signal?.addEventListener('abort', abort, { once: true });
     this.closing.signal.addEventListener('abort', abort, { once: true });
     let woken = false;
-    let stop: (() => Promise<void>) | undefined;
+    const wake = () => {
+      woken = true;
+      inner.abort();
+    };
+    const stops: (() => Promise<void>)[] = [];
     try {
-      stop = await this.listen(channel, () => {
-        woken = true;
-        inner.abort();
-      }).catch((err: unknown) => {
-        throw redisError(err, this.options.url);
-      });
+      const listening = [
+        ...channels.map((c) => this.listen(c, wake).then((stop) => stops.push(stop))),
+        ...optional.map((c) => this.listen(c, wake).then((stop) => stops.push(stop), () => undefined)),
+      ];
+      const settled = await Promise.allSettled(listening);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw redisError(failed.reason, this.options.url);
       if (ready && (await ready())) return true;
       await abortableSleep(options.timeoutMs, inner.signal);
       return woken;
@@ -1072,7 +1308,7 @@ export class RedisBus implements Bus {
       inner.abort();
       options.signal?.removeEventListener('abort', abort);
       this.closing.signal.removeEventListener('abort', abort);
-      await stop?.();
+      await Promise.all(stops.map((stop) => stop()));
     }
   }
 
@@ -1107,7 +1343,7 @@ export class RedisBus implements Bus {
   }
 
   async waitForEvent(project: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
-    return this.waitOn(eventsChannel(project), options);
+    return this.waitOn([eventsChannel(project)], options);
   }
 
   async close(): Promise<void> {

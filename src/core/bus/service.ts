@@ -33,13 +33,14 @@ export interface BusContext {
   now?: () => number;
 }
 
-const MESSAGE_ID = /^msg_[0-9a-z]{26}$/;
+/** sos's `msg_<26 chars>`, or a UUID: upstream SOS's spelling of a message id (the Redis bus reads both). */
+const MESSAGE_ID = /^(?:msg_[0-9a-z]{26}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 const now = (ctx: BusContext) => (ctx.now ?? Date.now)();
 
 export function assertMessageId(id: string): string {
-  if (!MESSAGE_ID.test(id)) throw new UsageError(`invalid message id ${quote(id)}: expected msg_ followed by 26 characters`);
+  if (!MESSAGE_ID.test(id)) throw new UsageError(`invalid message id ${quote(id)}: expected msg_ followed by 26 characters, or a UUID`);
   return id;
 }
 

@@ -26,7 +26,11 @@ export type Target = { kind: 'agent'; name: string } | { kind: 'squad'; name: st
 export const ACK_TIMEOUT_MS = { critical: 30_000, routine: 60_000 } as const;
 
 export interface Envelope {
-  /** `msg_<sortable id>`; SOS v1 `message_id`. */
+  /**
+   * `msg_<sortable id>`. On the Redis wire (SOS v1 `message_id`) the same 128 bits are written as a
+   * UUID; a message another SOS client wrote with a UUID reads back as the `msg_` spelling of it
+   * (see `wireId` / `canonicalMessageId`).
+   */
   id: string;
   project: string;
   /** Sending agent. */
@@ -37,6 +41,7 @@ export interface Envelope {
   text: string;
   contentType: string;
   replyTo: string | null;
+  /** `req_<sortable id>` on ack requests; SOS v1 `correlation_id` (as a UUID) on the wire. */
   requestId: string | null;
   ackRequired: boolean;
   ackTimeoutMs: number | null;
@@ -131,4 +136,47 @@ export interface BusEvent {
   type: string;
   data: Record<string, unknown>;
   at: number;
+}
+
+// ---------------------------------------------------------------- ids on the wire
+
+const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/** An RFC 4122 spelling of 128 bits (any version): upstream SOS v1 `message_id`, `reply_to`, `correlation_id`. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `<prefix>_` then 26 Crockford base32 characters that hold 128 bits (a ULID: the first is 0-7). */
+const SORTABLE = /^([a-z]+)_([0-7][0-9a-hjkmnp-tv-z]{25})$/;
+
+/**
+ * The UUID spelling of a sortable id (`msg_…`, `req_…`): its 128 bits, unchanged, as 8-4-4-4-12
+ * lowercase hex. Undefined for an id that is not 26 Crockford characters of 128 bits.
+ */
+export function wireId(id: string): string | undefined {
+  const m = SORTABLE.exec(id);
+  if (!m) return undefined;
+  let value = 0n;
+  for (const c of m[2]!) value = (value << 5n) | BigInt(CROCKFORD.indexOf(c));
+  const hex = value.toString(16).padStart(32, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The sortable spelling (`<prefix>_` + 26 Crockford characters) of a UUID's 128 bits: the inverse of `wireId`. */
+export function fromWireId(prefix: string, uuid: string): string {
+  let value = BigInt(`0x${uuid.replace(/-/g, '')}`);
+  let out = '';
+  for (let i = 0; i < 26; i++) {
+    out = CROCKFORD[Number(value & 31n)]! + out;
+    value >>= 5n;
+  }
+  return `${prefix}_${out}`;
+}
+
+/**
+ * The one spelling sos keeps a message id in: a UUID (what upstream SOS writes and shows) becomes
+ * `msg_…` with the same 128 bits; anything else is returned as it is. So `msg_…` and its UUID name
+ * the same message everywhere a message id is taken.
+ */
+export function canonicalMessageId(id: string): string {
+  return UUID_PATTERN.test(id) ? fromWireId('msg', id) : id;
 }
