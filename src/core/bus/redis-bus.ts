@@ -433,7 +433,25 @@ function decode(project: string, target: Target, [entry, list]: RawEntry): Store
     ackOk: flag(hs('sos_ack_ok')) ?? p.ack_ok,
     resendOf: hs('sos_resend_of') ?? p.resend_of,
   };
-  return { entry, seq: /^msg_[0-9a-z]{26}$/.test(message.id) ? message.id : undefined, message, open };
+  return { entry, seq: sortableNear(message.id, entryMs(entry)), message, open };
+}
+
+const ULID_TIME = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * The id, when it is a sortable id made about when its entry was written (a day either way): then
+ * it orders messages of one millisecond across streams. A UUID of another client read as `msg_…`
+ * holds random bits where the time would be, and orders nothing.
+ */
+function sortableNear(id: string, ms: number): string | undefined {
+  if (!/^msg_[0-9a-z]{26}$/.test(id)) return undefined;
+  let time = 0;
+  for (const c of id.slice(4, 14)) {
+    const digit = ULID_TIME.indexOf(c);
+    if (digit < 0) return undefined;
+    time = time * 32 + digit;
+  }
+  return Math.abs(time - ms) < 86_400_000 ? id : undefined;
 }
 
 /** The id of the message an entry holds, as `decode` reads it (without decoding the rest). */
