@@ -18,7 +18,11 @@
 #      /etc/apt/sources.list.d/sos-pgvector-src.sources (deb-src only, so no
 #      binary is ever upgraded from that suite) and removed again on exit.
 #   0. tmux, zsh, fish; python3, make and g++ for the native modules (better-sqlite3,
-#      node-pty), and npm's nodedir pointed at the running Node.js's headers when found.
+#      node-pty), and npm's nodedir pointed at the running Node.js's headers when found;
+#      Debian's python3-redis, -pytest, -pytest-asyncio, -jsonschema and -nacl for the upstream
+#      SOS wire test (test/integration/upstream.wire.test.ts), and python3-pydantic when the
+#      release has pydantic 2 (bookworm has 1.10: there the test uses another python3's
+#      pydantic 2 of the same version, and fails under CI=true without one).
 #   4. Ensures role and database `sos_test` exist, runs
 #      `CREATE EXTENSION IF NOT EXISTS vector` there and prints its version.
 # `apt-get update` runs at most once, and only when something must be installed.
@@ -117,6 +121,19 @@ if [ ${#TOOLS[@]} -gt 0 ]; then apt_install "${TOOLS[@]}"; else log "tmux, zsh, 
 BUILD=()
 for pair in python3:python3 make:make g++:g++; do command -v "${pair%%:*}" >/dev/null || BUILD+=("${pair#*:}"); done
 if [ ${#BUILD[@]} -gt 0 ]; then apt_install "${BUILD[@]}"; else log "python3, make, g++: installed"; fi
+# ---------------------------------------------------------------- upstream SOS wire test
+# Debian's packages only, for Debian's python3 (/usr/bin/python3).
+PY=()
+for p in python3-redis python3-pytest python3-pytest-asyncio python3-jsonschema python3-nacl; do installed "$p" || PY+=("$p"); done
+if ! installed python3-pydantic; then
+  [ ${#PY[@]} -eq 0 ] || apt_update_once
+  PYDANTIC="$(apt-cache policy python3-pydantic 2>/dev/null | awk '/Candidate:/ { print $2 }')"
+  case "$PYDANTIC" in
+    2.*|[3-9].*) PY+=(python3-pydantic); installed python3-pydantic-settings || PY+=(python3-pydantic-settings) ;;
+    *) log "python3-pydantic: ${PYDANTIC:-none} in apt, upstream needs 2.x (the wire test looks for another python3's)" ;;
+  esac
+fi
+if [ ${#PY[@]} -gt 0 ]; then apt_install "${PY[@]}"; else log "python3 packages for the upstream wire test: installed"; fi
 if command -v node >/dev/null && command -v npm >/dev/null; then
   NODE_PREFIX="$(dirname "$(dirname "$(node -p process.execPath)")")"
   NODEDIR="$(npm config get nodedir 2>/dev/null || true)"
