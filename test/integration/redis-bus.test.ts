@@ -8,10 +8,11 @@ import {
   idempotencyKey,
   presenceKey,
   projectPattern,
+  registryKey,
   streamKey,
   wakeChannel,
 } from '../../src/core/bus/redis-keys.js';
-import type { Envelope, Target } from '../../src/core/bus/types.js';
+import { fromWireId, wireId, type Envelope, type Target } from '../../src/core/bus/types.js';
 import { PermissionDenied, Unavailable } from '../../src/core/errors.js';
 import { newId } from '../../src/core/ids.js';
 import { services, tempDir } from '../helpers/isolation.js';
@@ -78,22 +79,20 @@ describe.skipIf(services.redis === null)('RedisBus', () => {
     expect(rows).toHaveLength(1);
     const fields = Object.fromEntries(rows[0]![1].flatMap((v, i, all) => (i % 2 === 0 ? [[v, all[i + 1]]] : [])));
     expect(fields).toMatchObject({
-      type: 'message',
+      type: 'send',
       source: 'agent:alice',
       target: 'agent:bob',
       timestamp: new Date(sent.createdAt).toISOString(),
-      version: '1',
-      message_id: sent.id,
-    });
-    expect(JSON.parse(fields.payload!)).toMatchObject({
-      text: sent.text,
-      content_type: 'text/plain',
-      ack_required: true,
-      priority: 'high',
-      recipients: ['bob'],
-      created_at: sent.createdAt,
+      version: '1.0',
+      message_id: wireId(sent.id),
+      correlation_id: wireId(sent.requestId!),
       project: p,
+      tenant_id: p,
     });
+    // The payload is upstream's: text and content type only; sos's extras ride in headers.
+    expect(JSON.parse(fields.payload!)).toEqual({ text: sent.text, content_type: 'text/plain' });
+    expect(JSON.parse(fields.headers!)).toEqual({ sos_priority: 'high', sos_ack_required: 'true', sos_ack_timeout_ms: '60000' });
+    expect(fields).not.toHaveProperty('reply_to');
 
     // Another SOS client: minimal v1 fields, an `id` instead of `message_id`, no extras.
     const legacyId = '5f0c7a8e-1d2b-4c3d-9e8f-0a1b2c3d4e5f';
@@ -106,8 +105,9 @@ describe.skipIf(services.redis === null)('RedisBus', () => {
     const items = await bus.takeUnread(p, 'bob', [inbox('bob'), { kind: 'squad', name: 'ops' }], 10, Date.now());
     expect(items.map((i) => i.message.text)).toEqual([sent.text, 'hi from v1', 'plain text payload']);
     expect(items[0]!.message).toEqual(sent);
+    // An upstream UUID reads as the msg_ id of the same 128 bits (and either spelling finds it).
     expect(items[1]!.message).toEqual({
-      id: legacyId,
+      id: fromWireId('msg', legacyId),
       project: p,
       from: 'legacy',
       target: inbox('bob'),
@@ -131,16 +131,19 @@ describe.skipIf(services.redis === null)('RedisBus', () => {
     expect(await bus.get(p, legacyId)).toMatchObject({ deliveries: [{ recipient: 'bob', state: 'read' }] });
     expect(await bus.setState(p, legacyId, 'bob', 'acked', Date.now())).toBe(true);
 
-    // Every key the bus made matches the one pattern an ACL user is confined to.
+    // Every key the bus made matches the one pattern an ACL user is confined to, but upstream's
+    // registry hash, written only because this connection may (an ACL user's bus skips it).
     await bus.heartbeat(p, 'bob', Date.now(), 30_000);
-    const all = await keysOf(redis, `*${p}*`);
+    const everything = await keysOf(redis, `*${p}*`);
+    expect(everything.filter((k) => k.startsWith('sos:registry:'))).toEqual([registryKey(p, 'bob')]);
+    const all = everything.filter((k) => !k.startsWith('sos:registry:'));
     expect(all).toEqual(await keysOf(redis, projectPattern(p)));
     expect(all).toEqual(
       expect.arrayContaining([
         streamKey(p, inbox('bob')),
         streamKey(p, { kind: 'squad', name: 'ops' }),
         deliveryKey(p, sent.id),
-        deliveryKey(p, legacyId),
+        deliveryKey(p, fromWireId('msg', legacyId)),
         idempotencyKey(p, 'alice', 'key-1'),
         acksKey(p),
         presenceKey(p),
