@@ -114,7 +114,8 @@ export async function send(inv: Invocation): Promise<Output> {
       if (outcome !== 'acked') process.stderr.write(`sos: ${result.id} ${outcome === 'refused' ? 'was refused' : `was not acked within ${inv.options.waitAck}`}\n`);
     }
     const printed = waitMs !== undefined;
-    return { data, human: printed ? '' : result.id, quiet: printed ? '' : result.id, exitCode };
+    const acked = result.ack ? `  (${result.ack.ok ? 'acks' : 'refuses'} ${result.ack.for.join(', ')})` : '';
+    return { data, human: printed ? '' : `${result.id}${acked}`, quiet: printed ? '' : result.id, exitCode };
   });
 }
 

@@ -29,6 +29,8 @@ const TOOL_NAMES = [
   'task_heartbeat',
   'task_list',
   'whoami',
+  'workspace_join',
+  'workspace_leave',
 ];
 /** Every agent reads the whole tool list into its context on every turn. */
 const TOOL_LIST_BUDGET_BYTES = 7168;
@@ -83,7 +85,7 @@ interface InboxBody {
 }
 
 describe('sos mcp', () => {
-  it('lists fourteen short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
+  it('lists nineteen short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
     const { env, codexToken } = await install(ctx);
     const kasra = await connect(ctx, env, ['--agent', 'kasra']);
 
@@ -156,14 +158,99 @@ describe('sos mcp', () => {
     const empty = await kasra.call('send', { to: 'codex', text: '  ' });
     expect(empty.isError).toBe(true);
     expect(empty.body).toEqual({ error: { code: 'usage', message: 'the message is empty' } });
-    const badId = await codex.call('ack', { id: 'nope' });
+    const badId = await codex.call('ack', { id: 'msg_nope' });
     expect(badId.body).toMatchObject({ error: { code: 'usage' } });
+    expect((await codex.call('ack', { id: 'has a space' })).body).toMatchObject({ error: { code: 'usage' } });
+    const noRequest = await codex.call('ack', { id: 'nope' });
+    expect(noRequest.body).toEqual({
+      error: { code: 'not_found', message: 'no message waiting for an ack with request id nope was sent to codex in project "default"' },
+    });
     const squad = await kasra.call('broadcast', { text: 'hi', squad: 'ghosts' });
     expect(squad.body).toMatchObject({ error: { code: 'not_found' } });
 
     for (const side of [kasra, codex]) {
       expect(side.stderr()).not.toMatch(/\n\s+at |Error:/);
     }
+  });
+
+  it('speaks the documented SOS agent surface: agent: addresses, message/content/workspace_id aliases, workspaces, ACK in text', async (ctx) => {
+    const { env, codexToken } = await install(ctx);
+    for (const args of [['agents', 'add', 'lead', '--role', 'coordinator']]) expect((await sos(args, env)).code).toBe(0);
+    const leadToken = (await sos(['tokens', 'create', '--agent', 'lead', '--quiet'], env)).stdout.trim();
+    const kasra = await connect(ctx, env, ['--agent', 'kasra']);
+    const codex = await connect(ctx, { ...env, SOS_TOKEN: codexToken }, []);
+    const lead = await connect(ctx, { ...env, SOS_TOKEN: leadToken }, []);
+    const requestId = '0b7c9a52-51c4-4e0e-9d55-2f1f0d8a6c11';
+
+    // send(to="agent:<name>", message="[request_id:<uuid>] …") asks for an ack by the text alone.
+    const asked = await codex.call('send', { to: 'agent:kasra', message: `[request_id:${requestId}] Please analyze this log and report back.` });
+    expect(asked.isError, JSON.stringify(asked.body)).toBe(false);
+    expect(asked.body).toMatchObject({ to: 'kasra', recipients: ['kasra'], ack_required: true });
+
+    // inbox(agent="<your name>") works; another agent's inbox is refused, and the refusal says why.
+    const mine = (await kasra.call('inbox', { agent: 'kasra' })).body as unknown as InboxBody;
+    expect(mine.unread).toEqual([expect.objectContaining({ from: 'codex', text: expect.stringContaining('Please analyze'), ack_required: true })]);
+    const theirs = await codex.call('inbox', { agent: 'kasra' });
+    expect(theirs.body).toMatchObject({ error: { code: 'permission_denied', message: expect.stringMatching(/reading an inbox for another agent/) } });
+
+    // The reply, written loosely as a model writes it, is the ack of that request.
+    const replied = await kasra.call('send', { to: 'agent:codex', message: `{ack_for: ${requestId}, ok: true} the log shows a disk-full at 03:12` });
+    expect(replied.body).toMatchObject({ to: 'codex', acked: [asked.body.id], ok: true });
+    const back = (await codex.call('inbox', { agent: 'codex' })).body as unknown as InboxBody;
+    expect(back.unread).toEqual([
+      expect.objectContaining({ from: 'kasra', type: 'ack', ack_for: asked.body.id, ok: true, text: 'the log shows a disk-full at 03:12' }),
+    ]);
+    const state = await sos(['--as', 'codex', '--json', 'messages', 'show', asked.body.id as string], env);
+    expect(state.code, state.stderr).toBe(0);
+    expect(JSON.stringify(state.json())).toMatch(/"acked/);
+    // A look-alike in the middle of a text is an ordinary message.
+    const chatter = await kasra.call('send', { to: 'codex', message: `as I said, {ack_for: ${requestId}, ok: true} was my answer` });
+    expect(chatter.body).not.toHaveProperty('acked');
+    const ordinary = (await codex.call('inbox')).body as unknown as InboxBody;
+    expect(ordinary.unread).toEqual([expect.objectContaining({ type: 'message', text: expect.stringMatching(/^as I said/) })]);
+
+    // workspace_join: only a coordinator (or an admin) creates a workspace; then anyone joins it.
+    const refused = await codex.call('workspace_join', { workspace_id: 'acme-sales', summary: 'Sales squad for acme' });
+    expect(refused.body).toMatchObject({ error: { code: 'not_found', hint: expect.stringMatching(/coordinator or an admin/) } });
+    expect((await lead.call('workspace_join', { workspace_id: 'acme-sales', summary: 'Sales squad for acme' })).body).toEqual({
+      workspace_id: 'acme-sales',
+      agent: 'lead',
+      joined: true,
+      created: true,
+    });
+    expect((await codex.call('workspace_join', { workspace_id: 'acme-sales' })).body).toEqual({ workspace_id: 'acme-sales', agent: 'codex', joined: true });
+    const squads = (await sos(['--json', 'squads', 'list'], env)).json<{ name: string; members: string[]; description: string }[]>();
+    expect(squads).toEqual([expect.objectContaining({ name: 'acme-sales', members: ['codex', 'lead'], description: 'Sales squad for acme' })]);
+
+    // broadcast(message, workspace_id) and send to a bare workspace id or workspace:<id>.
+    expect((await lead.call('broadcast', { message: 'pipeline review at 3', workspace_id: 'acme-sales' })).body).toMatchObject({ recipients: ['codex'] });
+    expect((await lead.call('send', { to: 'acme-sales', message: 'bare workspace id' })).body).toMatchObject({ recipients: ['codex'] });
+    expect((await lead.call('send', { to: 'workspace:acme-sales', message: 'prefixed workspace id' })).body).toMatchObject({ recipients: ['codex'] });
+    const squadMail = (await codex.call('inbox')).body as unknown as InboxBody;
+    expect(squadMail.unread.map((m) => m.text)).toEqual(['pipeline review at 3', 'bare workspace id', 'prefixed workspace id']);
+    expect(squadMail.unread.every((m) => (m as { ack_required?: boolean }).ack_required !== true)).toBe(true);
+
+    expect((await codex.call('workspace_leave', { workspace_id: 'acme-sales' })).body).toEqual({ workspace_id: 'acme-sales', agent: 'codex', left: true });
+    expect((await sos(['--json', 'squads', 'show', 'acme-sales'], env)).json()).toMatchObject({ members: ['lead'] });
+
+    // remember(content, tags) and recall(query, limit); peers().
+    const stored = await codex.call('remember', { content: 'Viamar CRM exports run nightly at 02:00 from the sales replica.', tags: ['viamar', 'crm'] });
+    expect(stored.body).toMatchObject({ id: expect.stringMatching(/^eng_/) });
+    const recalled = (await kasra.call('recall', { query: 'when do the CRM exports run', limit: 5 })).body as unknown as { id: string; tags: string[] }[];
+    expect(recalled[0]).toMatchObject({ id: stored.body.id, tags: ['crm', 'viamar'] });
+    const peers = (await codex.call('peers')).body as unknown as { name: string }[];
+    expect(peers.map((p) => p.name).sort()).toEqual(['codex', 'kasra', 'lead']);
+
+    // Both names with different values is a usage error; neither is one too.
+    expect((await kasra.call('send', { to: 'codex', text: 'a', message: 'b' })).body).toEqual({ error: { code: 'usage', message: 'give text or message, not both' } });
+    expect((await kasra.call('send', { to: 'codex' })).body).toEqual({ error: { code: 'usage', message: 'text (or message) is required' } });
+    expect((await kasra.call('broadcast', { message: 'x', squad: 'a', workspace_id: 'b' })).body).toMatchObject({ error: { code: 'usage' } });
+    expect((await kasra.call('send', { to: 'codex', text: 'same', message: 'same' })).isError).toBe(false);
+
+    // The CLI takes the same addresses.
+    const cli = await sos(['--as', 'kasra', '--json', 'send', 'agent:codex', 'from the shell'], env);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.json()).toMatchObject({ to: 'codex', recipients: ['codex'] });
   });
 
   it('runs a task through claim, heartbeat, handoff, accept and complete; stale fences and empty queues are conflicts', async (ctx) => {

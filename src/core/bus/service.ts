@@ -19,6 +19,7 @@ import {
   type Target,
 } from './types.js';
 import { quote, refuseNul } from '../safe-text.js';
+import { ackIn, requestIdIn, sameRef, type TextAck } from './text-ack.js';
 
 /**
  * The bus rules, the same on every adapter: who may send what to whom, validation before any
@@ -36,6 +37,8 @@ export interface BusContext {
 /** sos's `msg_<26 chars>`, or a UUID: upstream SOS's spelling of a message id (the Redis bus reads both). */
 const MESSAGE_ID = /^(?:msg_[0-9a-z]{26}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+/** A request id as `[request_id:…]` carries it (text-ack.ts), for `ack` by request. */
+const REQUEST_REF = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 const now = (ctx: BusContext) => (ctx.now ?? Date.now)();
 
@@ -66,7 +69,7 @@ export async function streamsOf(store: Store, caller: Caller, agent: string): Pr
 }
 
 export interface SendInput {
-  /** An agent name, `squad:<name>`, or `all`. */
+  /** An agent name or `agent:<name>`, `squad:<name>`/`workspace:<id>`/a squad's bare name, or `all`. */
   to: string;
   text: string;
   type?: string;
@@ -84,22 +87,64 @@ export interface SendResult {
   to: string;
   recipients: string[];
   ackRequired: boolean;
+  /** When the text was an ack (`{ack_for: …, ok: …}`): the messages it acknowledged. */
+  ack?: { for: string[]; ok: boolean };
 }
 
+/**
+ * Where `to` points. The forms SOS agents are taught work as well as sos's own: an agent name or
+ * `agent:<name>`; `squad:<name>`, `workspace:<id>` or a bare name that is no agent but a squad
+ * (an upstream "workspace id" is a squad); `all` for everyone.
+ */
 async function resolveTarget(ctx: BusContext, caller: Caller, to: string, from: string): Promise<{ target: Target; recipients: string[] }> {
   if (to === 'all') {
     const recipients = (await listAgents(ctx.store, caller)).map((a) => a.name).filter((n) => n !== from);
     if (recipients.length === 0) throw new Conflict(`project "${caller.project}" has no other agents to broadcast to`);
     return { target: { kind: 'broadcast' }, recipients };
   }
-  if (to.startsWith('squad:')) {
-    const squad = await getSquad(ctx.store, caller, assertName('squad', to.slice('squad:'.length)));
+  const prefix = /^(agent|squad|workspace):/.exec(to)?.[1];
+  const name = prefix === undefined ? to : to.slice(prefix.length + 1);
+  let squad = prefix === 'squad' || prefix === 'workspace' ? await getSquad(ctx.store, caller, assertName('squad', name)) : undefined;
+  if (prefix === undefined && !(await ctx.store.agents.get(caller.project, assertName('agent', name)))) {
+    squad = await ctx.store.squads.get(caller.project, name);
+  }
+  if (squad !== undefined) {
     const recipients = squad.members.filter((m) => m !== from);
     if (recipients.length === 0) throw new Conflict(`squad "${squad.name}" has no members besides ${from} to deliver to`);
     return { target: { kind: 'squad', name: squad.name }, recipients };
   }
-  const agent = await getAgent(ctx.store, caller, assertName('agent', to));
+  const agent = await getAgent(ctx.store, caller, assertName('agent', name));
   return { target: { kind: 'agent', name: agent.name }, recipients: [agent.name] };
+}
+
+/** How a target reads back to the sender: the agent's name, `squad:<name>`, or `all`. */
+const targetText = (target: Target): string => (target.kind === 'broadcast' ? 'all' : target.kind === 'squad' ? `squad:${target.name}` : target.name);
+
+/** A delivery to `who` of a message that asked for an ack: the message and its original. */
+interface Ackable {
+  message: Envelope;
+  /** The message the ack is for: the original a re-send repeats. */
+  original: string;
+}
+
+/**
+ * What `ref` names among the messages sent to `who`: a message id (either spelling), or the
+ * request id of messages still waiting for `who`'s ack (every one of them, re-sends included).
+ */
+async function ackablesFor(ctx: BusContext, project: string, who: string, ref: string): Promise<Ackable[]> {
+  if (MESSAGE_ID.test(ref)) {
+    const found = await ctx.bus.get(project, ref);
+    if (found && found.deliveries.some((d) => d.recipient === who)) return [{ message: found.message, original: found.message.resendOf ?? found.message.id }];
+  }
+  return (await ctx.bus.pendingAcks(project))
+    .filter((w) => w.unacked.includes(who) && (sameRef(ref, w.message.requestId) || sameRef(ref, w.message.id)))
+    .map((w) => ({ message: w.message, original: w.message.resendOf ?? w.message.id }));
+}
+
+/** The state change of an ack: `who`'s delivery of the message, and of the original it re-sends, acked. */
+async function markAcked(ctx: BusContext, project: string, who: string, found: Ackable, at: number): Promise<void> {
+  await ctx.bus.setState(project, found.message.id, who, 'acked', at);
+  if (found.original !== found.message.id) await ctx.bus.setState(project, found.original, who, 'acked', at);
 }
 
 /** Validates everything, then appends durably; returns once the message is persisted. */
@@ -129,7 +174,14 @@ export async function sendMessage(ctx: BusContext, caller: Caller, input: SendIn
     throw new NotFound(`message ${input.replyTo} (--reply-to) does not exist in project "${caller.project}"`);
   }
   const at = now(ctx);
-  const ackRequired = input.ack === true || input.critical === true;
+  // The ack protocol in the text (text-ack.ts): a reply that starts with {ack_for, ok} acks the
+  // request it names; [request_id:<id>] anywhere asks for one. An ack that names nothing sent to
+  // the sender is an ordinary message.
+  const textAck = type === 'message' ? ackIn(text) : null;
+  const acked = textAck === null ? [] : await ackablesFor(ctx, caller.project, from, textAck.ref);
+  if (textAck !== null && acked.length > 0) return sendTextAck(ctx, caller, { from, target, recipients, textAck, acked, replyTo: input.replyTo ?? null, at, input });
+  const textRequest = type === 'message' ? requestIdIn(text) : null;
+  const ackRequired = input.ack === true || input.critical === true || textRequest !== null;
   const envelope: Envelope = {
     id: newId('msg', at),
     project: caller.project,
@@ -139,7 +191,7 @@ export async function sendMessage(ctx: BusContext, caller: Caller, input: SendIn
     text,
     contentType: 'text/plain',
     replyTo: input.replyTo ?? null,
-    requestId: ackRequired ? newId('req', at) : null,
+    requestId: textRequest ?? (ackRequired ? newId('req', at) : null),
     ackRequired,
     ackTimeoutMs: ackRequired ? (input.critical || priority === 'critical' ? ACK_TIMEOUT_MS.critical : ACK_TIMEOUT_MS.routine) : null,
     priority,
@@ -151,7 +203,50 @@ export async function sendMessage(ctx: BusContext, caller: Caller, input: SendIn
     resendOf: null,
   };
   const result = await ctx.bus.append(envelope, input.idempotencyKey ?? null);
-  return { id: result.id, duplicate: result.duplicate, to: input.to, recipients, ackRequired };
+  return { id: result.id, duplicate: result.duplicate, to: targetText(target), recipients, ackRequired };
+}
+
+/**
+ * A text ack: the state change of `sos ack` for every message it names, then the message itself
+ * stored as the ack reply (type `ack`, for the original, its summary as the text), so the sender's
+ * `--wait-ack` and the sweep see it as they see any ack.
+ */
+async function sendTextAck(
+  ctx: BusContext,
+  caller: Caller,
+  a: { from: string; target: Target; recipients: string[]; textAck: TextAck; acked: Ackable[]; replyTo: string | null; at: number; input: SendInput },
+): Promise<SendResult> {
+  for (const found of a.acked) await markAcked(ctx, caller.project, a.from, found, a.at);
+  const first = a.acked[0]!;
+  const envelope: Envelope = {
+    id: newId('msg', a.at),
+    project: caller.project,
+    from: a.from,
+    target: a.target,
+    type: 'ack',
+    text: a.textAck.note ?? (a.textAck.ok ? 'ok' : 'refused'),
+    contentType: 'text/plain',
+    replyTo: a.replyTo ?? first.original,
+    requestId: first.message.requestId,
+    ackRequired: false,
+    ackTimeoutMs: null,
+    priority: first.message.priority,
+    createdAt: a.at,
+    expiresAt: null,
+    recipients: a.recipients,
+    ackFor: first.original,
+    ackOk: a.textAck.ok,
+    resendOf: null,
+  };
+  const result = await ctx.bus.append(envelope, a.input.idempotencyKey ?? null);
+  return {
+    id: result.id,
+    duplicate: result.duplicate,
+    to: targetText(a.target),
+    recipients: a.recipients,
+    ackRequired: false,
+    ack: { for: [...new Set(a.acked.map((f) => f.original))], ok: a.textAck.ok },
+  };
 }
 
 export interface InboxResult {
@@ -233,23 +328,25 @@ export async function ackMessage(
   caller: Caller,
   input: { id: string; ok: boolean; note?: string },
 ): Promise<AckResult> {
-  assertMessageId(input.id);
+  // `msg_…` claims to be a message id: a malformed one is a usage error, not a request id.
+  if (!MESSAGE_ID.test(input.id) && (!REQUEST_REF.test(input.id) || /^msg_/i.test(input.id))) {
+    throw new UsageError(`invalid message id ${quote(input.id)}: expected msg_ followed by 26 characters, a UUID, or a request id`);
+  }
   refuseNul(input.note, 'the ack note');
   const who = await speaker(ctx, caller, 'acknowledging a message');
-  const found = await ctx.bus.get(caller.project, input.id);
-  if (!found || !found.deliveries.some((d) => d.recipient === who)) {
-    throw new NotFound(`message ${input.id} was not sent to ${who} in project "${caller.project}"`);
+  const acked = await ackablesFor(ctx, caller.project, who, input.id);
+  if (acked.length === 0) {
+    const what = MESSAGE_ID.test(input.id) ? `message ${input.id}` : `no message waiting for an ack with request id ${input.id}`;
+    throw new NotFound(MESSAGE_ID.test(input.id) ? `${what} was not sent to ${who} in project "${caller.project}"` : `${what} was sent to ${who} in project "${caller.project}"`);
   }
-  // Acking a re-send acknowledges the original it repeats.
-  const original = found.message.resendOf ?? found.message.id;
   const at = now(ctx);
-  await ctx.bus.setState(caller.project, found.message.id, who, 'acked', at);
-  if (original !== found.message.id) await ctx.bus.setState(caller.project, original, who, 'acked', at);
+  for (const found of acked) await markAcked(ctx, caller.project, who, found, at);
+  const { message, original } = acked[0]!;
   let ackMessageId: string | null = null;
-  const sender = await ctx.store.agents.get(caller.project, found.message.from);
+  const sender = await ctx.store.agents.get(caller.project, message.from);
   if (sender && sender.name !== who) {
     const reply: Envelope = {
-      ...found.message,
+      ...message,
       id: newId('msg', at),
       from: who,
       target: { kind: 'agent', name: sender.name },
@@ -258,7 +355,7 @@ export async function ackMessage(
       replyTo: original,
       ackRequired: false,
       ackTimeoutMs: null,
-      priority: found.message.priority,
+      priority: message.priority,
       createdAt: at,
       expiresAt: null,
       recipients: [sender.name],

@@ -1,5 +1,5 @@
-import { actingAgent, type Caller, requireAdmin } from '../auth/caller.js';
-import { NotFound, UsageError } from '../errors.js';
+import { actingAgent, type Caller, isAdmin, requireAdmin } from '../auth/caller.js';
+import { Conflict, NotFound, UsageError } from '../errors.js';
 import { assertName } from '../names.js';
 import type { Store } from '../store/port.js';
 import type { Squad } from '../store/types.js';
@@ -69,4 +69,39 @@ export async function leaveSquad(
   const who = await actingAgent(store, caller, agent, 'leaving a squad');
   await getSquad(store, caller, squad);
   return { squad, agent: who, changed: await store.squads.leave(caller.project, squad, who) };
+}
+
+export interface WorkspaceJoin extends MembershipChange {
+  /** The squad did not exist and this join created it (admins and coordinators only). */
+  created: boolean;
+}
+
+/**
+ * Upstream SOS's `workspace_join`: a workspace is a squad. The caller joins it; a squad that does
+ * not exist yet is created first (its summary as the description), but only by an admin or an
+ * agent whose role is coordinator: anyone else gets an error that says who can.
+ */
+export async function joinWorkspace(store: Store, caller: Caller, name: string, summary?: string): Promise<WorkspaceJoin> {
+  assertName('squad', name);
+  refuseNul(summary, 'the workspace summary');
+  if (summary !== undefined && summary.length > 500) throw new UsageError('workspace summary is over 500 characters');
+  const who = await actingAgent(store, caller, undefined, 'joining a workspace');
+  const agent = await getAgent(store, caller, who);
+  let created = false;
+  if (!(await store.squads.get(caller.project, name))) {
+    if (!isAdmin(caller) && agent.role !== 'coordinator') {
+      throw new NotFound(`workspace (squad) "${name}" does not exist in project "${caller.project}"`, {
+        hint: 'a coordinator or an admin creates it (by joining it first, or `sos squads create`)',
+      });
+    }
+    await requireProject(store, caller.project);
+    try {
+      await store.squads.create(caller.project, name, summary ?? null);
+      created = true;
+    } catch (err) {
+      // Two first joins at once: the other one created it.
+      if (!(err instanceof Conflict)) throw err;
+    }
+  }
+  return { squad: name, agent: who, changed: await store.squads.join(caller.project, name, who), created };
 }

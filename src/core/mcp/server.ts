@@ -85,6 +85,15 @@ function parseArguments<S extends z.ZodObject>(tool: ToolSpec<S>, args: Record<s
 }
 
 /**
+ * A tool's JSON Schema without its `$schema` line: 2020-12 is MCP's default dialect, and the
+ * line cost ~65 bytes a tool in a list every agent reads on every turn.
+ */
+function bare(schema: Record<string, unknown>): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = schema;
+  return rest;
+}
+
+/**
  * What the SDK is given as a tool's `inputSchema`: the zod schema's JSON Schema for tools/list,
  * and a validator that lets the raw arguments through. The SDK validates before the handler runs,
  * and a zod object there would strip unknown names before `parseArguments` could see them (a
@@ -92,12 +101,13 @@ function parseArguments<S extends z.ZodObject>(tool: ToolSpec<S>, args: Record<s
  * `"additionalProperties":false` to every tool in the list).
  */
 function listedSchema(input: z.ZodObject): StandardSchemaWithJSON<Record<string, unknown>> {
+  const convert = input['~standard'].jsonSchema;
   return {
     '~standard': {
       version: 1,
       vendor: 'sos',
       validate: (value) => ({ value: value as Record<string, unknown> }),
-      jsonSchema: input['~standard'].jsonSchema,
+      jsonSchema: { input: (o) => bare(convert.input(o)), output: (o) => bare(convert.output(o)) },
     },
   };
 }

@@ -4,6 +4,7 @@ import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
 import { UsageError } from '../errors.js';
+import { joinWorkspace, leaveSquad } from '../identity/squads.js';
 import { checkDuration, MAX_WAIT_MS, momentText } from '../time.js';
 import {
   acceptHandoff,
@@ -79,6 +80,7 @@ async function send(ctx: BusContext, caller: Caller, input: SendInput) {
     to: r.to,
     recipients: r.recipients,
     ...(r.ackRequired ? { ack_required: true } : {}),
+    ...(r.ack ? { acked: r.ack.for, ok: r.ack.ok } : {}),
     ...(r.duplicate ? { duplicate: true } : {}),
   };
 }
@@ -134,6 +136,22 @@ function whole<T extends number | undefined>(value: T, what: string, min: number
   return value;
 }
 
+/**
+ * One argument under two names: sos's own and the one SOS agents are taught (`message` for
+ * `text`, `content`, `workspace_id`…). Either may be given, not two different values.
+ */
+function either(a: string | undefined, b: string | undefined, names: string): string | undefined {
+  if (a !== undefined && b !== undefined && a !== b) throw new UsageError(`give ${names.replace('|', ' or ')}, not both`);
+  return a ?? b;
+}
+
+/** `either`, for an argument one of the two names must carry. */
+function needed(a: string | undefined, b: string | undefined, names: string): string {
+  const value = either(a, b, names);
+  if (value === undefined) throw new UsageError(`${names.replace('|', ' (or ')}) is required`);
+  return value;
+}
+
 const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]: V }));
 
 const taskId = z.string().describe('task id (tsk_…)');
@@ -145,8 +163,9 @@ export const TOOLS: readonly ToolSpec[] = [
     name: 'send',
     description: 'Send a message to an agent, a squad or everyone.',
     input: z.object({
-      to: z.string().describe('agent, squad:<name>, or all'),
-      text: z.string(),
+      to: z.string().describe('agent, agent:<name>, squad:<name>, or all'),
+      text: z.string().optional().describe('or message'),
+      message: z.string().optional(),
       reply_to: z.string().optional().describe('id of the message this answers'),
       ack: z.boolean().optional().describe('ask for an ack'),
       priority: z.enum(PRIORITIES).optional(),
@@ -155,7 +174,7 @@ export const TOOLS: readonly ToolSpec[] = [
     run: (ctx, caller, a) =>
       send(ctx.bus, caller, {
         to: a.to,
-        text: a.text,
+        text: needed(a.text, a.message, 'text|message'),
         ...(a.reply_to !== undefined ? { replyTo: a.reply_to } : {}),
         ...(a.ack !== undefined ? { ack: a.ack } : {}),
         ...(a.priority !== undefined ? { priority: a.priority } : {}),
@@ -166,11 +185,13 @@ export const TOOLS: readonly ToolSpec[] = [
     name: 'inbox',
     description: 'Read your unread messages (marks them read); all=true adds earlier ones.',
     input: z.object({
+      agent: z.string().optional().describe('your own name'),
       limit: z.int().min(1).max(10_000).optional().describe('max per list, default 50'),
       all: z.boolean().optional().describe('include read history'),
     }),
     async run(ctx, caller, a) {
       const r = await readInbox(ctx.bus, caller, {
+        ...opt('agent', a.agent),
         ...(a.limit !== undefined ? { limit: a.limit } : {}),
         ...(a.all ? { all: true } : {}),
       });
@@ -185,7 +206,7 @@ export const TOOLS: readonly ToolSpec[] = [
     name: 'ack',
     description: 'Acknowledge a message; its sender gets an ack reply.',
     input: z.object({
-      id: z.string().describe('message id (msg_…)'),
+      id: z.string().describe('message or request id'),
       ok: z.boolean().optional().describe('false refuses; default true'),
       note: z.string().optional().describe('short reply'),
     }),
@@ -202,10 +223,33 @@ export const TOOLS: readonly ToolSpec[] = [
     name: 'broadcast',
     description: "Send a message to a squad's members, or to every agent of the project.",
     input: z.object({
-      text: z.string(),
-      squad: z.string().optional().describe('squad name; default everyone'),
+      text: z.string().optional().describe('or message'),
+      message: z.string().optional(),
+      squad: z.string().optional().describe('or workspace_id; default everyone'),
+      workspace_id: z.string().optional(),
     }),
-    run: (ctx, caller, a) => send(ctx.bus, caller, { to: a.squad === undefined ? 'all' : `squad:${a.squad}`, text: a.text }),
+    run: (ctx, caller, a) => {
+      const squad = either(a.squad, a.workspace_id, 'squad|workspace_id');
+      return send(ctx.bus, caller, { to: squad === undefined ? 'all' : `squad:${squad}`, text: needed(a.text, a.message, 'text|message') });
+    },
+  }),
+  tool({
+    name: 'workspace_join',
+    description: 'Join a squad (workspace); a coordinator creates it on first join.',
+    input: z.object({ workspace_id: z.string(), summary: z.string().optional() }),
+    run: async (ctx, caller, a) => {
+      const r = await joinWorkspace(ctx.bus.store, caller, a.workspace_id, a.summary);
+      return { workspace_id: r.squad, agent: r.agent, joined: r.changed, ...(r.created ? { created: true } : {}) };
+    },
+  }),
+  tool({
+    name: 'workspace_leave',
+    description: 'Leave a squad (workspace).',
+    input: z.object({ workspace_id: z.string() }),
+    run: async (ctx, caller, a) => {
+      const r = await leaveSquad(ctx.bus.store, caller, a.workspace_id);
+      return { workspace_id: r.squad, agent: r.agent, left: r.changed };
+    },
   }),
   tool({
     name: 'peers',
@@ -358,7 +402,8 @@ export const TOOLS: readonly ToolSpec[] = [
     name: 'remember',
     description: 'Store a memory for the team (decision, finding, handoff…); near-duplicates merge.',
     input: z.object({
-      text: z.string(),
+      text: z.string().optional().describe('or content'),
+      content: z.string().optional(),
       kind: z.string().optional().describe('observation|decision|handoff|finding|checkpoint'),
       scope: z.string().optional().describe('private|project|squad:<name>'),
       tags: z.array(z.string()).optional(),
@@ -366,7 +411,7 @@ export const TOOLS: readonly ToolSpec[] = [
     }),
     run: async (ctx, caller, a) => {
       const r = await remember(ctx.memory, caller, {
-        text: a.text,
+        text: needed(a.text, a.content, 'text|content'),
         ...opt('kind', a.kind),
         ...opt('scope', a.scope),
         ...opt('tags', a.tags),
