@@ -268,6 +268,9 @@ function wireFields(m: Envelope): Record<string, string> {
   const messageId = wireRef(m.id, headers, 'sos_id') ?? hashedUuid(m.id);
   const replyTo = m.replyTo === null ? undefined : wireRef(m.replyTo, headers, 'sos_reply_to');
   const correlation = m.requestId === null ? undefined : wireRef(m.requestId, headers, 'sos_request_id');
+  // A request id an agent wrote as a UUID (`[request_id:<uuid>]`) reads back as it was written,
+  // not as the req_ spelling of its bits.
+  if (m.requestId !== null && UUID_PATTERN.test(m.requestId)) headers.sos_request_id = m.requestId;
   if (m.type !== 'message') headers.sos_type = m.type;
   if (m.priority !== 'normal') headers.sos_priority = m.priority;
   if (m.ackRequired) headers.sos_ack_required = 'true';
