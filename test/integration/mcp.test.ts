@@ -337,7 +337,9 @@ describe('sos mcp', () => {
     expect(Date.parse(next.lease_until as string) - Date.now()).toBeGreaterThan(100_000);
     const failed = await ok(codex, 'task_fail', { id: ship.id, fence: 1, error: 'CI is red', retryable: true });
     expect(failed).toEqual({ id: ship.id, title: 'ship the fix', status: 'queued', priority: 20, depends_on: [id], error: 'CI is red' });
-    await ok(codex, 'task_claim', { id: again.id });
+    // A claim retried with its idempotency key (the answer was lost) returns the same claim.
+    const first = await ok(codex, 'task_claim', { id: again.id, idempotency_key: 'claim-again-1' });
+    expect(await ok(codex, 'task_claim', { id: again.id, idempotency_key: 'claim-again-1' })).toMatchObject({ id: again.id, fence: first.fence });
     await ok(codex, 'task_fail', { id: again.id, fence: 1, error: 'duplicate' });
 
     // Nothing claimable (the failed one is backing off): a conflict, after a short wait too.

@@ -160,6 +160,12 @@ describe.each(TASK_ADAPTERS)('Task conformance: $name', (adapter) => {
       const renewed = await heartbeatTask(w.tasks, w.as(null), { id: t.id, fence: 1 });
       expect(renewed.task.claimant).toBe('kasra');
       await fails(heartbeatTask(w.tasks, w.token('codex'), { id: t.id }), Conflict, /held by kasra/);
+      // A lease chosen at claim time is the one a heartbeat renews by.
+      const custom = (await createTask(w.tasks, w.as('boss'), { title: 'custom lease' })).task;
+      const claimed = await claimTask(w.tasks, w.as('codex'), { id: custom.id, leaseMs: 300_000 });
+      expect(claimed.task?.leaseUntil).toBe(clock + 300_000);
+      clock += 1_000;
+      expect((await heartbeatTask(w.tasks, w.as('codex'), { id: custom.id, fence: 1 })).task.leaseUntil).toBe(clock + 300_000);
     });
 
     it('retries with backoff, dead-letters after max attempts, blocks dependents, and redrives', async (ctx) => {

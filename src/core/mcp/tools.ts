@@ -328,6 +328,7 @@ export const TOOLS: readonly ToolSpec[] = [
       squad: z.string().optional(),
       wait_seconds: z.number().optional().describe(`wait for work, at most ${MAX_CLAIM_WAIT_SECONDS}`),
       lease_seconds: z.number().optional(),
+      idempotency_key: z.string().optional().describe('a retry with this key returns the same claim'),
     }),
     async run(ctx, caller, a) {
       // Past 60 the wait is capped, not refused: the description promises at most 60 and the caller
@@ -341,6 +342,7 @@ export const TOOLS: readonly ToolSpec[] = [
           ...opt('squad', a.squad),
           ...opt('waitMs', wait === undefined ? undefined : Math.min(wait, MAX_CLAIM_WAIT_SECONDS * 1000)),
           ...opt('leaseMs', lease),
+          ...opt('idempotencyKey', a.idempotency_key),
           signal: ctx.signal,
         }),
       );

@@ -317,8 +317,9 @@ export class SqlTaskRepo {
           SELECT 1 FROM agent_capabilities c WHERE c.project = $1 AND c.agent = $2 AND c.capability = r.capability))
         ${extra.join(' ')}
       ORDER BY t.priority DESC, t.seq LIMIT 1`;
+    // A claim's own lease (--lease) becomes the task's, so heartbeats renew by it, not the default.
     const set = `status = 'claimed', claimant = $2, attempt = attempt + 1, updated_at = $3,
-      lease_until = $3 + CASE WHEN $4 > 0 THEN $4 ELSE lease_ms END`;
+      lease_until = $3 + CASE WHEN $4 > 0 THEN $4 ELSE lease_ms END, lease_ms = CASE WHEN $4 > 0 THEN $4 ELSE lease_ms END`;
     const sql =
       this.db.dialect === 'postgres'
         ? `WITH picked AS MATERIALIZED (${pick} FOR UPDATE SKIP LOCKED)
