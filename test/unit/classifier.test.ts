@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { stripAnsi } from '../../src/core/lifecycle/ansi.js';
 import { type AgentKind, classify, type LifecycleState, parsePatternOverrides, typedInput } from '../../src/core/lifecycle/classifier.js';
 
-const SCREENS = fileURLToPath(new URL('../../../shared/fixtures/screens/', import.meta.url));
+const SCREENS = fileURLToPath(new URL('../fixtures/screens/', import.meta.url));
 
 type Expected = Record<string, LifecycleState>;
 
