@@ -12,7 +12,7 @@ import { COMMANDS } from './commands/registry.js';
 import type { ErrorCode } from './core/errors.js';
 import { clip, neutralise } from './core/safe-text.js';
 
-/** The one place where errors become exit codes (DESIGN.md §12). */
+/** The one place where errors become exit codes (docs/ARCHITECTURE.md, "Exit codes"). */
 export const EXIT_CODES: Record<ErrorCode, number> = {
   failed: 1,
   internal: 1,

@@ -46,7 +46,7 @@ export async function run(inv: Invocation): Promise<Output> {
       await notifyReady();
     },
   });
-  // First signal drains within a deadline; a second one forces (STYLE.md §5).
+  // First signal drains within a deadline; a second one forces.
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;

@@ -7,7 +7,7 @@ import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/port.js';
 
 /**
- * Isolation per test (STYLE.md §9): a temp directory, a SQLite file in it, a PostgreSQL schema
+ * Isolation per test: a temp directory, a SQLite file in it, a PostgreSQL schema
  * named from the test; all removed when the test passes and kept (and printed) when it fails.
  */
 

@@ -8,7 +8,7 @@ import { redisPing } from '../../src/core/doctor/redis-ping.js';
 import { services } from './isolation.js';
 
 /**
- * Redis isolation per test (STYLE.md §9): a project slug of its own, so its keys
+ * Redis isolation per test: a project slug of its own, so its keys
  * (`sos:*:project:<slug>:*`) and ACL user (`sos-<slug>`) never meet another test's; removed when
  * the test passes, kept (and printed) when it fails. Every connection opened here is closed at
  * the end of the test.

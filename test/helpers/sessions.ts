@@ -8,7 +8,7 @@ import { PtyDriver } from '../../src/core/sessions/pty.js';
 import { TmuxDriver } from '../../src/core/sessions/tmux.js';
 
 /**
- * Session fixtures for the one conformance suite every session driver passes (STYLE.md §8), and
+ * Session fixtures for the one conformance suite every session driver passes unchanged, and
  * the fake agent the session and lifecycle tests drive. Each test gets its own session in its
  * own temp dir, and everything a driver started is ended when the test finishes.
  */

@@ -15,7 +15,7 @@ import { Conflict, NotFound, PermissionDenied, UsageError } from '../../src/core
 import { BUS_ADAPTERS, seedAgents } from '../helpers/bus.js';
 import { fails } from '../helpers/expect.js';
 
-/** One suite, unchanged, against every Bus adapter (STYLE.md §8). */
+/** One suite, unchanged, against every Bus adapter. */
 
 
 describe.each(BUS_ADAPTERS)('Bus conformance: $name', (adapter) => {

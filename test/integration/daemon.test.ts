@@ -10,7 +10,7 @@ import { FAKE_AGENT, tmuxAvailable } from '../helpers/lifecycle.js';
 /**
  * `sos daemon` as a user runs it: a real separate process (`bin/sos daemon`) delivering into the
  * fake agent running in real tmux, which the daemon starts itself (a never-started warm agent reads
- * dead and is restarted, then gets its context pack). DESIGN.md §4 (delivery into sessions), §7, §12.
+ * dead and is restarted, then gets its context pack). See docs/ARCHITECTURE.md, "Flow of a message" and "Lifecycle".
  */
 
 interface Shown {

@@ -22,7 +22,7 @@ import {
 } from '../helpers/sessions.js';
 
 /**
- * One suite, unchanged, against every session driver (STYLE.md §8): the fake agent
+ * One suite, unchanged, against every session driver: the fake agent
  * (test/fixtures/fake-agent.mjs) runs in a real session and the test drives it through the port.
  *
  * On exit the drivers differ, as each adapter declares (`afterExit`): tmux keeps the dead pane,

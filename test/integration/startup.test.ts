@@ -5,7 +5,7 @@ import { isolatedEnv, ROOT, sos } from '../helpers/cli.js';
 import { pgSchemaFor, services, tempDir } from '../helpers/isolation.js';
 
 /**
- * Startup budget (STYLE.md §2): one-shot commands load only what they need. The trace records
+ * Startup budget: one-shot commands load only what they need. The trace records
  * every module URL resolved in the child process.
  */
 

@@ -5,7 +5,7 @@ import { newId } from '../../src/core/ids.js';
 import type { Store } from '../../src/core/store/port.js';
 import { ADAPTERS } from '../helpers/isolation.js';
 
-/** One suite, run unchanged against every Store adapter (STYLE.md §8). */
+/** One suite, run unchanged against every Store adapter. */
 
 async function rejectsWith(
   promise: Promise<unknown>,

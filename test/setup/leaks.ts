@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect } from 'vitest';
 
 /**
- * Tests that fail on leaks (STYLE.md §10): when a test file ends, every database pool, socket
+ * Tests that fail on leaks: when a test file ends, every database pool, socket
  * and child process a test opened must be gone. Per-test resources are released by the
  * helpers' `onTestFinished` hooks, which have all run by `afterAll`.
  */

@@ -6,7 +6,7 @@ import { newId } from '../../src/core/ids.js';
 import { assertCapability, assertName } from '../../src/core/names.js';
 
 describe('names, ids, secrets, exit codes', () => {
-  it('accepts DESIGN names and refuses everything else', () => {
+  it('accepts valid names and refuses everything else', () => {
     for (const ok of ['a', 'kasra', 'worker-3', 'a'.repeat(40)]) expect(assertName('agent', ok)).toBe(ok);
     for (const bad of ['', 'Bad Name', '3x', '-x', 'a_b', 'a'.repeat(41), 'Kasra', 'é']) {
       expect(() => assertName('agent', bad), bad).toThrow(UsageError);

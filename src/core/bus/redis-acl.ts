@@ -4,7 +4,7 @@ import { projectPattern } from './redis-keys.js';
 import { openRedis, redisError } from './redis-bus.js';
 
 /**
- * Per-project Redis ACL users (DESIGN.md §4, isolation): `sos-<project>` may touch only the
+ * Per-project Redis ACL users, for isolation: `sos-<project>` may touch only the
  * project's keys and channels, so isolation holds even for a client talking to Redis directly.
  */
 

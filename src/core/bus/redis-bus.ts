@@ -46,7 +46,7 @@ import {
 } from './types.js';
 
 /**
- * The bus on Redis (DESIGN.md §4). One stream per target in the upstream SOS v1 layout and entry
+ * The bus on Redis (docs/ARCHITECTURE.md, "Redis wire layout"). One stream per target in the upstream SOS v1 layout and entry
  * shape; a consumer group per agent is its read cursor; a hash per message holds each recipient's
  * delivery state and is the exactly-once gate (a state moves from unread to `read` once, in a
  * single-key Lua script), so a duplicate entry of one message is never delivered twice. No command

@@ -2,7 +2,7 @@ import { assertName } from '../names.js';
 import { parseTargetKey, type Target } from './types.js';
 
 /**
- * The Redis key and channel layout of the bus (DESIGN.md §4). Streams keep the upstream SOS v1
+ * The Redis key and channel layout of the bus (docs/ARCHITECTURE.md, "Redis wire layout"). Streams keep the upstream SOS v1
  * names so old clients interoperate. Every key and channel of project `p` that sos needs matches
  * `sos:*:project:<p>:*`, the one pattern a per-project ACL user is confined to: names are checked
  * (no `:` or glob characters) and free-form parts (message ids, idempotency keys) are escaped, so

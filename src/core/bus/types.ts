@@ -3,7 +3,7 @@ import { isMoment } from '../time.js';
 /**
  * Bus records.
  *
- * Glossary (DESIGN.md §1, §4):
+ * Glossary:
  * - message: one envelope on the bus; it lives in exactly one stream (its target's) and is
  *   addressed to a snapshot of recipients taken when it was sent.
  * - target: an agent's inbox, a squad, or the project broadcast.

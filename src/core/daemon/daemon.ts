@@ -14,10 +14,10 @@ import { Loop, type LoopStatus } from './loop.js';
 import { WakeDelivery, type WakeOptions } from './wake.js';
 
 /**
- * `sos daemon`: one process running every loop that needs time (DESIGN.md §2, §4, §7): wake
+ * `sos daemon`: one process running every loop that needs time (docs/ARCHITECTURE.md, "Daemon"): wake
  * delivery into sessions, the lifecycle probe and its actions, lease renewal from observed
  * activity, the lease and ack sweeps, and presence for supervised agents. Resources are released
- * in reverse order of acquisition (STYLE.md §6); loops share one shape (STYLE.md §7).
+ * in reverse order of acquisition; loops share one shape (loop.ts).
  */
 
 export interface DaemonIntervals {

@@ -1,7 +1,7 @@
 import { abortableSleep } from '../time.js';
 
 /**
- * One shape for every background loop (STYLE.md §7): `while (!stopping)`, run one iteration,
+ * One shape for every background loop: `while (!stopping)`, run one iteration,
  * sleep for the interval unless woken, count errors and never die of them, and an idempotent
  * `stop()` that awaits the iteration in flight.
  */

@@ -10,7 +10,7 @@ import { type Agent, wakeModeOf } from '../store/types.js';
 import { abortableSleep } from '../time.js';
 
 /**
- * Wake delivery (DESIGN.md §4): a message for an agent with a session is typed into it as one
+ * Wake delivery (docs/ARCHITECTURE.md, "Flow of a message"): a message for an agent with a session is typed into it as one
  * short line, only when the session is at its prompt; while the agent is busy, waiting on a
  * human, compacted or dead the message is `held` and goes out (several as one digest line) the
  * next time it is idle. Never dropped: the message stays in the inbox whatever happens here.

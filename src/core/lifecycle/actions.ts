@@ -19,7 +19,7 @@ import { recordState } from './probe.js';
 import type { ActionKind, ActionOutcome, ActionRecord, AgentStateRecord, InjectKind, Recovery } from './sql-lifecycle.js';
 
 /**
- * The recovery actions (DESIGN.md §7). Each one is recorded with its outcome; actions meant to
+ * The recovery actions (docs/ARCHITECTURE.md, "Lifecycle"). Each one is recorded with its outcome; actions meant to
  * bring the agent back are `recovery: pending` until a later probe sees it idle or busy.
  * Text typed into a session is built here from records, one line, never from a model's output
  * run through a shell: drivers type it literally.

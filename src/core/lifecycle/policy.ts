@@ -3,7 +3,7 @@ import { MAX_DURATION_MS } from '../time.js';
 import type { ActionKind, ActionRecord } from './sql-lifecycle.js';
 
 /**
- * What the supervisor does about a reading (DESIGN.md §7), as a pure function of the reading,
+ * What the supervisor does about a reading, as a pure function of the reading,
  * the agent's recent actions and the guardrails — so `sos agents probe` can print the plan
  * without doing anything, and the guardrails are tested without sessions.
  */
@@ -159,7 +159,7 @@ export function planAction(input: PlanInput): PlannedAction {
   return { action: 'none', reason: LEFT_ALONE[state] ?? 'no action' };
 }
 
-/** Routing never picks agents in these states (DESIGN.md §7). */
+/** Agents in these states must not be given work (for routing, which is not built yet). */
 export function isRoutable(state: LifecycleState | undefined): boolean {
   return state !== 'dead' && state !== 'parked' && state !== 'quota';
 }

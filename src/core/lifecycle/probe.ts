@@ -15,7 +15,7 @@ import { readSession } from './read.js';
 import type { ActionRecord, AgentStateRecord, StateChange } from './sql-lifecycle.js';
 
 /**
- * The probe (DESIGN.md §7): ask the driver what it sees, classify, overlay what the operator
+ * The probe: ask the driver what it sees, classify, overlay what the operator
  * decided (parking), record the state and every transition with its evidence (and publish
  * `agent.state` on the bus), settle pending recoveries, and plan — or, with `act`, take — the
  * one action the reading calls for.

@@ -3,7 +3,7 @@ import type { SqlDriver, SqlExecutor } from '../store/sql/driver.js';
 import type { Evidence, LifecycleState } from './classifier.js';
 
 /**
- * Lifecycle records (DESIGN.md §7), in the Store's database:
+ * Lifecycle records, in the Store's database:
  * - agent state: the current state of each supervised agent with the evidence behind it, what
  *   the screen looked like at the last probe, parking, the latest hook report;
  * - state change: one row per transition (`sos agents history`);

@@ -2,7 +2,7 @@ import { OperationFailed, Unavailable, UsageError } from '../errors.js';
 import { LocalEmbedder, type Embedder } from './embedder.js';
 
 /**
- * HTTP embedders (DESIGN.md §6): Ollama's `/api/embed` and the OpenAI-compatible `/v1/embeddings`.
+ * HTTP embedders: Ollama's `/api/embed` and the OpenAI-compatible `/v1/embeddings`.
  * The dimension is whatever the model returns: learned from the first answer, then held to, so a
  * model swapped behind the same name cannot slip vectors of another size into the store.
  */

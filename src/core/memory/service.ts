@@ -13,7 +13,7 @@ import { ENGRAM_KINDS, type Engram, type EngramFilter, type EngramKind } from '.
 import { quote, refuseNul } from '../safe-text.js';
 
 /**
- * Memory rules (DESIGN.md §6), the same on every adapter: scopes, near-duplicate merging,
+ * Memory rules (docs/ARCHITECTURE.md, "Flow of a memory"), the same on every adapter: scopes, near-duplicate merging,
  * supersession, hybrid recall (vector + full text fused by reciprocal rank, plus recency), and
  * context packs. CLI commands and MCP tools call these functions.
  */

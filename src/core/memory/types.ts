@@ -1,5 +1,5 @@
 /**
- * Memory (Mirror), DESIGN.md §6.
+ * Memory (Mirror): docs/ARCHITECTURE.md, "Memory".
  *
  * Glossary:
  * - engram: one memory record: text, kind, scope, tags, provenance (author agent, task, message),

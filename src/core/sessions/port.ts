@@ -1,7 +1,7 @@
 /**
  * The session port: where an agent's process runs and what `sos` can see and do there.
  *
- * Glossary (DESIGN.md §1, §7):
+ * Glossary:
  * - session: a tmux pane (`tmux:<session>[:<window>.<pane>]`) or a pseudo-terminal that a `sos`
  *   pty host owns (`pty:<command>`);
  * - snapshot: what the driver sees now — does the session exist, did its process exit and how,

@@ -116,7 +116,7 @@ export class PtyHost {
 
   static async start(options: PtyHostOptions): Promise<PtyHost> {
     await removeStaleSocket(options.socketPath);
-    // node-pty is a native addon: only a pty host ever loads it (DESIGN.md §2).
+    // node-pty is a native addon: only a pty host ever loads it.
     const { default: pty } = await import('node-pty');
     const cols = options.cols ?? 120;
     const rows = options.rows ?? 40;

@@ -1,7 +1,7 @@
 /**
  * Domain records kept by the Store.
  *
- * Glossary (DESIGN.md §1):
+ * Glossary:
  * - project: a tenant namespace; every other record belongs to exactly one.
  * - agent: a named participant in a project, with a kind (vendor), a role and capabilities.
  * - token: a bearer secret bound to (project, agent, role); only its SHA-256 hash is stored.
@@ -41,7 +41,7 @@ export const AGENT_POLICIES = ['warm', 'cold'] as const;
 /** warm: kept running (restarted when dead); cold: started only when it has work (parked otherwise). */
 export type AgentPolicy = (typeof AGENT_POLICIES)[number];
 
-/** How the lifecycle supervisor starts and reads an agent's session (DESIGN.md §7). */
+/** How the lifecycle supervisor starts and reads an agent's session (docs/ARCHITECTURE.md, "Lifecycle"). */
 /**
  * What the daemon types into an agent's session when a message arrives: `text` its first line (for
  * CLIs that read a line as a prompt), `notify` a fixed line with nothing the sender wrote, `off`

@@ -14,7 +14,7 @@ import { canMove, HELD } from './transitions.js';
 import { type Idempotency, PRIORITY_NAMES, type Task, type TaskChange, type TaskEvent, type TaskStatus, TASK_STATUSES } from './types.js';
 
 /**
- * The squad service (DESIGN.md §5): validation, visibility, the transition table, fencing, the
+ * The task service (docs/ARCHITECTURE.md, "Tasks"): validation, visibility, the transition table, fencing, the
  * stall-rescue sweep, handoffs. CLI commands and MCP tools call these functions.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Tasks (DESIGN.md §5).
+ * Tasks (docs/ARCHITECTURE.md, "Tasks" and "Flow of a task").
  *
  * Glossary:
  * - task: a unit of claimable work in a project, optionally in a squad.
