@@ -10,7 +10,9 @@
 // (http://127.0.0.1:PORT), `requests` the log of every request received (method,
 // path, headers, parsed body, how it was classified and answered).
 //
-// A script is { turns: Turn[], model?, idPrefix?, aux?, isMain?(req) }.
+// A script is { turns: Turn[], model?, idPrefix?, aux?, isMain?(req), headers? }
+// (`headers`: extra response headers on every model answer, e.g. Codex's
+// x-codex-primary-used-percent rate-limit headers).
 // Requests the CLI makes for its own model loop ("main" requests: those that
 // offer tools, unless script.isMain says otherwise) consume turns in order;
 // every other request (title generation, quota probes, JSON side-queries) gets
@@ -242,11 +244,11 @@ const anthropic = {
         res,
         200,
         { id, type: 'message', role: 'assistant', model, content: blocks, stop_reason: stopReason, stop_sequence: null, usage },
-        { 'request-id': requestId },
+        { 'request-id': requestId, ...script.headers },
       );
       return;
     }
-    startSse(res, { 'request-id': requestId });
+    startSse(res, { 'request-id': requestId, ...script.headers });
     const ev = (type, data) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
     // message_start carries the input-side usage and a placeholder output count,
     // as the real API does; message_delta carries the final counts.
@@ -360,10 +362,10 @@ const openai = {
     const usage = openaiUsage(turn.usage);
     const base = { id: respId, object: 'response', created_at: createdAt, model, parallel_tool_calls: false, tool_choice: 'auto', tools: [] };
     if (!body?.stream) {
-      sendJson(res, 200, { ...base, status: 'completed', output: items, usage });
+      sendJson(res, 200, { ...base, status: 'completed', output: items, usage }, script.headers);
       return;
     }
-    startSse(res, { 'x-request-id': newId('req_') });
+    startSse(res, { 'x-request-id': newId('req_'), ...script.headers });
     let sequence = 0;
     const ev = (type, data) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...data })}\n\n`);
     ev('response.created', { response: { ...base, status: 'in_progress', output: [], usage: null } });
@@ -480,10 +482,10 @@ const gemini = {
       responseId,
     });
     if (!stream) {
-      sendJson(res, 200, final(parts));
+      sendJson(res, 200, final(parts), script.headers);
       return;
     }
-    startSse(res);
+    startSse(res, script.headers);
     const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\r\n\r\n`);
     // Leading chunks carry partial text and prompt-only usage; the last chunk
     // carries the rest of the parts, finishReason and the full usage.
