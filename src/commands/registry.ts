@@ -13,6 +13,7 @@ import { projectsCommand } from './projects.js';
 import { squadsCommand } from './squads.js';
 import { tasksCommand } from './tasks.js';
 import { tokensCommand } from './tokens.js';
+import { usageCommand } from './usage.js';
 import { whoamiCommand } from './whoami.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   heartbeatCommand,
   tasksCommand,
   memoryCommand,
+  usageCommand,
   mcpCommand,
   daemonCommand,
   metricsCommand,

@@ -101,6 +101,13 @@ export const VARIABLES = {
     default: () => 32_768,
     doc: 'Largest engram text accepted by `sos memory remember`, in bytes.',
   }),
+  prices: variable({
+    env: 'SOS_PRICES',
+    key: 'prices',
+    schema: z.string().min(1).optional(),
+    default: () => undefined,
+    doc: 'JSON file of model prices (USD per million tokens) overlaid on the built-in table (`sos usage prices`).',
+  }),
   redisUrl: variable({
     env: 'SOS_REDIS_URL',
     key: 'redis_url',
