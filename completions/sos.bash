@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -54,6 +54,10 @@ _sos_node() {
     'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
     'memory list') _sos_subs='' _sos_opts='--agent --limit' ;;
     'memory context') _sos_subs='' _sos_opts=--max-chars ;;
+    usage) _sos_subs='record prices recompute' _sos_opts='--by --since --until --agent' ;;
+    'usage record') _sos_subs='' _sos_opts='--model --input --output --cache-read --cache-write --cache-write-1h --reasoning --provider --task --key --at --stdin --by --since --until --agent' ;;
+    'usage prices') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
+    'usage recompute') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -170,6 +174,33 @@ _sos_takes_value() {
     'memory list|--agent') return 0 ;;
     'memory list|--limit') return 0 ;;
     'memory context|--max-chars') return 0 ;;
+    'usage|--by') return 0 ;;
+    'usage|--since') return 0 ;;
+    'usage|--until') return 0 ;;
+    'usage|--agent') return 0 ;;
+    'usage record|--model') return 0 ;;
+    'usage record|--input') return 0 ;;
+    'usage record|--output') return 0 ;;
+    'usage record|--cache-read') return 0 ;;
+    'usage record|--cache-write') return 0 ;;
+    'usage record|--cache-write-1h') return 0 ;;
+    'usage record|--reasoning') return 0 ;;
+    'usage record|--provider') return 0 ;;
+    'usage record|--task') return 0 ;;
+    'usage record|--key') return 0 ;;
+    'usage record|--at') return 0 ;;
+    'usage record|--by') return 0 ;;
+    'usage record|--since') return 0 ;;
+    'usage record|--until') return 0 ;;
+    'usage record|--agent') return 0 ;;
+    'usage prices|--by') return 0 ;;
+    'usage prices|--since') return 0 ;;
+    'usage prices|--until') return 0 ;;
+    'usage prices|--agent') return 0 ;;
+    'usage recompute|--by') return 0 ;;
+    'usage recompute|--since') return 0 ;;
+    'usage recompute|--until') return 0 ;;
+    'usage recompute|--agent') return 0 ;;
     'mcp|--agent') return 0 ;;
     'daemon|--probe-interval') return 0 ;;
     'daemon|--sweep-interval') return 0 ;;
@@ -224,6 +255,14 @@ _sos_value() {
     'memory recall|--agent') _sos_list agents ;;
     'memory recall|--mode') _sos_words hybrid vector text ;;
     'memory list|--agent') _sos_list agents ;;
+    'usage|--by') _sos_words agent model project task squad day ;;
+    'usage|--agent') _sos_list agents ;;
+    'usage record|--by') _sos_words agent model project task squad day ;;
+    'usage record|--agent') _sos_list agents ;;
+    'usage prices|--by') _sos_words agent model project task squad day ;;
+    'usage prices|--agent') _sos_list agents ;;
+    'usage recompute|--by') _sos_words agent model project task squad day ;;
+    'usage recompute|--agent') _sos_list agents ;;
     'mcp|--agent') _sos_list agents ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;

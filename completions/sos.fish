@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory mcp daemon metrics completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage mcp daemon metrics completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -22,6 +22,8 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats
         case memory
             printf '%s\n' remember recall show forget list reindex context
+        case usage
+            printf '%s\n' record prices recompute
         case daemon
             printf '%s\n' status install-unit
     end
@@ -30,7 +32,7 @@ end
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -129,6 +131,7 @@ complete -c sos -n '__sos_arg 0' -a peers -d 'agents of the project: online or n
 complete -c sos -n '__sos_arg 0' -a heartbeat -d 'mark an agent present (online until its presence TTL runs out)'
 complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with a lease, complete, retry, hand off'
 complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall by meaning, context packs'
+complete -c sos -n '__sos_arg 0' -a usage -d 'the ledger: tokens and cost by agent, model, task, squad or day; record, prices, recompute'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
 complete -c sos -n '__sos_arg 0' -a daemon -d 'run the long-lived loops in the foreground: wake delivery, lifecycle, leases, sweeps'
 complete -c sos -n '__sos_arg 0' -a metrics -d 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences'
@@ -431,6 +434,45 @@ complete -c sos -n '__sos_at memory list' -l limit -x -d 'how many (default 50)'
 # sos memory context
 complete -c sos -n '__sos_at memory context' -l max-chars -x -d 'bound on the text (default 4000)'
 complete -c sos -n '__sos_arg 0 memory context' -a '(__sos_list agents)' -d 'agent name'
+
+# sos usage
+complete -c sos -n '__sos_arg 0 usage' -a record -d 'record one model call: tokens in and out, priced from the table (prints its id)'
+complete -c sos -n '__sos_arg 0 usage' -a prices -d 'the price table in force: its date, each model, and the overlays (SOS_PRICES)'
+complete -c sos -n '__sos_arg 0 usage' -a recompute -d 're-price every event of the project with the table in force (admin)'
+complete -c sos -n '__sos_at usage' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
+complete -c sos -n '__sos_at usage' -l since -x -d 'only events since 7d, 2h ago or a date-time'
+complete -c sos -n '__sos_at usage' -l until -x -d 'only events before this date-time (or duration ago)'
+complete -c sos -n '__sos_at usage' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
+
+# sos usage record
+complete -c sos -n '__sos_at usage record' -l model -x -d 'model id, e.g. claude-sonnet-4-5 (required)'
+complete -c sos -n '__sos_at usage record' -l input -x -d 'input tokens not read from the cache (required)'
+complete -c sos -n '__sos_at usage record' -l output -x -d 'output tokens, reasoning included (required)'
+complete -c sos -n '__sos_at usage record' -l cache-read -x -d 'input tokens read from the prompt cache'
+complete -c sos -n '__sos_at usage record' -l cache-write -x -d 'tokens written to the 5-minute prompt cache'
+complete -c sos -n '__sos_at usage record' -l cache-write-1h -x -d 'tokens written to the 1-hour prompt cache'
+complete -c sos -n '__sos_at usage record' -l reasoning -x -d 'reasoning tokens (informational: already in --output)'
+complete -c sos -n '__sos_at usage record' -l provider -x -d 'provider (default: the price table\'s for the model)'
+complete -c sos -n '__sos_at usage record' -l task -x -d 'task it was spent on (default: the one task you hold, if exactly one)'
+complete -c sos -n '__sos_at usage record' -l key -x -d 'a repeat with the same key is recorded once'
+complete -c sos -n '__sos_at usage record' -l at -x -d 'when it happened: a date-time or a duration ago (default now)'
+complete -c sos -n '__sos_at usage record' -l stdin -d 'record JSON lines from standard input instead, one event per line'
+complete -c sos -n '__sos_at usage record' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
+complete -c sos -n '__sos_at usage record' -l since -x -d 'only events since 7d, 2h ago or a date-time'
+complete -c sos -n '__sos_at usage record' -l until -x -d 'only events before this date-time (or duration ago)'
+complete -c sos -n '__sos_at usage record' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
+
+# sos usage prices
+complete -c sos -n '__sos_at usage prices' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
+complete -c sos -n '__sos_at usage prices' -l since -x -d 'only events since 7d, 2h ago or a date-time'
+complete -c sos -n '__sos_at usage prices' -l until -x -d 'only events before this date-time (or duration ago)'
+complete -c sos -n '__sos_at usage prices' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
+
+# sos usage recompute
+complete -c sos -n '__sos_at usage recompute' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
+complete -c sos -n '__sos_at usage recompute' -l since -x -d 'only events since 7d, 2h ago or a date-time'
+complete -c sos -n '__sos_at usage recompute' -l until -x -d 'only events before this date-time (or duration ago)'
+complete -c sos -n '__sos_at usage recompute' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'

@@ -1,9 +1,9 @@
 import { loadPrices, type PriceTable } from '../core/economy/prices.js';
-import { recompute as recomputeLedger, recordUsage, usageReport } from '../core/economy/service.js';
+import { checkUsage, recompute as recomputeLedger, recordUsage, usageReport } from '../core/economy/service.js';
 import type { ReportDimension, UsageReport, UsageRow } from '../core/economy/types.js';
 import { UsageError } from '../core/errors.js';
 import { parseMoment } from '../core/time.js';
-import { int, opt, str } from './args.js';
+import { int, opt, readStdin, str } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso } from './format.js';
 import { loadConfig, withSession } from './session.js';
@@ -34,8 +34,8 @@ function grid(headers: readonly string[], rows: readonly (readonly string[])[], 
 
 const HEADINGS: Record<ReportDimension, string> = { agent: 'agent', model: 'model', project: 'project', task: 'task', squad: 'squad', day: 'day' };
 
-function cells(row: UsageRow): string[] {
-  return [
+function cells(row: UsageRow, unpriced: boolean): string[] {
+  const out = [
     row.key,
     count(row.events),
     count(row.inputTokens),
@@ -43,17 +43,19 @@ function cells(row: UsageRow): string[] {
     count(row.cacheWriteTokens + row.cacheWrite1hTokens),
     count(row.cacheReadTokens),
     count(row.reasoningTokens),
-    row.costMicros === null ? 'unknown' : `${dollars(row.costMicros)}${row.unknownCostEvents > 0 ? ' +?' : ''}`,
+    row.costMicros === null ? 'unknown' : dollars(row.costMicros),
   ];
+  return unpriced ? [...out, count(row.unknownCostEvents)] : out;
 }
 
 function reportText(r: UsageReport): string {
   if (r.total.events === 0) return 'no usage recorded' + (r.since !== null || r.until !== null || r.agent !== null ? ' that matches' : '');
-  const headers = [HEADINGS[r.by], 'events', 'input', 'output', 'cache write', 'cache read', 'reasoning', 'cost'];
+  // UNPRICED (events of models the table lacks, not in COST) only when there are some.
+  const unpriced = r.total.unknownCostEvents > 0;
+  const headers = [HEADINGS[r.by], 'events', 'input', 'output', 'cache write', 'cache read', 'reasoning', 'cost', ...(unpriced ? ['unpriced'] : [])];
   const numeric = headers.map((_, i) => i > 0);
-  const lines = [grid(headers, [...r.rows.map(cells), cells(r.total)], numeric)];
+  const lines = [grid(headers, [...r.rows.map((row) => cells(row, unpriced)), cells(r.total, unpriced)], numeric)];
   if (r.by === 'squad') lines.push('(an agent counts in each squad it is in; rows may overlap)');
-  if (r.unknownModels.length > 0) lines.push('(+?: the cost of events of unpriced models is not included)');
   for (const u of r.unknownModels) lines.push(`cost: unknown for ${count(u.events)} event${u.events === 1 ? '' : 's'} of model ${u.model}`);
   if (r.costPerCompletedTaskMicros !== null) {
     lines.push(`cost per completed task: ${dollars(r.costPerCompletedTaskMicros)} (${count(r.completedTasks)} done task${r.completedTasks === 1 ? '' : 's'}, ${dollars(r.completedTaskCostMicros)})`);
@@ -115,8 +117,41 @@ function required(inv: Invocation, flag: string, key: string): number {
   return value;
 }
 
+const EVENT_FLAGS = ['model', 'input', 'output', 'cacheRead', 'cacheWrite', 'cacheWrite1h', 'reasoning', 'provider', 'task', 'key', 'at'];
+
+/**
+ * `--stdin`: one JSON event per line (`{"model": "gpt-5", "inputTokens": 10, "outputTokens": 2,
+ * "sourceKey": "…"}`, the fields of recordUsage). Every line is checked before anything is
+ * written; then each is recorded in its own transaction (a long stream never holds the write lock).
+ */
+async function recordLines(inv: Invocation): Promise<Output> {
+  const given = EVENT_FLAGS.filter((f) => inv.options[f] !== undefined);
+  if (given.length > 0) throw new UsageError('give the event as options or as JSON lines on --stdin, not both');
+  const lines = (await readStdin(inv)).split('\n').filter((l) => l.trim() !== '');
+  const events = lines.map((line, i) => {
+    try {
+      return JSON.parse(line) as unknown;
+    } catch (err) {
+      throw new UsageError(`invalid usage event: line ${i + 1}: not JSON: ${(err as Error).message}`);
+    }
+  });
+  checkUsage(events, 'line');
+  const prices = await pricesOf(inv);
+  return withSession(inv, async ({ store, caller }) => {
+    const results = [];
+    for (const e of events) results.push(await recordUsage(store, caller, e as Parameters<typeof recordUsage>[2], { prices }));
+    const duplicates = results.filter((r) => r.duplicate).length;
+    return {
+      data: { recorded: results.length - duplicates, duplicates, events: results },
+      human: `recorded ${count(results.length - duplicates)} event${results.length - duplicates === 1 ? '' : 's'}${duplicates ? `; ${count(duplicates)} already recorded` : ''}`,
+      quiet: results.map((r) => r.id).join('\n'),
+    };
+  });
+}
+
 export async function record(inv: Invocation): Promise<Output> {
   const o = inv.options;
+  if (o.stdin === true) return recordLines(inv);
   const model = str(o.model);
   if (model === undefined) throw new UsageError('--model <model> is required');
   const inputTokens = required(inv, '--input', 'input');

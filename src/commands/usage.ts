@@ -29,6 +29,7 @@ export const usageCommand: CommandSpec = {
         { flags: '--task <id>', summary: 'task it was spent on (default: the one task you hold, if exactly one)' },
         { flags: '--key <idempotency-key>', summary: 'a repeat with the same key is recorded once' },
         { flags: '--at <time>', summary: 'when it happened: a date-time or a duration ago (default now)' },
+        { flags: '--stdin', summary: 'record JSON lines from standard input instead, one event per line' },
       ],
       handler: lazy(load, 'record'),
       examples: ['sos usage record --model claude-sonnet-4-5 --input 1200 --output 350 --cache-read 40000 --as kasra'],

@@ -88,11 +88,29 @@ const usageInput = z.strictObject({
 });
 
 /** The first zod issue as a usage error that names the field (and, in a batch, the event). */
-function invalid(error: z.ZodError, index: number | undefined): UsageError {
+function invalid(error: z.ZodError, where: string): UsageError {
   const issue = error.issues[0]!;
   const field = issue.path.map(String).join('.');
-  const where = index === undefined ? '' : `event ${index + 1}: `;
   return new UsageError(`invalid usage event: ${where}${field ? `${field}: ` : ''}${issue.message}`);
+}
+
+type Parsed = z.infer<typeof usageInput> & { source: (typeof USAGE_SOURCES)[number] };
+
+/**
+ * Validates events without writing anything: the first bad one is a usage error naming it
+ * (`event 3: inputTokens: …`, or `line 3: …` with `label` 'line') and the field.
+ */
+export function checkUsage(events: readonly unknown[], label = 'event'): Parsed[] {
+  return events.map((e, i) => {
+    const where = `${label} ${i + 1}: `;
+    const r = usageInput.safeParse(e);
+    if (!r.success) throw invalid(r.error, where);
+    const source = r.data.source ?? 'report';
+    if (source !== 'report' && r.data.sourceKey === undefined) {
+      throw new UsageError(`invalid usage event: ${where}sourceKey: a ${source} event needs its source key`);
+    }
+    return { ...r.data, source };
+  });
 }
 
 const repoOf = (store: Store) => new SqlUsageRepo(store.sql);
@@ -122,15 +140,7 @@ export async function recordUsage(store: Store, caller: Caller, event: UsageInpu
  */
 export async function recordMany(store: Store, caller: Caller, events: readonly UsageInput[], options: EconomyOptions = {}): Promise<RecordResult[]> {
   if (events.length > MAX_BATCH) throw new UsageError(`at most ${MAX_BATCH} usage events in one batch; got ${events.length}`);
-  const parsed = events.map((e, i) => {
-    const r = usageInput.safeParse(e);
-    if (!r.success) throw invalid(r.error, i);
-    const source = r.data.source ?? 'report';
-    if (source !== 'report' && r.data.sourceKey === undefined) {
-      throw new UsageError(`invalid usage event: event ${i + 1}: sourceKey: a ${source} event needs its source key`);
-    }
-    return { ...r.data, source };
-  });
+  const parsed = checkUsage(events);
   if (caller.role === 'observer') await deny(store, caller, 'recording usage', 'is not allowed with an observer token');
   for (const e of parsed) {
     if (e.agent !== undefined && e.agent !== caller.agent && !isAdmin(caller)) {
@@ -165,8 +175,6 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
     return results;
   });
 }
-
-type Parsed = z.infer<typeof usageInput> & { source: (typeof USAGE_SOURCES)[number] };
 
 async function insertOne(
   repo: SqlUsageRepo,
