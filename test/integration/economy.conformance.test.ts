@@ -251,6 +251,21 @@ describe.each(TASK_ADAPTERS)('Economy conformance: $name', (adapter) => {
       expect((await usageReport(w.store, w.as(null), { by: 'task' })).rows.map((r) => r.key)).toEqual([task.id]);
     });
 
+    it('keeps one import offset per project, source and file, replaced in place', async (ctx) => {
+      const w = await adapter.open(ctx);
+      const other = await w.otherProject();
+      const repo = new SqlUsageRepo(w.store.sql);
+      const at = { source: 'claude' as const, path: '/home/a/.claude/projects/x/s.jsonl', device: 2049, inode: 2 ** 40 + 7, size: 10_000_000_000, offset: 9_999_999_999, updatedAt: T0 };
+      expect(await repo.offset(w.project, 'claude', at.path)).toBeUndefined();
+      await repo.transaction((tx) => repo.saveOffset(tx, { project: w.project, ...at }));
+      await repo.transaction((tx) => repo.saveOffset(tx, { project: other, ...at, offset: 5 }));
+      expect(await repo.offset(w.project, 'claude', at.path)).toEqual({ project: w.project, ...at });
+      await repo.transaction((tx) => repo.saveOffset(tx, { project: w.project, ...at, inode: 3, size: 10, offset: 10, updatedAt: T0 + 1 }));
+      expect(await repo.offset(w.project, 'claude', at.path)).toMatchObject({ inode: 3, size: 10, offset: 10 });
+      expect(await repo.offset(w.project, 'codex', at.path)).toBeUndefined();
+      expect(await repo.offset(other, 'claude', at.path)).toMatchObject({ offset: 5 });
+    });
+
     it('refuses bad input and writes nothing', async (ctx) => {
       const w = await adapter.open(ctx);
       await team(w);

@@ -120,6 +120,18 @@ const GROUPS: Record<ReportDimension, { key: string; join: string }> = {
   day: { key: `CAST(u.occurred_at / ${DAY_MS} AS BIGINT)`, join: '' },
 };
 
+/** Where an incremental importer stopped in one file (see the import_offsets table). */
+export interface ImportOffset {
+  project: string;
+  source: UsageSource;
+  path: string;
+  device: number;
+  inode: number;
+  size: number;
+  offset: number;
+  updatedAt: number;
+}
+
 export type NewUsageEvent = Omit<UsageEvent, 'recordedAt'> & { recordedAt: number };
 
 export class SqlUsageRepo {
@@ -197,6 +209,23 @@ export class SqlUsageRepo {
 
   async setCost(db: SqlExecutor, project: string, id: string, costMicros: number | null, priceVersion: string | null): Promise<void> {
     await db.run('UPDATE usage_events SET cost_micros = $3, price_version = $4 WHERE project = $1 AND id = $2', [project, id, costMicros, priceVersion]);
+  }
+
+  async offset(project: string, source: UsageSource, path: string): Promise<ImportOffset | undefined> {
+    const row = await this.db.one<{ device: number; inode: number; size: number; offset: number; updated_at: number }>(
+      'SELECT device, inode, size, "offset", updated_at FROM import_offsets WHERE project = $1 AND source = $2 AND path = $3',
+      [project, source, path],
+    );
+    return row && { project, source, path, device: n(row.device), inode: n(row.inode), size: n(row.size), offset: n(row.offset), updatedAt: n(row.updated_at) };
+  }
+
+  /** Saves an importer's position; pass the batch's transaction so events and offset commit together. */
+  async saveOffset(db: SqlExecutor, o: ImportOffset): Promise<void> {
+    await db.run(
+      `INSERT INTO import_offsets (project, source, path, device, inode, size, "offset", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (project, source, path) DO UPDATE SET device = excluded.device, inode = excluded.inode, size = excluded.size, "offset" = excluded."offset", updated_at = excluded.updated_at`,
+      [o.project, o.source, o.path, o.device, o.inode, o.size, o.offset, o.updatedAt],
+    );
   }
 
   private where(project: string, filter: ReportFilter): { sql: string; params: unknown[] } {
