@@ -11,13 +11,14 @@ import {
 } from '@modelcontextprotocol/server';
 import { serveStdio, StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { type Caller, deny } from '../core/auth/caller.js';
+import { loadPrices } from '../core/economy/prices.js';
 import { UsageError } from '../core/errors.js';
 import { getAgent } from '../core/identity/agents.js';
 import { buildMcpServer, InFlight } from '../core/mcp/server.js';
 import type { McpContext } from '../core/mcp/tools.js';
 import type { Store } from '../core/store/port.js';
 import type { Invocation, Output } from './define.js';
-import { withMemory } from './session.js';
+import { loadConfig, withMemory } from './session.js';
 
 /** How long shutdown waits for tool calls in flight before saying so on stderr. */
 const DRAIN_WARN_MS = 5_000;
@@ -216,10 +217,12 @@ export async function mcp(inv: Invocation): Promise<Output> {
   if (typeof agent === 'string' && inv.globals.as !== undefined && agent !== inv.globals.as) {
     throw new UsageError(`--agent "${agent}" and --as "${inv.globals.as}" name different agents`, { hint: 'give one of them' });
   }
+  // A bad SOS_PRICES file is a usage error now, not at the first usage_report.
+  const prices = loadPrices((await loadConfig(inv)).values.prices);
   // withMemory closes memory, then the bus, then the Store, once serving ends.
   return withMemory(inv, async ({ ctx, memory, caller, store }) => {
     const tasks = { store, bus: ctx.bus, maxTextBytes: ctx.maxMessageBytes };
-    await serve(inv, { bus: ctx, tasks, memory }, await servingAs(inv, caller, store));
+    await serve(inv, { bus: ctx, tasks, memory, prices }, await servingAs(inv, caller, store));
     // Nothing is printed, even under --json: stdout belonged to the protocol.
     return { data: undefined, human: '', quiet: '' };
   });

@@ -28,6 +28,7 @@ const TOOL_NAMES = [
   'task_handoff',
   'task_heartbeat',
   'task_list',
+  'usage_report',
   'whoami',
   'workspace_join',
   'workspace_leave',
@@ -85,7 +86,7 @@ interface InboxBody {
 }
 
 describe('sos mcp', () => {
-  it('lists nineteen short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
+  it('lists twenty short tools; messages go round between two agents; errors carry the CLI codes', async (ctx) => {
     const { env, codexToken } = await install(ctx);
     const kasra = await connect(ctx, env, ['--agent', 'kasra']);
 
@@ -300,6 +301,14 @@ describe('sos mcp', () => {
     const claimed = await ok(kasra, 'task_claim');
     expect(claimed).toMatchObject({ id, status: 'claimed', claimant: 'kasra', fence: 1, description: 'users get logged out after 5 minutes' });
     expect(claimed.lease_until).toMatch(/^\d{4}-\d\d-\d\dT/);
+    // usage_report: priced, attributed to the task kasra holds, counted once per key.
+    const used = await ok(kasra, 'usage_report', { model: 'claude-sonnet-4-5', input_tokens: 1000, output_tokens: 200, cache_read_tokens: 5000, idempotency_key: 'turn-1' });
+    expect(used).toMatchObject({ duplicate: false, cost_micros: 7500, task: id });
+    expect(await ok(kasra, 'usage_report', { model: 'claude-sonnet-4-5', input_tokens: 1000, output_tokens: 200, cache_read_tokens: 5000, idempotency_key: 'turn-1' })).toMatchObject({ id: used.id, duplicate: true });
+    expect(await ok(kasra, 'usage_report', { model: 'some-local-model', input_tokens: 10, output_tokens: 1 })).toMatchObject({ cost_micros: null });
+    expect((await refused(kasra, 'usage_report', { model: 'x', input_tokens: -1, output_tokens: 0 })).code).toBe('usage');
+    const spent = (await sos(['--json', 'usage', '--by', 'task'], env)).json<{ rows: { key: string; events: number; inputTokens: number; costMicros: number | null }[] }>();
+    expect(spent.rows).toEqual([expect.objectContaining({ key: id, events: 2, inputTokens: 1010, costMicros: 7500 })]);
     const renewed = await ok(kasra, 'task_heartbeat', { id, fence: 1 });
     expect(renewed).toMatchObject({ id, claimant: 'kasra', fence: 1 });
     expect(Date.parse(renewed.lease_until as string)).toBeGreaterThanOrEqual(Date.parse(claimed.lease_until as string));

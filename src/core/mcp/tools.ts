@@ -3,6 +3,8 @@ import { contextPack, type MemoryContext, recall, remember } from '../memory/ser
 import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
+import type { PriceTable } from '../economy/prices.js';
+import { recordUsage } from '../economy/service.js';
 import { UsageError } from '../errors.js';
 import { joinWorkspace, leaveSquad } from '../identity/squads.js';
 import { checkDuration, MAX_WAIT_MS, momentText } from '../time.js';
@@ -30,6 +32,8 @@ export interface McpContext {
   bus: BusContext;
   tasks: TaskContext;
   memory: MemoryContext;
+  /** The price table in force (`SOS_PRICES` overlaid); default the built-in one. */
+  prices?: PriceTable;
 }
 
 export interface ToolContext extends McpContext {
@@ -328,7 +332,7 @@ export const TOOLS: readonly ToolSpec[] = [
       squad: z.string().optional(),
       wait_seconds: z.number().optional().describe(`wait for work, at most ${MAX_CLAIM_WAIT_SECONDS}`),
       lease_seconds: z.number().optional(),
-      idempotency_key: z.string().optional().describe('a retry with this key returns the same claim'),
+      idempotency_key: z.string().optional(),
     }),
     async run(ctx, caller, a) {
       // Past 60 the wait is capped, not refused: the description promises at most 60 and the caller
@@ -399,6 +403,37 @@ export const TOOLS: readonly ToolSpec[] = [
     description: 'Accept a task handed off to you; returns your new fence.',
     input: z.object({ id: taskId }),
     run: async (ctx, caller, a) => taskResult(await acceptHandoff(ctx.tasks, caller, { id: a.id })),
+  }),
+  tool({
+    name: 'usage_report',
+    description: 'Record the tokens one model call of yours used (counted once per key).',
+    input: z.object({
+      model: z.string(),
+      input_tokens: z.number().describe('not from cache'),
+      output_tokens: z.number(),
+      cache_read_tokens: z.number().optional(),
+      cache_write_tokens: z.number().optional(),
+      task: taskId.optional().describe('default: the task you hold'),
+      idempotency_key: z.string().optional(),
+    }),
+    async run(ctx, caller, a) {
+      const r = await recordUsage(
+        ctx.tasks.store,
+        caller,
+        {
+          model: a.model,
+          inputTokens: a.input_tokens,
+          outputTokens: a.output_tokens,
+          ...opt('cacheReadTokens', a.cache_read_tokens),
+          ...opt('cacheWriteTokens', a.cache_write_tokens),
+          ...opt('task', a.task),
+          ...opt('sourceKey', a.idempotency_key),
+          source: 'report',
+        },
+        ctx.prices ? { prices: ctx.prices } : {},
+      );
+      return { id: r.id, duplicate: r.duplicate, cost_micros: r.costMicros, ...(r.task ? { task: r.task } : {}) };
+    },
   }),
   tool({
     name: 'remember',
