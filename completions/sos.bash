@@ -54,9 +54,10 @@ _sos_node() {
     'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
     'memory list') _sos_subs='' _sos_opts='--agent --limit' ;;
     'memory context') _sos_subs='' _sos_opts=--max-chars ;;
-    usage) _sos_subs='record prices recompute' _sos_opts='--by --since --until --agent' ;;
+    usage) _sos_subs='record prices import recompute' _sos_opts='--by --since --until --agent' ;;
     'usage record') _sos_subs='' _sos_opts='--model --input --output --cache-read --cache-write --cache-write-1h --reasoning --provider --task --key --at --stdin --by --since --until --agent' ;;
     'usage prices') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
+    'usage import') _sos_subs='' _sos_opts='--source --path --by --since --until --agent' ;;
     'usage recompute') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -199,6 +200,12 @@ _sos_takes_value() {
     'usage prices|--agent') return 0 ;;
     'usage recompute|--by') return 0 ;;
     'usage recompute|--since') return 0 ;;
+    'usage import|--source') return 0 ;;
+    'usage import|--path') return 0 ;;
+    'usage import|--by') return 0 ;;
+    'usage import|--since') return 0 ;;
+    'usage import|--until') return 0 ;;
+    'usage import|--agent') return 0 ;;
     'usage recompute|--until') return 0 ;;
     'usage recompute|--agent') return 0 ;;
     'mcp|--agent') return 0 ;;
@@ -267,6 +274,9 @@ _sos_value() {
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
     *'|--as') _sos_list agents ;;
+    'usage import|--source') _sos_words claude codex gemini all ;;
+    'usage import|--by') _sos_words agent model project task squad day ;;
+    'usage import|--agent') _sos_list agents ;;
   esac
   return 0
 }

@@ -1,3 +1,4 @@
+import { type ImportSource, importTranscripts } from '../core/economy/import.js';
 import { loadPrices, type PriceTable } from '../core/economy/prices.js';
 import { checkUsage, recompute as recomputeLedger, recordUsage, usageReport } from '../core/economy/service.js';
 import type { ReportDimension, UsageReport, UsageRow } from '../core/economy/types.js';
@@ -215,5 +216,26 @@ export async function recompute(inv: Invocation): Promise<Output> {
       human: `re-priced ${count(r.changed)} of ${count(r.events)} event${r.events === 1 ? '' : 's'} with prices ${r.priceVersion}${r.unknown ? `; ${count(r.unknown)} still unpriced` : ''}`,
       quiet: String(r.changed),
     };
+  });
+}
+
+/** `sos usage import`: the agent CLIs' transcripts into the ledger (admin or the operator). */
+export async function importLogs(inv: Invocation): Promise<Output> {
+  const source = (str(inv.options.source) ?? 'all') as ImportSource | 'all';
+  const path = str(inv.options.path);
+  const table = await pricesOf(inv);
+  return withSession(inv, async ({ store, caller }) => {
+    const r = await importTranscripts(store, caller, { source, prices: table, ...opt('path', path) });
+    const rows = r.sources.map((s) => [s.source, count(s.files), count(s.lines), count(s.eventsNew), count(s.duplicates), count(s.corrupt), s.root]);
+    const lines = [
+      grid(['source', 'files', 'lines', 'events new', 'duplicates', 'corrupt', 'root'], rows, [false, true, true, true, true, true, false]),
+      `${count(r.files)} files, ${count(r.lines)} lines (${count(r.bytes)} new bytes), ${count(r.eventsNew)} events new, ${count(r.duplicates)} duplicates skipped, ${count(r.corrupt)} corrupt lines, ${r.seconds.toFixed(2)}s`,
+    ];
+    const rl = r.rateLimits;
+    if (rl) {
+      const w = (x: typeof rl.primary) => (x ? `${x.usedPercent ?? '?'}% of ${x.windowMinutes ?? '?'} min${x.resetsAt ? `, resets ${new Date(x.resetsAt * 1000).toISOString()}` : ''}` : '-');
+      lines.push(`codex rate limits: primary ${w(rl.primary)}; secondary ${w(rl.secondary)}`);
+    }
+    return { data: r, human: lines.join('\n'), quiet: String(r.eventsNew) };
   });
 }

@@ -35,6 +35,16 @@ export const usageCommand: CommandSpec = {
       examples: ['sos usage record --model claude-sonnet-4-5 --input 1200 --output 350 --cache-read 40000 --as kasra'],
     },
     { name: 'prices', summary: 'the price table in force: its date, each model, and the overlays (SOS_PRICES)', handler: lazy(load, 'prices') },
+    {
+      name: 'import',
+      summary: "import the agent CLIs' transcripts (Claude Code, Codex, Gemini CLI) incrementally, each response once (admin)",
+      options: [
+        { flags: '--source <source>', summary: 'claude, codex, gemini or all (default)', choices: ['claude', 'codex', 'gemini', 'all'] },
+        { flags: '--path <dir>', summary: 'the source\'s root instead of ~/.claude ($CLAUDE_CONFIG_DIR), ~/.codex ($CODEX_HOME) or ~/.gemini' },
+      ],
+      handler: lazy(load, 'importLogs'),
+      examples: ['sos usage import', 'sos usage import --source claude --path /srv/claude-config --json'],
+    },
     { name: 'recompute', summary: "re-price every event of the project with the table in force (admin)", handler: lazy(load, 'recompute') },
   ],
   examples: ['sos usage --by model --since 7d', 'sos usage --by day --agent kasra --json'],

@@ -30,6 +30,8 @@ export interface EconomyOptions {
   /** The price table in force (`loadPrices(SOS_PRICES)`); default the built-in one. */
   prices?: PriceTable;
   now?: () => number;
+  /** Runs last inside the batch's transaction (an importer saves its file offsets there). */
+  inTransaction?: (tx: SqlExecutor) => Promise<void>;
 }
 
 /** Largest token count of one kind in one event (far above any single call or turn). */
@@ -172,6 +174,7 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
       }
       results.push(await insertOne(repo, tx, caller, e, agent, task, prices, now));
     }
+    await options.inTransaction?.(tx);
     return results;
   });
 }

@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Caller, requireAdmin } from '../auth/caller.js';
+import { listAgents } from '../identity/agents.js';
+import type { Store } from '../store/port.js';
+import { parseClaude } from './importers/claude.js';
+import { type CodexContext, type CodexRateLimits, parseCodex } from './importers/codex.js';
+import type { ParsedEvent, ParseResult } from './importers/common.js';
+import { parseGemini } from './importers/gemini.js';
+import type { PriceTable } from './prices.js';
+import { MAX_BATCH, recordMany } from './service.js';
+import { SqlUsageRepo } from './sql-usage.js';
+import type { UsageInput } from './types.js';
+
+/**
+ * `sos usage import`: walks each agent CLI's transcript directory and records what it finds
+ * through `recordMany`, reading every file incrementally from its `import_offsets` row
+ * (device + inode, size, byte offset). Only complete lines are read: a last line without its
+ * newline is left for the next pass. A file whose inode changed or that shrank below the saved
+ * offset is read again from 0 (the unique source key keeps the re-read from counting twice).
+ * Each file's events and its new offset commit in one transaction. A line that is not JSON is
+ * skipped and counted, never fatal. Events are attributed to the agent whose `--workdir`
+ * contains the transcript's working directory (the longest such), else to no agent.
+ */
+
+export const IMPORT_SOURCES = ['claude', 'codex', 'gemini'] as const;
+export type ImportSource = (typeof IMPORT_SOURCES)[number];
+
+export interface ImportOptions {
+  source?: ImportSource | 'all';
+  /** The source's root instead of its default (`~/.claude`, `~/.codex`, `~/.gemini`). */
+  path?: string;
+  prices?: PriceTable;
+  now?: () => number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface SourceImport {
+  source: ImportSource;
+  root: string;
+  files: number;
+  lines: number;
+  /** Bytes read past the saved offsets (0 when nothing was appended). */
+  bytes: number;
+  eventsNew: number;
+  duplicates: number;
+  corrupt: number;
+  /** Files read again from 0 because they were truncated or replaced. */
+  reread: number;
+}
+
+export interface ImportReport {
+  sources: SourceImport[];
+  files: number;
+  lines: number;
+  bytes: number;
+  eventsNew: number;
+  duplicates: number;
+  corrupt: number;
+  seconds: number;
+  /** Codex only: the latest rate limits seen in the files read this pass (not stored). */
+  rateLimits: CodexRateLimits | null;
+}
+
+/** The default root of each source. */
+export function sourceRoot(source: ImportSource, env: NodeJS.ProcessEnv = process.env): string {
+  const home = env.HOME ?? homedir();
+  if (source === 'claude') return env.CLAUDE_CONFIG_DIR ?? join(home, '.claude');
+  if (source === 'codex') return env.CODEX_HOME ?? join(home, '.codex');
+  return join(home, '.gemini');
+}
+
+function walk(dir: string, keep: (path: string, name: string) => boolean, out: string[] = []): string[] {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) walk(path, keep, out);
+    else if (e.isFile() && keep(path, e.name)) out.push(path);
+  }
+  return out;
+}
+
+/** The transcript files of a source under its root, in a stable order. */
+export function transcriptFiles(source: ImportSource, root: string): string[] {
+  if (source === 'claude') return walk(join(root, 'projects'), (_p, name) => name.endsWith('.jsonl'));
+  if (source === 'codex') return walk(join(root, 'sessions'), (_p, name) => name.startsWith('rollout-') && name.endsWith('.jsonl'));
+  const tmp = join(root, 'tmp');
+  const files: string[] = [];
+  if (!existsSync(tmp)) return files;
+  for (const project of readdirSync(tmp).sort()) {
+    const chats = join(tmp, project, 'chats');
+    try {
+      for (const name of readdirSync(chats).sort()) if (name.startsWith('session-') && name.endsWith('.jsonl')) files.push(join(chats, name));
+    } catch {
+      // not a project dir
+    }
+  }
+  return files;
+}
+
+function readRange(path: string, start: number, end: number): Buffer {
+  const buf = Buffer.alloc(end - start);
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(fd, buf, done, buf.length - done, start + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Complete lines of a chunk and how many bytes they take (a last line without '\n' is left). */
+function completeLines(buf: Buffer): { lines: string[]; consumed: number } {
+  const end = buf.lastIndexOf(0x0a);
+  if (end < 0) return { lines: [], consumed: 0 };
+  return { lines: buf.subarray(0, end).toString('utf8').split('\n'), consumed: end + 1 };
+}
+
+interface Workdirs {
+  /** The agent whose workdir holds `cwd` (the longest), else null. */
+  byCwd(cwd: string | null | undefined): string | null;
+  /** The agent whose workdir's SHA-256 is Gemini's projectHash. */
+  byHash(hash: string | null | undefined): string | null;
+}
+
+async function workdirs(store: Store, caller: Caller): Promise<Workdirs> {
+  const dirs = (await listAgents(store, caller))
+    .filter((a) => typeof a.workdir === 'string' && a.workdir !== '')
+    .map((a) => ({ agent: a.name, dir: resolve(a.workdir!), hash: createHash('sha256').update(a.workdir!).digest('hex') }))
+    .sort((a, b) => b.dir.length - a.dir.length);
+  return {
+    byCwd: (cwd) => {
+      if (!cwd) return null;
+      const c = resolve(cwd);
+      return dirs.find((d) => c === d.dir || c.startsWith(d.dir.endsWith('/') ? d.dir : `${d.dir}/`))?.agent ?? null;
+    },
+    byHash: (hash) => (hash ? (dirs.find((d) => d.hash === hash)?.agent ?? null) : null),
+  };
+}
+
+/** Gemini's header line names the project by a hash of its path. */
+function geminiProjectHash(path: string, size: number): string | null {
+  const head = completeLines(readRange(path, 0, Math.min(size, 65_536))).lines[0];
+  if (!head) return null;
+  try {
+    const o = JSON.parse(head) as { projectHash?: unknown };
+    return typeof o.projectHash === 'string' ? o.projectHash : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A Codex rollout's thread, model and cwd in force at `offset` (from its session_meta and turn_context lines). */
+function codexContextAt(path: string, offset: number): CodexContext {
+  const { lines } = completeLines(readRange(path, 0, offset));
+  return parseCodex(lines.filter((l) => l.includes('"session_meta"') || l.includes('"turn_context"'))).context;
+}
+
+export async function importTranscripts(store: Store, caller: Caller, options: ImportOptions = {}): Promise<ImportReport> {
+  await requireAdmin(store, caller, 'importing agent transcripts (it attributes usage to any agent)');
+  const started = performance.now();
+  const env = options.env ?? process.env;
+  const now = options.now ?? Date.now;
+  const sources = options.source === undefined || options.source === 'all' ? IMPORT_SOURCES : [options.source];
+  const repo = new SqlUsageRepo(store.sql);
+  const agents = await workdirs(store, caller);
+  const report: ImportReport = { sources: [], files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, seconds: 0, rateLimits: null };
+  for (const source of sources) {
+    const root = resolve(options.path ?? sourceRoot(source, env));
+    const s: SourceImport = { source, root, files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, reread: 0 };
+    for (const path of transcriptFiles(source, root)) {
+      let st;
+      try {
+        st = statSync(path);
+      } catch {
+        continue; // gone since the walk
+      }
+      s.files++;
+      const saved = await repo.offset(caller.project, source, path);
+      const same = saved !== undefined && saved.device === Number(st.dev) && saved.inode === Number(st.ino) && st.size >= saved.offset;
+      if (saved !== undefined && !same) s.reread++;
+      const start = same ? saved.offset : 0;
+      if (start >= st.size) continue;
+      const { lines, consumed } = completeLines(readRange(path, start, st.size));
+      if (consumed === 0) continue; // only a half-written line: wait for its newline
+      s.bytes += consumed;
+      let parsed: ParseResult;
+      let cwdOf: (e: ParsedEvent) => string | null;
+      if (source === 'claude') {
+        parsed = parseClaude(lines, path);
+        cwdOf = (e) => agents.byCwd(e.cwd);
+      } else if (source === 'codex') {
+        const r = parseCodex(lines, path, start > 0 ? codexContextAt(path, start) : undefined);
+        parsed = r;
+        if (r.rateLimits && (report.rateLimits === null || (r.rateLimits.seenAt ?? 0) >= (report.rateLimits.seenAt ?? 0))) report.rateLimits = r.rateLimits;
+        cwdOf = (e) => agents.byCwd(e.cwd);
+      } else {
+        parsed = parseGemini(lines, path);
+        const agent = agents.byHash(geminiProjectHash(path, st.size));
+        cwdOf = () => agent;
+      }
+      s.lines += parsed.lines;
+      s.corrupt += parsed.corrupt;
+      const inputs: UsageInput[] = parsed.events.map(({ cwd: _cwd, ...e }) => ({ ...e, source, agent: cwdOf({ ...e, cwd: _cwd ?? null }), task: null }));
+      const offset = { project: caller.project, source, path, device: Number(st.dev), inode: Number(st.ino), size: st.size, offset: start + consumed, updatedAt: now() };
+      // Batches of at most MAX_BATCH; the offset is saved with the last one.
+      const batches: UsageInput[][] = [];
+      for (let i = 0; i < inputs.length; i += MAX_BATCH) batches.push(inputs.slice(i, i + MAX_BATCH));
+      if (batches.length === 0) batches.push([]);
+      for (const [i, batch] of batches.entries()) {
+        const last = i === batches.length - 1;
+        const results = await recordMany(store, caller, batch, {
+          ...(options.prices ? { prices: options.prices } : {}),
+          now,
+          ...(last ? { inTransaction: (tx) => repo.saveOffset(tx, offset) } : {}),
+        });
+        for (const r of results) {
+          if (r.duplicate) s.duplicates++;
+          else s.eventsNew++;
+        }
+      }
+    }
+    report.sources.push(s);
+    report.files += s.files;
+    report.lines += s.lines;
+    report.bytes += s.bytes;
+    report.eventsNew += s.eventsNew;
+    report.duplicates += s.duplicates;
+    report.corrupt += s.corrupt;
+  }
+  report.seconds = Math.round(performance.now() - started) / 1000;
+  return report;
+}
