@@ -79,11 +79,11 @@ function walk(dir: string, keep: (path: string, name: string) => boolean, out: s
   } catch {
     return out;
   }
-  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) walk(path, keep, out);
-    else if (e.isFile() && keep(path, e.name)) out.push(path);
-  }
+  // Files before subdirectories: a Claude session file is read before its subagents/, so an id
+  // in both is recorded from the main conversation (the tokens are the same either way).
+  const sorted = entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of sorted) if (e.isFile() && keep(join(dir, e.name), e.name)) out.push(join(dir, e.name));
+  for (const e of sorted) if (e.isDirectory()) walk(join(dir, e.name), keep, out);
   return out;
 }
 
