@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -59,6 +59,8 @@ _sos_node() {
     'usage prices') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
     'usage import') _sos_subs='' _sos_opts='--source --path --by --since --until --agent' ;;
     'usage recompute') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
+    budgets) _sos_subs='set list show remove' _sos_opts='' ;;
+    'budgets set') _sos_subs='' _sos_opts='--limit --period --action --at' ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -198,16 +200,20 @@ _sos_takes_value() {
     'usage prices|--since') return 0 ;;
     'usage prices|--until') return 0 ;;
     'usage prices|--agent') return 0 ;;
-    'usage recompute|--by') return 0 ;;
-    'usage recompute|--since') return 0 ;;
     'usage import|--source') return 0 ;;
     'usage import|--path') return 0 ;;
     'usage import|--by') return 0 ;;
     'usage import|--since') return 0 ;;
     'usage import|--until') return 0 ;;
     'usage import|--agent') return 0 ;;
+    'usage recompute|--by') return 0 ;;
+    'usage recompute|--since') return 0 ;;
     'usage recompute|--until') return 0 ;;
     'usage recompute|--agent') return 0 ;;
+    'budgets set|--limit') return 0 ;;
+    'budgets set|--period') return 0 ;;
+    'budgets set|--action') return 0 ;;
+    'budgets set|--at') return 0 ;;
     'mcp|--agent') return 0 ;;
     'daemon|--probe-interval') return 0 ;;
     'daemon|--sweep-interval') return 0 ;;
@@ -268,15 +274,17 @@ _sos_value() {
     'usage record|--agent') _sos_list agents ;;
     'usage prices|--by') _sos_words agent model project task squad day ;;
     'usage prices|--agent') _sos_list agents ;;
+    'usage import|--source') _sos_words claude codex gemini all ;;
+    'usage import|--by') _sos_words agent model project task squad day ;;
+    'usage import|--agent') _sos_list agents ;;
     'usage recompute|--by') _sos_words agent model project task squad day ;;
     'usage recompute|--agent') _sos_list agents ;;
+    'budgets set|--period') _sos_words day week month total ;;
+    'budgets set|--action') _sos_words warn downgrade pause block ;;
     'mcp|--agent') _sos_list agents ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
     *'|--as') _sos_list agents ;;
-    'usage import|--source') _sos_words claude codex gemini all ;;
-    'usage import|--by') _sos_words agent model project task squad day ;;
-    'usage import|--agent') _sos_list agents ;;
   esac
   return 0
 }

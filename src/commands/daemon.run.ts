@@ -143,6 +143,7 @@ export function metrics(inv: Invocation): Promise<Output> {
       leases_expired: counters.leases_expired ?? 0,
       duplicate_claims_refused: counters.duplicate_claims_refused ?? 0,
       stale_fence_refused: counters.stale_fence_refused ?? 0,
+      budget_claims_refused: counters.budget_claims_refused ?? 0,
     };
     return { data, human: table(['counter', 'value'], Object.entries(data)) };
   });

@@ -14,6 +14,7 @@ import { squadsCommand } from './squads.js';
 import { tasksCommand } from './tasks.js';
 import { tokensCommand } from './tokens.js';
 import { usageCommand } from './usage.js';
+import { budgetsCommand } from './budgets.js';
 import { whoamiCommand } from './whoami.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
@@ -37,6 +38,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   tasksCommand,
   memoryCommand,
   usageCommand,
+  budgetsCommand,
   mcpCommand,
   daemonCommand,
   metricsCommand,

@@ -8,6 +8,7 @@ import { quote } from '../safe-text.js';
 import type { Store } from '../store/port.js';
 import type { SqlExecutor } from '../store/sql/driver.js';
 import { MAX_MOMENT_MS } from '../time.js';
+import { addSpend, type BudgetCrossing, rebuildSpend, spendBook } from './budgets.js';
 import { builtinPrices, priceEvent, type PriceTable } from './prices.js';
 import { SqlUsageRepo } from './sql-usage.js';
 import {
@@ -30,6 +31,8 @@ export interface EconomyOptions {
   /** The price table in force (`loadPrices(SOS_PRICES)`); default the built-in one. */
   prices?: PriceTable;
   now?: () => number;
+  /** Told, after the batch commits, of each budget threshold it crossed (once per crossing). */
+  crossed?: (crossings: BudgetCrossing[]) => void | Promise<void>;
   /** Runs last inside the batch's transaction (an importer saves its file offsets there). */
   inTransaction?: (tx: SqlExecutor) => Promise<void>;
 }
@@ -152,7 +155,9 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
   const prices = options.prices ?? builtinPrices();
   const now = (options.now ?? Date.now)();
   const repo = repoOf(store);
-  return repo.transaction(async (tx) => {
+  const crossings: BudgetCrossing[] = [];
+  const results = await repo.transaction(async (tx) => {
+    const book = await spendBook(tx, caller.project);
     const held = new Map<string, string | null>();
     const heldTask = async (agent: string): Promise<string | null> => {
       if (!held.has(agent)) {
@@ -162,7 +167,7 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
       return held.get(agent)!;
     };
     const known = new Set<string>();
-    const results: RecordResult[] = [];
+    const results: (RecordResult & { counts: Counted })[] = [];
     for (const e of parsed) {
       const agent = e.agent === undefined ? caller.agent : e.agent;
       let task: string | null;
@@ -172,11 +177,17 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
         if (!(await repo.taskExists(tx, caller.project, task))) throw new NotFound(`task ${task} does not exist in project "${caller.project}"`);
         known.add(task);
       }
-      results.push(await insertOne(repo, tx, caller, e, agent, task, prices, now));
+      const result = await insertOne(repo, tx, caller, e, agent, task, prices, now);
+      results.push(result);
+      if (!result.duplicate && book.budgets.length > 0) {
+        crossings.push(...(await addSpend(tx, book, caller.project, { ...result.counts, agent: result.agent, task: result.task, costMicros: result.costMicros }, now)));
+      }
     }
     await options.inTransaction?.(tx);
     return results;
   });
+  if (crossings.length > 0) await options.crossed?.(crossings);
+  return results.map(({ counts: _counts, ...r }) => r);
 }
 
 async function insertOne(
@@ -188,7 +199,7 @@ async function insertOne(
   task: string | null,
   prices: PriceTable,
   now: number,
-): Promise<RecordResult> {
+): Promise<RecordResult & { counts: Counted }> {
   const counts = {
     inputTokens: e.inputTokens,
     outputTokens: e.outputTokens,
@@ -215,7 +226,24 @@ async function insertOne(
     occurredAt: e.occurredAt ?? now,
     recordedAt: now,
   });
-  return { id: stored.id, duplicate: stored.duplicate, costMicros: stored.costMicros, agent: stored.agent, task: stored.task, model: e.model };
+  return {
+    id: stored.id,
+    duplicate: stored.duplicate,
+    costMicros: stored.costMicros,
+    agent: stored.agent,
+    task: stored.task,
+    model: e.model,
+    counts: { ...counts, occurredAt: e.occurredAt ?? now },
+  };
+}
+
+interface Counted {
+  inputTokens: number;
+  outputTokens: number;
+  cacheWriteTokens: number;
+  cacheWrite1hTokens: number;
+  cacheReadTokens: number;
+  occurredAt: number;
 }
 
 /**
@@ -283,5 +311,7 @@ export async function recompute(store: Store, caller: Caller, options: EconomyOp
     changed += updates.length;
     after = page.at(-1)!.id;
   }
+  // Dollar budgets follow the new prices.
+  if (changed > 0) await store.sql.transaction((tx) => rebuildSpend(tx, caller.project, (options.now ?? Date.now)()));
   return { events, changed, unknown, priceVersion: prices.version };
 }

@@ -1,5 +1,6 @@
 import { type Caller, deny, isAdmin } from '../auth/caller.js';
 import type { Bus } from '../bus/port.js';
+import { budgetRefusal, type ClaimBlocks, claimBlocks } from '../economy/budgets.js';
 import { Conflict, NotFound, UsageError } from '../errors.js';
 import { getAgent } from '../identity/agents.js';
 import { getSquad, listSquads } from '../identity/squads.js';
@@ -292,6 +293,8 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
   const idem = idempotency(caller, input.idempotencyKey, 'tasks claim');
   const deadline = Date.now() + (input.waitMs ?? 0);
   for (;;) {
+    const blocks = await claimBlocks(ctx.store.sql, caller.project, agent, now(ctx));
+    await refuseBlocked(ctx, caller, blocks, input);
     const events = eventHook(ctx, caller, (task) => [['claimed', { fence: task.attempt }]]);
     const { task, replayed } = await ctx.store.tasks.claim(
       caller.project,
@@ -301,6 +304,8 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
         ...(input.id !== undefined ? { id: input.id } : {}),
         ...(input.squad !== undefined ? { squad: input.squad } : {}),
         ...(input.leaseMs !== undefined ? { leaseMs: input.leaseMs } : {}),
+        ...(blocks.squads.size > 0 ? { excludeSquads: [...blocks.squads.keys()] } : {}),
+        ...(blocks.tasks.size > 0 ? { excludeTasks: [...blocks.tasks.keys()] } : {}),
       },
       idem,
       events.within,
@@ -322,6 +327,22 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
     // Woken by the next task.* event; the 1 s cap catches retry backoffs running out.
     await ctx.bus.waitForEvent(caller.project, { timeoutMs: Math.min(left, 1_000), ...(input.signal ? { signal: input.signal } : {}) });
   }
+}
+
+/**
+ * A claim a spent `block` budget forbids outright: any claim when the project's or the agent's
+ * budget is spent, a named squad's or task's claim when theirs is. Counted, then exit 6. Other
+ * spent squads and tasks are only left out of the pick.
+ */
+async function refuseBlocked(ctx: TaskContext, caller: Caller, blocks: ClaimBlocks, input: ClaimInput): Promise<void> {
+  let scope = blocks.all ?? (input.squad !== undefined ? blocks.squads.get(input.squad) : undefined);
+  if (scope === undefined && input.id !== undefined) {
+    const task = await ctx.store.tasks.peek(caller.project, input.id);
+    scope = blocks.tasks.get(input.id) ?? (task?.squad ? blocks.squads.get(task.squad) : undefined);
+  }
+  if (scope === undefined) return;
+  await ctx.store.counters.add(caller.project, 'budget_claims_refused');
+  throw budgetRefusal(scope, caller.project);
 }
 
 /** Why a named task cannot be claimed: each reason its own clear error. */

@@ -62,6 +62,9 @@ export interface ClaimOptions {
   squad?: string;
   leaseMs?: number;
   now: number;
+  /** Squads and tasks whose spent `block` budget stops their claims. */
+  excludeSquads?: readonly string[];
+  excludeTasks?: readonly string[];
 }
 
 /** Runs inside the change's transaction, after it (the SQL bus writes the task.* event here). */
@@ -308,6 +311,9 @@ export class SqlTaskRepo {
       params.push(opts.id);
       extra.push(`AND t.id = $${params.length}`);
     }
+    const list = (values: readonly string[]) => values.map((v) => (params.push(v), `$${params.length}`)).join(', ');
+    if (opts.excludeSquads?.length) extra.push(`AND (t.squad IS NULL OR t.squad NOT IN (${list(opts.excludeSquads)}))`);
+    if (opts.excludeTasks?.length) extra.push(`AND t.id NOT IN (${list(opts.excludeTasks)})`);
     const pick = `SELECT t.seq FROM tasks t
       WHERE t.project = $1 AND t.status = 'queued' AND t.unmet_deps = 0 AND t.available_at <= $3
         AND EXISTS (SELECT 1 FROM agents g WHERE g.project = $1 AND g.name = $2)
