@@ -158,11 +158,11 @@ describe('sos mcp, hostile input', () => {
     // claimed with the default lease.
     expect(await kasra.refused('task_claim', { lease: '-5s' })).toEqual({
       code: 'usage',
-      message: 'unknown argument "lease" for task_claim; valid: id, squad, wait_seconds, lease_seconds',
+      message: 'unknown argument "lease" for task_claim; valid: id, squad, wait_seconds, lease_seconds, idempotency_key',
     });
     expect(await kasra.refused('task_claim', { id, lease_seconds: 60, leese: 1, fnece: 2 })).toEqual({
       code: 'usage',
-      message: 'unknown arguments "leese", "fnece" for task_claim; valid: id, squad, wait_seconds, lease_seconds',
+      message: 'unknown arguments "leese", "fnece" for task_claim; valid: id, squad, wait_seconds, lease_seconds, idempotency_key',
     });
     expect(await taskState(env, id)).toEqual(UNTOUCHED);
 
@@ -192,7 +192,7 @@ describe('sos mcp, hostile input', () => {
     const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`junk_${i}`, i]));
     const flood = await kasra.refused('task_claim', many);
     expect(flood.message).toBe(
-      'unknown arguments "junk_0", "junk_1", "junk_2", "junk_3", "junk_4" and 9995 more for task_claim; valid: id, squad, wait_seconds, lease_seconds',
+      'unknown arguments "junk_0", "junk_1", "junk_2", "junk_3", "junk_4" and 9995 more for task_claim; valid: id, squad, wait_seconds, lease_seconds, idempotency_key',
     );
 
     // Arguments of the wrong type are usage errors in the same JSON, not the SDK's plain text.
