@@ -166,9 +166,10 @@ describe('sos mcp, hostile input', () => {
     });
     expect(await taskState(env, id)).toEqual(UNTOUCHED);
 
-    // `message` for `text` is refused too (an alias may come later): no message is sent.
-    expect((await kasra.refused('send', { to: 'codex', message: 'deploy is fixed' })).message).toBe(
-      'unknown argument "message" for send; valid: to, text, reply_to, ack, priority, idempotency_key',
+    // A misspelt text argument is refused (`message` is the documented alias, `body` is not):
+    // no message is sent.
+    expect((await kasra.refused('send', { to: 'codex', body: 'deploy is fixed' })).message).toBe(
+      'unknown argument "body" for send; valid: to, text, message, reply_to, ack, priority, idempotency_key',
     );
     const inbox = await sos(['--as', 'codex', '--json', 'inbox', '--all'], env);
     expect(inbox.json()).toMatchObject({ agent: 'codex', unread: [], history: [] });
