@@ -3,9 +3,9 @@ import { UsageError } from '../core/errors.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
 import { withSession } from './session.js';
-import { dollars } from './usage.run.js';
+import { budgetAmount } from '../core/economy/format.js';
 
-const amount = (b: BudgetState, value: number) => (b.unit === 'usd' ? dollars(value) : `${value.toLocaleString('en-US')} tokens`);
+const amount = (b: BudgetState, value: number) => budgetAmount(b.unit, value);
 
 /** The `--json` shape of a budget (stable); amounts in micro-dollars or tokens, as `unit` says. */
 const view = (b: BudgetState) => ({

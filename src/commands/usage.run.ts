@@ -7,7 +7,9 @@ import { parseMoment } from '../core/time.js';
 import { int, opt, readStdin, str } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso } from './format.js';
-import { loadConfig, withSession } from './session.js';
+import { dollars } from '../core/economy/format.js';
+import type { BudgetCrossing } from '../core/economy/budgets.js';
+import { loadConfig, type Session, withSession } from './session.js';
 
 /** The price table in force; a bad SOS_PRICES file fails here, before the database is opened. */
 async function pricesOf(inv: Invocation): Promise<PriceTable> {
@@ -15,12 +17,6 @@ async function pricesOf(inv: Invocation): Promise<PriceTable> {
 }
 
 const count = (n: number) => n.toLocaleString('en-US');
-
-/** Micro-dollars as `$1,234.57`: rounded to the cent, halves up (the ledger keeps micro-dollars). */
-export function dollars(micros: number): string {
-  const cents = Math.floor((micros + 5_000) / 10_000);
-  return `$${Math.floor(cents / 100).toLocaleString('en-US')}.${String(cents % 100).padStart(2, '0')}`;
-}
 
 /** Columns aligned, numbers to the right. */
 function grid(headers: readonly string[], rows: readonly (readonly string[])[], numeric: readonly boolean[]): string {
@@ -138,9 +134,10 @@ async function recordLines(inv: Invocation): Promise<Output> {
   });
   checkUsage(events, 'line');
   const prices = await pricesOf(inv);
-  return withSession(inv, async ({ store, caller }) => {
+  return withSession(inv, async (session) => {
+    const { store, caller } = session;
     const results = [];
-    for (const e of events) results.push(await recordUsage(store, caller, e as Parameters<typeof recordUsage>[2], { prices }));
+    for (const e of events) results.push(await recordUsage(store, caller, e as Parameters<typeof recordUsage>[2], { prices, crossed: announcer(session) }));
     const duplicates = results.filter((r) => r.duplicate).length;
     return {
       data: { recorded: results.length - duplicates, duplicates, events: results },
@@ -173,8 +170,9 @@ export async function record(inv: Invocation): Promise<Output> {
     source: 'report' as const,
   };
   const prices = await pricesOf(inv);
-  return withSession(inv, async ({ store, caller }) => {
-    const r = await recordUsage(store, caller, event, { prices });
+  return withSession(inv, async (session) => {
+    const { store, caller } = session;
+    const r = await recordUsage(store, caller, event, { prices, crossed: announcer(session) });
     const cost = r.costMicros === null ? `cost unknown (model ${r.model} is not in the price table)` : dollars(r.costMicros);
     const who = [r.agent ? `agent ${r.agent}` : null, r.task ? `task ${r.task}` : null].filter(Boolean).join(', ');
     return {
@@ -224,8 +222,9 @@ export async function importLogs(inv: Invocation): Promise<Output> {
   const source = (str(inv.options.source) ?? 'all') as ImportSource | 'all';
   const path = str(inv.options.path);
   const table = await pricesOf(inv);
-  return withSession(inv, async ({ store, caller }) => {
-    const r = await importTranscripts(store, caller, { source, prices: table, ...opt('path', path) });
+  return withSession(inv, async (session) => {
+    const { store, caller } = session;
+    const r = await importTranscripts(store, caller, { source, prices: table, crossed: announcer(session), ...opt('path', path) });
     const rows = r.sources.map((s) => [s.source, count(s.files), count(s.lines), count(s.eventsNew), count(s.duplicates), count(s.corrupt), s.root]);
     const lines = [
       grid(['source', 'files', 'lines', 'events new', 'duplicates', 'corrupt', 'root'], rows, [false, true, true, true, true, true, false]),
@@ -238,4 +237,21 @@ export async function importLogs(inv: Invocation): Promise<Output> {
     }
     return { data: r, human: lines.join('\n'), quiet: String(r.eventsNew) };
   });
+}
+
+/**
+ * Announces budget crossings (events and coordinator messages) through the bus, opened only when
+ * a record crossed a threshold, so recording usage costs no bus connection otherwise.
+ */
+function announcer(session: Session): (crossings: BudgetCrossing[]) => Promise<void> {
+  return async (crossings) => {
+    const { openBusContext } = await import('../core/bus/context.js');
+    const { announceCrossings } = await import('../core/economy/announce.js');
+    const ctx = await openBusContext(session.config.values, session.store);
+    try {
+      await announceCrossings(ctx, session.caller.project, crossings);
+    } finally {
+      await ctx.bus.close();
+    }
+  };
 }

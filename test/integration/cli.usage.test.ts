@@ -16,7 +16,7 @@ async function setup(ctx: TestContext, adapter: AdapterFixture) {
   expect(init.code, init.stderr).toBe(0);
   for (const a of ['kasra', 'codex']) expect((await run(['agents', 'add', a])).code).toBe(0);
   const events = async () => ((await dumpDatabase(target.db, target.env)).usage_events ?? []).length;
-  return { home, env, run, events };
+  return { home, env, run, events, target };
 }
 
 interface Report {
@@ -136,6 +136,41 @@ describe.each(ADAPTERS)('sos usage on $name', (adapter) => {
       expect(dup.filter((d) => !d.duplicate)).toHaveLength(1);
       expect(new Set(dup.map((d) => d.id)).size).toBe(1);
       expect(await events()).toBe(1_021);
+    });
+
+    it('announces a budget crossed by 4 processes at once exactly once: one event and one coordinator message per threshold', async (ctx) => {
+      const { run, target } = await setup(ctx, adapter);
+      expect((await run(['agents', 'add', 'boss', '--role', 'coordinator'])).code).toBe(0);
+      const set = await run(['budgets', 'set', 'project', '--limit', '10k', '--period', 'day', '--action', 'block', '--at', '50%']);
+      expect(set.code, set.stderr).toBe(0);
+      // 4 × 50 calls of 100 tokens: 20,000 tokens, so both the 5,000 warning and the 10,000 limit are crossed mid-race.
+      const lines = (p: number) =>
+        Array.from({ length: 50 }, (_, j) => JSON.stringify({ model: 'gpt-5', inputTokens: 90, outputTokens: 10, sourceKey: `b${p}-${j}` })).join('\n');
+      const agents = ['kasra', 'codex', 'kasra', 'codex'];
+      const results = await Promise.all(agents.map((a, p) => run(['usage', 'record', '--stdin', '--json', '--as', a], {}, lines(p))));
+      expect(
+        results.map((r) => r.code),
+        results.map((r) => r.stderr).join('\n'),
+      ).toEqual([0, 0, 0, 0]);
+
+      const announced = ((await dumpDatabase(target.db, target.env)).bus_events ?? [])
+        .map((row) => JSON.parse(String(row)) as { seq: number; type: string; data: string })
+        .filter((e) => e.type.startsWith('budget.'))
+        .sort((a, b) => Number(a.seq) - Number(b.seq))
+        .map((e) => [e.type, typeof e.data === 'string' ? JSON.parse(e.data) : e.data]);
+      expect(announced).toEqual([
+        ['budget.warning', expect.objectContaining({ scope: 'project', level: 'warning', spent: 5_000, limit: 10_000, unit: 'tokens', action: 'block' })],
+        ['budget.exhausted', expect.objectContaining({ scope: 'project', level: 'exhausted', spent: 10_000, limit: 10_000, unit: 'tokens', action: 'block' })],
+      ]);
+      const shown = (await run(['budgets', 'show', 'project', '--json'])).json<{ spent: number; state: string }>();
+      expect(shown).toMatchObject({ spent: 20_000, state: 'exhausted' });
+      const inbox = (await run(['inbox', '--as', 'boss', '--json'])).json<{ unread: { type: string; from: string; text: string }[] }>();
+      expect(inbox.unread.map((m) => [m.type, m.from, m.text])).toEqual([
+        ['escalation', 'sos', 'budget project: warning, 5,000 tokens of 10,000 tokens (50%); action at the limit: block'],
+        ['escalation', 'sos', 'budget project: exhausted, 10,000 tokens of 10,000 tokens (100%); claims in this scope are refused until the period rolls over (action block)'],
+      ]);
+      // Workers are not coordinators: nothing reached them.
+      expect((await run(['inbox', '--as', 'kasra', '--json'])).json<{ unread: unknown[] }>().unread).toEqual([]);
     });
 
     it('reads SOS_PRICES overlays, refuses a malformed one with exit 2, re-prices, and scopes by token', async (ctx) => {

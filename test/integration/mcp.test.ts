@@ -301,12 +301,16 @@ describe('sos mcp', () => {
     const claimed = await ok(kasra, 'task_claim');
     expect(claimed).toMatchObject({ id, status: 'claimed', claimant: 'kasra', fence: 1, description: 'users get logged out after 5 minutes' });
     expect(claimed.lease_until).toMatch(/^\d{4}-\d\d-\d\dT/);
-    // usage_report: priced, attributed to the task kasra holds, counted once per key.
+    // usage_report: priced, attributed to the task kasra holds, counted once per key; a budget it crosses is announced to coordinators.
+    expect((await sos(['agents', 'add', 'boss', '--role', 'coordinator'], env)).code).toBe(0);
+    expect((await sos(['budgets', 'set', 'agent:kasra', '--limit', '$0.009', '--period', 'total', '--action', 'warn'], env)).code).toBe(0);
     const used = await ok(kasra, 'usage_report', { model: 'claude-sonnet-4-5', input_tokens: 1000, output_tokens: 200, cache_read_tokens: 5000, idempotency_key: 'turn-1' });
     expect(used).toMatchObject({ duplicate: false, cost_micros: 7500, task: id });
     expect(await ok(kasra, 'usage_report', { model: 'claude-sonnet-4-5', input_tokens: 1000, output_tokens: 200, cache_read_tokens: 5000, idempotency_key: 'turn-1' })).toMatchObject({ id: used.id, duplicate: true });
     expect(await ok(kasra, 'usage_report', { model: 'some-local-model', input_tokens: 10, output_tokens: 1 })).toMatchObject({ cost_micros: null });
     expect((await refused(kasra, 'usage_report', { model: 'x', input_tokens: -1, output_tokens: 0 })).code).toBe('usage');
+    const escalations = (await sos(['inbox', '--as', 'boss', '--json'], env)).json<{ unread: { type: string; text: string }[] }>().unread;
+    expect(escalations.map((m) => [m.type, m.text])).toEqual([['escalation', 'budget agent:kasra: warning, $0.01 of $0.01 (83%); action at the limit: warn']]);
     const spent = (await sos(['--json', 'usage', '--by', 'task'], env)).json<{ rows: { key: string; events: number; inputTokens: number; costMicros: number | null }[] }>();
     expect(spent.rows).toEqual([expect.objectContaining({ key: id, events: 2, inputTokens: 1010, costMicros: 7500 })]);
     const renewed = await ok(kasra, 'task_heartbeat', { id, fence: 1 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dollars } from '../../src/commands/usage.run.js';
+import { dollars } from '../../src/core/economy/format.js';
 import { builtinPrices, costMicros, findPrice, loadPrices, type ModelPrice, modelCandidates, priceEvent } from '../../src/core/economy/prices.js';
 import { UsageError } from '../../src/core/errors.js';
 

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { type Caller, requireAdmin } from '../auth/caller.js';
 import { listAgents } from '../identity/agents.js';
 import type { Store } from '../store/port.js';
+import type { BudgetCrossing } from './budgets.js';
 import { parseClaude } from './importers/claude.js';
 import { type CodexContext, type CodexRateLimits, parseCodex } from './importers/codex.js';
 import type { ParsedEvent, ParseResult } from './importers/common.js';
@@ -35,6 +36,8 @@ export interface ImportOptions {
   prices?: PriceTable;
   now?: () => number;
   env?: NodeJS.ProcessEnv;
+  /** Told of the budget thresholds each batch crossed, after it commits. */
+  crossed?: (crossings: BudgetCrossing[]) => void | Promise<void>;
 }
 
 export interface SourceImport {
@@ -223,6 +226,7 @@ export async function importTranscripts(store: Store, caller: Caller, options: I
         const last = i === batches.length - 1;
         const results = await recordMany(store, caller, batch, {
           ...(options.prices ? { prices: options.prices } : {}),
+          ...(options.crossed ? { crossed: options.crossed } : {}),
           now,
           ...(last ? { inTransaction: (tx) => repo.saveOffset(tx, offset) } : {}),
         });

@@ -4,6 +4,7 @@ import type { Caller } from '../auth/caller.js';
 import { ackMessage, type BusContext, listPeers, readInbox, type SendInput, sendMessage } from '../bus/service.js';
 import { type InboxItem, PRIORITIES, type Target } from '../bus/types.js';
 import type { PriceTable } from '../economy/prices.js';
+import { announceCrossings } from '../economy/announce.js';
 import { recordUsage } from '../economy/service.js';
 import { UsageError } from '../errors.js';
 import { joinWorkspace, leaveSquad } from '../identity/squads.js';
@@ -430,7 +431,10 @@ export const TOOLS: readonly ToolSpec[] = [
           ...opt('sourceKey', a.idempotency_key),
           source: 'report',
         },
-        ctx.prices ? { prices: ctx.prices } : {},
+        {
+          ...(ctx.prices ? { prices: ctx.prices } : {}),
+          crossed: (crossings) => announceCrossings(ctx.bus, caller.project, crossings),
+        },
       );
       return { id: r.id, duplicate: r.duplicate, cost_micros: r.costMicros, ...(r.task ? { task: r.task } : {}) };
     },
