@@ -19,6 +19,16 @@ async function setup(ctx: TestContext, adapter: AdapterFixture) {
   return { home, env, run, events, target };
 }
 
+/** One `sos usage record --stdin` process per agent, all at once (process p gets lines(p)); every one must exit 0. */
+async function recordAtOnce(run: Awaited<ReturnType<typeof setup>>['run'], agents: string[], lines: (p: number) => string) {
+  const results = await Promise.all(agents.map((a, p) => run(['usage', 'record', '--stdin', '--json', '--as', a], {}, lines(p))));
+  expect(
+    results.map((r) => r.code),
+    results.map((r) => r.stderr).join('\n'),
+  ).toEqual(agents.map(() => 0));
+  return results;
+}
+
 interface Report {
   rows: { key: string; events: number; inputTokens: number; outputTokens: number; cacheReadTokens: number; costMicros: number | null; unknownCostEvents: number }[];
   total: { events: number; inputTokens: number; outputTokens: number; costMicros: number | null; unknownCostEvents: number };
@@ -104,11 +114,7 @@ describe.each(ADAPTERS)('sos usage on $name', (adapter) => {
           .map((e) => JSON.stringify(e))
           .join('\n');
       const agents = ['kasra', 'codex', 'kasra', 'codex'];
-      const results = await Promise.all(agents.map((a, p) => run(['usage', 'record', '--stdin', '--json', '--as', a], {}, lines(p))));
-      expect(
-        results.map((r) => r.code),
-        results.map((r) => r.stderr).join('\n'),
-      ).toEqual([0, 0, 0, 0]);
+      const results = await recordAtOnce(run, agents, lines);
       const outcomes = results.map((r) => r.json<{ recorded: number; duplicates: number }>());
       expect(outcomes.map((o) => o.recorded + o.duplicates)).toEqual([270, 270, 270, 270]);
       expect(outcomes.reduce((n, o) => n + o.recorded, 0)).toBe(1_000 + 20);
@@ -146,12 +152,7 @@ describe.each(ADAPTERS)('sos usage on $name', (adapter) => {
       // 4 × 50 calls of 100 tokens: 20,000 tokens, so both the 5,000 warning and the 10,000 limit are crossed mid-race.
       const lines = (p: number) =>
         Array.from({ length: 50 }, (_, j) => JSON.stringify({ model: 'gpt-5', inputTokens: 90, outputTokens: 10, sourceKey: `b${p}-${j}` })).join('\n');
-      const agents = ['kasra', 'codex', 'kasra', 'codex'];
-      const results = await Promise.all(agents.map((a, p) => run(['usage', 'record', '--stdin', '--json', '--as', a], {}, lines(p))));
-      expect(
-        results.map((r) => r.code),
-        results.map((r) => r.stderr).join('\n'),
-      ).toEqual([0, 0, 0, 0]);
+      await recordAtOnce(run, ['kasra', 'codex', 'kasra', 'codex'], lines);
 
       const announced = ((await dumpDatabase(target.db, target.env)).bus_events ?? [])
         .map((row) => JSON.parse(String(row)) as { seq: number; type: string; data: string })
