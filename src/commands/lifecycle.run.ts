@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import { type AgentCost, agentCosts, NO_AGENT_COST, type Spend, utcDayStart } from '../core/economy/cost.js';
+import { dollars } from '../core/economy/format.js';
 import { getAgent } from '../core/identity/agents.js';
 import { SosError, UsageError } from '../core/errors.js';
 import type { ProbeResult } from '../core/lifecycle/probe.js';
@@ -21,17 +23,50 @@ function ago(ms: number | null, now = Date.now()): string | null {
 
 const actionView = (a: ActionRecord) => ({ ...a, at: iso(a.at), recoveredAt: iso(a.recoveredAt) });
 
+/** Spend in a table cell: priced dollars, `+?` when some events are unpriced, `?` when all are. */
+function spendCell(s: Spend): string {
+  if (s.costMicros === null) return '?';
+  return dollars(s.costMicros) + (s.unknownCostEvents > 0 ? '+?' : '');
+}
+
+const spendView = (s: Spend) => ({ costMicros: s.costMicros, events: s.events, unknownCostEvents: s.unknownCostEvents });
+
+/** The status table fits 80 columns: the evidence is cut to what is left, and left out when under 8. */
+const WIDTH = 80;
+const MIN_EVIDENCE = 8;
+
+function statusTable(headers: string[], rows: (string | number)[][], evidence: (string | null)[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const room = WIDTH - widths.reduce((a, w) => a + w + 2, 0);
+  if (room < MIN_EVIDENCE) return table(headers, rows);
+  const cut = (e: string | null) => (e === null ? null : e.length > room ? `${e.slice(0, room - 1)}…` : e);
+  return table([...headers, 'evidence'], rows.map((r, i) => [...r, cut(evidence[i] ?? null)]));
+}
+
 export function status(inv: Invocation): Promise<Output> {
-  return withLifecycle(inv, async ({ life, caller }) => {
+  return withLifecycle(inv, async ({ life, caller, store }) => {
     const { agentStatus } = await import('../core/lifecycle/service.js');
     const rows = await agentStatus(life, caller);
+    const today = utcDayStart(Date.now());
+    const costs = await agentCosts(store.sql, caller.project, today);
+    const cost = (agent: string): AgentCost => costs.get(agent) ?? NO_AGENT_COST;
+    const unpriced = rows.some((r) => cost(r.agent).total.unknownCostEvents > 0);
+    // To keep to 80 columns the session (also in `sos agents list`) and the held task ids are only in --json.
+    const text = statusTable(
+      ['agent', 'state', 'since', 'holds', 'unread', 'spent today', 'total'],
+      rows.map((r) => [r.agent, r.state, ago(r.since) ?? '-', r.holds.length, r.unread, spendCell(cost(r.agent).since), spendCell(cost(r.agent).total)]),
+      rows.map((r) => r.evidence),
+    );
     return {
-      data: rows.map((r) => ({ ...r, since: iso(r.since), parkedUntil: iso(r.parkedUntil), probedAt: iso(r.probedAt) })),
+      data: rows.map((r) => ({
+        ...r,
+        since: iso(r.since),
+        parkedUntil: iso(r.parkedUntil),
+        probedAt: iso(r.probedAt),
+        spent: { dayStart: iso(today), today: spendView(cost(r.agent).since), total: spendView(cost(r.agent).total) },
+      })),
       human: rows.length
-        ? table(
-            ['agent', 'state', 'since', 'holds', 'unread', 'session', 'evidence'],
-            rows.map((r) => [r.agent, r.state, ago(r.since), r.holds.join(',') || '0', r.unread, r.session, r.evidence?.slice(0, 80)]),
-          )
+        ? text + (unpriced ? '\n?: events of an unpriced model, cost unknown (sos usage --by model)' : '')
         : `no agents in project "${caller.project}" yet`,
       quiet: rows.map((r) => `${r.agent} ${r.state}`).join('\n'),
     };

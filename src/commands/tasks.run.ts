@@ -1,3 +1,5 @@
+import { type TaskCost, taskCost, unknownCostLine } from '../core/economy/cost.js';
+import { dollars } from '../core/economy/format.js';
 import { UsageError } from '../core/errors.js';
 import {
   acceptHandoff,
@@ -73,7 +75,24 @@ function line(t: Task): (string | number | null)[] {
   return [t.id, t.status, t.priority, t.claimant ?? t.assignee, t.squad, t.title.length > 60 ? `${t.title.slice(0, 57)}...` : t.title];
 }
 
-function showText(t: Task): string {
+const tokens = (v: number) => v.toLocaleString('en-US');
+
+/** The cost so far of a task, in one line (two with tokens): priced dollars, then the unpriced events by model. */
+function costText(u: TaskCost): [string, string][] {
+  if (u.events === 0) return [['cost', 'no usage recorded']];
+  const unknown = u.unknownModels.map((m) => unknownCostLine(m.events, m.model));
+  // Every event unpriced: no dollar figure at all (never $0.00).
+  const priced = u.costMicros === null ? [] : [`${dollars(u.costMicros)} over ${tokens(u.events)} event${u.events === 1 ? '' : 's'}`];
+  return [
+    ['cost', [...priced, ...unknown].join('; ')],
+    [
+      'tokens',
+      `${tokens(u.inputTokens)} in, ${tokens(u.outputTokens)} out, ${tokens(u.cacheWriteTokens + u.cacheWrite1hTokens)} cache write, ${tokens(u.cacheReadTokens)} cache read`,
+    ],
+  ];
+}
+
+function showText(t: Task, usage: TaskCost): string {
   return fields([
     ['id', t.id],
     ['title', t.title],
@@ -86,6 +105,7 @@ function showText(t: Task): string {
     ['assignee', t.assignee],
     ['claimant', t.claimant ? `${t.claimant} (fence ${t.attempt}, lease until ${iso(t.leaseUntil)})` : null],
     ['attempts', `${t.attempt} of ${t.maxAttempts}`],
+    ...costText(usage),
     ['handoff', t.handoff ? `${t.handoff.from} → ${t.handoff.to}: ${t.handoff.summary}` : null],
     ['result', t.result],
     ['error', t.error],
@@ -144,7 +164,9 @@ export async function list(inv: Invocation): Promise<Output> {
 
 export async function show(inv: Invocation): Promise<Output> {
   return withTasks(inv, async ({ tasks, caller }) => {
+    // getTask refuses a task the caller may not see, so its cost is read only after it.
     const task = await getTask(tasks, caller, inv.args.id as string);
+    const usage = await taskCost(tasks.store.sql, task.project, task.id);
     const events = inv.options.events === true ? await taskEvents(tasks, caller, task.id) : undefined;
     const history = events
       ? `\n\n${table(
@@ -152,7 +174,11 @@ export async function show(inv: Invocation): Promise<Output> {
           events.map((e) => [iso(e.at), e.actor, e.event, e.from, e.to]),
         )}`
       : '';
-    return { data: { ...taskView(task), ...(events ? { events: events.map(eventView) } : {}) }, human: showText(task) + history, quiet: task.id };
+    return {
+      data: { ...taskView(task), usage, ...(events ? { events: events.map(eventView) } : {}) },
+      human: showText(task, usage) + history,
+      quiet: task.id,
+    };
   });
 }
 

@@ -106,6 +106,54 @@ export async function checkMemoryEmbedder(values: ConfigValues, cwd: string): Pr
   }
 }
 
+/**
+ * Events whose cost is unknown (their model was unpriced when recorded), in every project: a
+ * warning naming the models, since reports and budgets leave them out. A model the table in
+ * force (with SOS_PRICES) now prices needs only `sos usage recompute`.
+ */
+export async function checkPrices(values: ConfigValues, cwd: string): Promise<CheckResult> {
+  const { loadPrices, findPrice } = await import('../economy/prices.js');
+  let table: ReturnType<typeof loadPrices>;
+  try {
+    table = loadPrices(values.prices);
+  } catch (err) {
+    const hint = err instanceof SosError ? err.hint : undefined;
+    return { name: 'prices', status: 'fail', detail: reason(err), ...(hint ? { hint } : {}) };
+  }
+  let store: Awaited<ReturnType<typeof openStore>> | undefined;
+  try {
+    store = await openStore({ target: parseStoreTarget(values.db, cwd), pgSchema: values.pgSchema, busyTimeoutMs: values.busyTimeoutMs });
+    await store.assertReady();
+    const { unpricedEvents, unknownCostLine } = await import('../economy/cost.js');
+    const { events, unpriced } = await unpricedEvents(store.sql);
+    if (unpriced.length === 0) {
+      const what = events === 0 ? 'no usage recorded yet' : `all ${events.toLocaleString('en-US')} usage event${events === 1 ? '' : 's'} priced`;
+      return { name: 'prices', status: 'ok', detail: `prices ${table.version}: ${what}` };
+    }
+    const missing = unpriced.filter((u) => findPrice(table, u.model) === undefined);
+    const stale = unpriced.filter((u) => findPrice(table, u.model) !== undefined);
+    const projects = (rows: typeof unpriced) => [...new Set(rows.map((u) => u.project))];
+    const recompute = (rows: typeof unpriced) => projects(rows).map((p) => `\`sos usage recompute --project ${p}\``).join(', ');
+    const list = (rows: typeof unpriced) => rows.map((u) => `${unknownCostLine(u.events, u.model)} (project ${u.project})`).join('; ');
+    const parts = [
+      ...(missing.length ? [`${list(missing)}: not in the price table`] : []),
+      ...(stale.length ? [`${list(stale)}: priced now, not yet re-priced`] : []),
+    ];
+    return {
+      name: 'prices',
+      status: 'warn',
+      detail: parts.join('; '),
+      hint: missing.length
+        ? `add ${[...new Set(missing.map((u) => u.model))].join(', ')} to a price file named by SOS_PRICES (see \`sos usage prices\`), then run ${recompute(unpriced)}`
+        : `run ${recompute(stale)}`,
+    };
+  } catch (err) {
+    return { name: 'prices', status: 'skip', detail: `not checked: ${reason(err)}` };
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
 export async function checkRedis(url: string | undefined): Promise<CheckResult> {
   if (!url)
     return { name: 'redis', status: 'skip', detail: 'not configured: the bus uses the Store database' };
@@ -195,6 +243,6 @@ export async function runChecks(values: ConfigValues, cwd: string): Promise<Chec
     checkPostgres(postgresUrls),
     checkTmux(),
   ]);
-  const memory = database.status === 'fail' ? [] : [await checkMemoryEmbedder(values, cwd)];
-  return [checkNode(), database, ...memory, redis, ...postgres, tmux];
+  const after = database.status === 'fail' ? [] : [await checkMemoryEmbedder(values, cwd), await checkPrices(values, cwd)];
+  return [checkNode(), database, ...after, redis, ...postgres, tmux];
 }
