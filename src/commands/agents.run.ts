@@ -23,6 +23,8 @@ export const agentView = (a: Agent) => ({
   patterns: a.patterns,
   wake: wakeModeOf(a),
   wakeDefault: a.wake === null,
+  plan: a.plan,
+  transcripts: a.transcripts,
   createdAt: iso(a.createdAt),
   updatedAt: iso(a.updatedAt),
 });
@@ -70,11 +72,13 @@ async function lifecycleInput(inv: Invocation): Promise<Omit<AgentChanges, 'sess
   if (typeof o.tmuxSocket === 'string') out.tmuxSocket = resolve(inv.cwd, o.tmuxSocket);
   if (typeof o.patterns === 'string') out.patterns = await readPatterns(inv, o.patterns);
   if (typeof o.wake === 'string') out.wake = o.wake === 'default' ? null : o.wake;
+  if (typeof o.plan === 'string') out.plan = o.plan;
+  if (typeof o.transcripts === 'string') out.transcripts = resolve(inv.cwd, o.transcripts);
   if (o.iUnderstandShell === true) out.shellTextAllowed = true;
   return out;
 }
 
-const CLEARABLE: Record<string, keyof AgentChanges> = { 'start-cmd': 'startCmd', workdir: 'workdir', 'tmux-socket': 'tmuxSocket', patterns: 'patterns' };
+const CLEARABLE: Record<string, keyof AgentChanges> = { 'start-cmd': 'startCmd', workdir: 'workdir', 'tmux-socket': 'tmuxSocket', patterns: 'patterns', plan: 'plan', transcripts: 'transcripts' };
 
 export async function set(inv: Invocation): Promise<Output> {
   const changes: AgentChanges = await lifecycleInput(inv);
@@ -128,6 +132,8 @@ export function show(inv: Invocation): Promise<Output> {
         ['tmux socket', agent.tmuxSocket],
         ['patterns', agent.patterns ? Object.keys(agent.patterns).join(', ') : null],
         ['wake', `${wakeModeOf(agent)}${agent.wake === null ? ` (default for ${agent.kind})` : ''}`],
+        ['plan', agent.plan],
+        ['transcripts', agent.transcripts],
         ['squads', squads.join(', ')],
         ['created', iso(agent.createdAt)],
       ]),

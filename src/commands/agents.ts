@@ -15,6 +15,12 @@ const lifecycleOptions = [
     summary: 'what a new message types into its session: text (first line), notify (a fixed line), off, or default (claude/codex/gemini: text; others: off)',
     choices: ['text', 'notify', 'off', 'default'],
   },
+  {
+    flags: '--plan <plan>',
+    summary: 'how it pays: api (per token) or a flat-rate plan limited by 5-hour/weekly windows',
+    choices: ['api', 'pro', 'max', 'team'],
+  },
+  { flags: '--transcripts <glob>', summary: 'its own transcript files, e.g. "/home/k/.claude/projects/-srv-app/*.jsonl" (usage import attributes them to it)' },
   { flags: '--i-understand-shell', summary: 'allow --wake text for a shell agent: whoever may send then runs commands in it' },
 ] as const;
 const nameArg = { name: 'name', summary: 'agent name', complete: 'agents' } as const;
@@ -62,7 +68,7 @@ export const agentsCommand: CommandSpec = {
       options: [
         { flags: '--session <spec>', summary: 'tmux:<target> or pty:<command> ("none" clears)' },
         ...lifecycleOptions,
-        { flags: '--clear <field>', summary: 'clear start-cmd, workdir, tmux-socket or patterns (repeatable)', repeatable: true, choices: ['start-cmd', 'workdir', 'tmux-socket', 'patterns'] },
+        { flags: '--clear <field>', summary: 'clear start-cmd, workdir, tmux-socket, patterns, plan or transcripts (repeatable)', repeatable: true, choices: ['start-cmd', 'workdir', 'tmux-socket', 'patterns', 'plan', 'transcripts'] },
       ],
       handler: lazy(load, 'set'),
       examples: ['sos agents set kasra --start-cmd "claude --continue" --policy warm'],

@@ -2,7 +2,7 @@ import { type BudgetState, listBudgets, removeBudget, setBudget, showBudget } fr
 import { UsageError } from '../core/errors.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
-import { withSession } from './session.js';
+import { withLifecycle, withSession } from './session.js';
 import { budgetAmount } from '../core/economy/format.js';
 
 const amount = (b: BudgetState, value: number) => budgetAmount(b.unit, value);
@@ -22,7 +22,12 @@ const view = (b: BudgetState) => ({
   periodEnd: iso(b.periodEnd),
   warnedAt: iso(b.warnedAt),
   exhaustedAt: iso(b.exhaustedAt),
+  liftedAt: iso(b.liftedAt),
+  pausedAt: iso(b.pausedAt),
 });
+
+/** The state as a word: a spent budget an operator lifted this period says so. */
+const stateWord = (b: BudgetState) => (b.state === 'exhausted' && b.liftedAt !== null ? 'lifted' : b.state);
 
 const share = (b: BudgetState) => `${Math.floor((b.spent * 100) / b.limit)}%`;
 
@@ -34,7 +39,9 @@ function describe(b: BudgetState): string {
     ['warns at', `${b.warnAt}%`],
     ['spent', `${amount(b, b.spent)} (${share(b)})`],
     ['remaining', amount(b, b.remaining)],
-    ['state', b.state],
+    ['state', stateWord(b)],
+    ['lifted', b.liftedAt === null ? null : `${iso(b.liftedAt)} (until the period rolls over)`],
+    ['agents parked', b.pausedAt === null ? null : iso(b.pausedAt)],
     ['period', b.periodEnd === null ? 'all time' : `${iso(b.periodStart)} to ${iso(b.periodEnd)}`],
   ]);
 }
@@ -64,7 +71,7 @@ export function list(inv: Invocation): Promise<Output> {
       human: budgets.length
         ? table(
             ['scope', 'limit', 'period', 'action', 'spent', 'left', 'state'],
-            budgets.map((b) => [b.scope, amount(b, b.limit), b.period, b.action, `${amount(b, b.spent)} (${share(b)})`, amount(b, b.remaining), b.state]),
+            budgets.map((b) => [b.scope, amount(b, b.limit), b.period, b.action, `${amount(b, b.spent)} (${share(b)})`, amount(b, b.remaining), stateWord(b)]),
           )
         : `no budgets in project "${caller.project}": sos budgets set project --limit $50 --period day --action warn`,
       quiet: budgets.map((b) => b.scope).join('\n'),
@@ -84,5 +91,17 @@ export function remove(inv: Invocation): Promise<Output> {
     const scope = inv.args.scope as string;
     await removeBudget(store, caller, scope);
     return { data: { scope, removed: true }, human: `budget on ${scope} removed` };
+  });
+}
+
+export function lift(inv: Invocation): Promise<Output> {
+  return withLifecycle(inv, async ({ life, caller }) => {
+    const { liftAndUnpark } = await import('../core/economy/enforce.js');
+    const { budget, unparked } = await liftAndUnpark(life, caller, inv.args.scope as string);
+    return {
+      data: { ...view(budget), unparked },
+      human: `budget on ${budget.scope} lifted until ${budget.periodEnd === null ? 'it is set again' : iso(budget.periodEnd)}${unparked.length ? `; unparked ${unparked.join(', ')}` : ''}`,
+      quiet: budget.scope,
+    };
   });
 }

@@ -29,5 +29,12 @@ export const budgetsCommand: CommandSpec = {
     { name: 'list', summary: 'every budget with its spend this period, what is left, and its state', handler: lazy(load, 'list') },
     { name: 'show', summary: 'one budget', args: [scopeArg], handler: lazy(load, 'show') },
     { name: 'remove', summary: 'remove the budget of a scope (admin)', args: [scopeArg], handler: lazy(load, 'remove') },
+    {
+      name: 'lift',
+      summary: 'lift a spent budget for the rest of its period: claims resume and the agents its pause parked are unparked (admin)',
+      args: [scopeArg],
+      handler: lazy(load, 'lift'),
+      examples: ['sos budgets lift squad:seo'],
+    },
   ],
 };

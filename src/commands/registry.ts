@@ -15,6 +15,7 @@ import { tasksCommand } from './tasks.js';
 import { tokensCommand } from './tokens.js';
 import { usageCommand } from './usage.js';
 import { budgetsCommand } from './budgets.js';
+import { statuslineCommand } from './statusline.js';
 import { whoamiCommand } from './whoami.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
@@ -39,6 +40,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   memoryCommand,
   usageCommand,
   budgetsCommand,
+  statuslineCommand,
   mcpCommand,
   daemonCommand,
   metricsCommand,

@@ -45,6 +45,13 @@ export const usageCommand: CommandSpec = {
       handler: lazy(load, 'importLogs'),
       examples: ['sos usage import', 'sos usage import --source claude --path /srv/claude-config --json'],
     },
+    {
+      name: 'windows',
+      summary: 'the 5-hour and 7-day quota windows of agents on a subscription plan: used, burn rate, projected limit, routable',
+      options: [{ flags: '--agent <name>', summary: 'only this agent (on any plan)', complete: 'agents' }],
+      handler: lazy(() => import('./windows.run.js'), 'windows'),
+      examples: ['sos usage windows', 'sos usage windows --agent kasra --json'],
+    },
     { name: 'recompute', summary: "re-price every event of the project with the table in force (admin)", handler: lazy(load, 'recompute') },
   ],
   examples: ['sos usage --by model --since 7d', 'sos usage --by day --agent kasra --json'],

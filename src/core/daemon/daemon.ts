@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Caller } from '../auth/caller.js';
 import { sweepAcks } from '../bus/service.js';
+import type { Bus } from '../bus/port.js';
 import type { ConfigValues } from '../config/variables.js';
 import type { LifecycleContext } from '../lifecycle/context.js';
 import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
@@ -256,7 +257,8 @@ export class Daemon {
         }
       },
     });
-    this.loops.push(leaseLoop, sweepLoop, lifecycleLoop, wakeLoop);
+    const { importLoop, economyLoop } = await this.economyLoops(store, busCtx.bus, life, projects, intervals.sweepMs, onError);
+    this.loops.push(leaseLoop, sweepLoop, lifecycleLoop, wakeLoop, economyLoop, ...(importLoop ? [importLoop] : []));
     for (const loop of this.loops) loop.start();
     this.resources.defer('loops', async () => {
       // Loops stop first (they were started last): the iteration in flight finishes.
@@ -264,6 +266,80 @@ export class Daemon {
     });
     this.log({ event: 'started', pid: process.pid, db: store.location, bus: busCtx.bus.capabilities.adapter });
     await this.options.onReady?.();
+  }
+
+  /**
+   * The economy's two loops. `import` reads the agents' transcripts into the ledger (every
+   * SOS_IMPORT_INTERVAL_MS, sooner when a watched transcript directory changes); files no agent
+   * claims go to the default project only, so several projects never count one call twice.
+   * `economy` acts on spent pause budgets and used-up quota windows (enforce.ts).
+   */
+  private async economyLoops(store: Store, bus: Bus, life: LifecycleContext, projects: () => Promise<string[]>, everyMs: number, onError: (name: string, err: unknown) => void) {
+    const v = this.options.values;
+    const { announceCrossings } = await import('../economy/announce.js');
+    const { enforcePauses, enforceQuota } = await import('../economy/enforce.js');
+    const { parsePlanLimits } = await import('../economy/quota.js');
+    const limits = parsePlanLimits(v.planLimits);
+    const economyLoop = new Loop({
+      name: 'economy',
+      intervalMs: everyMs,
+      onError,
+      run: async () => {
+        for (const project of await projects()) {
+          const now = Date.now();
+          const done = [...(await enforcePauses(life, operator(project), now)), ...(await enforceQuota(life, operator(project), now, limits, v.quotaMarginMs))];
+          for (const d of done) this.log({ event: 'economy_action', project, agent: d.agent, action: d.action, why: d.why, outcome: d.outcome, until: d.until });
+        }
+      },
+    });
+    if (!v.importTranscripts) return { economyLoop, importLoop: null };
+    const { importTranscripts, IMPORT_SOURCES, sourceRoot } = await import('../economy/import.js');
+    const { loadPrices } = await import('../economy/prices.js');
+    const prices = await loadPrices(v.prices);
+    const importLoop = new Loop({
+      name: 'import',
+      intervalMs: v.importIntervalMs,
+      onError,
+      run: async () => {
+        const all = await projects();
+        for (const project of all) {
+          const report = await importTranscripts(store, operator(project), {
+            prices,
+            keepUnattributed: all.length === 1 || project === v.project,
+            crossed: (crossings) => announceCrossings({ store, bus }, project, crossings),
+          });
+          if (report.eventsNew > 0 || report.corrupt > 0) {
+            this.log({ event: 'usage_imported', project, files: report.files, events: report.eventsNew, duplicates: report.duplicates, corrupt: report.corrupt, seconds: report.seconds });
+          }
+        }
+        economyLoop.wake(); // new usage may have spent a budget or a window
+      },
+    });
+    // A change under a transcript root wakes the import at once (recursive watch, Linux and
+    // macOS); where watching fails the interval alone drives it.
+    const { watch } = await import('node:fs');
+    const { existsSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const roots = IMPORT_SOURCES.map((s) => join(sourceRoot(s), s === 'claude' ? 'projects' : s === 'codex' ? 'sessions' : 'tmp')).filter((d) => existsSync(d));
+    let pending: NodeJS.Timeout | null = null;
+    for (const root of roots) {
+      try {
+        const watcher = watch(root, { recursive: true, persistent: false }, () => {
+          pending ??= setTimeout(() => {
+            pending = null;
+            importLoop.wake();
+          }, 250);
+        });
+        watcher.on('error', () => watcher.close());
+        this.resources.defer(`watch ${root}`, () => watcher.close());
+      } catch (err) {
+        this.log({ event: 'watch_failed', root, error: String(err) });
+      }
+    }
+    this.resources.defer('import debounce', () => {
+      if (pending) clearTimeout(pending);
+    });
+    return { economyLoop, importLoop };
   }
 
   /**

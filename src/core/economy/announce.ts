@@ -19,8 +19,8 @@ export function crossingText(c: BudgetCrossing): string {
   const then: Record<BudgetCrossing['action'], string> = {
     warn: 'nothing is stopped (action warn)',
     block: 'claims in this scope are refused until the period rolls over (action block)',
-    pause: 'action pause (not enforced yet: nothing is parked)',
-    downgrade: 'action downgrade (not enforced yet: routing does not change)',
+    pause: 'claims in this scope are refused and the daemon parks its agents until the period rolls over (action pause; `sos budgets lift` undoes it)',
+    downgrade: 'the scope is marked for a cheaper model tier until the period rolls over (action downgrade)',
   };
   return `${head}; ${then[c.action]}`;
 }

@@ -42,6 +42,10 @@ export interface BudgetState extends Budget {
   state: 'ok' | 'warning' | 'exhausted';
   warnedAt: number | null;
   exhaustedAt: number | null;
+  /** An operator lifted this period's block or pause (`sos budgets lift`). */
+  liftedAt: number | null;
+  /** When the daemon parked the scope's agents this period (action pause). */
+  pausedAt: number | null;
 }
 
 /** A threshold crossed by recorded usage: announced once per budget, period and level. */
@@ -348,8 +352,8 @@ async function statesOf(db: SqlExecutor, budgets: Budget[], now: number): Promis
   const states: BudgetState[] = [];
   for (const b of budgets) {
     const start = periodStart(b.period, now);
-    const row = await db.one<{ spent: number | string; warned_at: number | string | null; exhausted_at: number | string | null }>(
-      'SELECT spent, warned_at, exhausted_at FROM budget_spend WHERE project = $1 AND scope = $2 AND period_start = $3',
+    const row = await db.one<{ spent: number | string; warned_at: number | string | null; exhausted_at: number | string | null; lifted_at: number | string | null; paused_at: number | string | null }>(
+      'SELECT spent, warned_at, exhausted_at, lifted_at, paused_at FROM budget_spend WHERE project = $1 AND scope = $2 AND period_start = $3',
       [b.project, b.scope, start],
     );
     const spent = Number(row?.spent ?? 0);
@@ -362,6 +366,8 @@ async function statesOf(db: SqlExecutor, budgets: Budget[], now: number): Promis
       state: spent >= b.limit ? 'exhausted' : spent >= Math.ceil((b.limit * b.warnAt) / 100) ? 'warning' : 'ok',
       warnedAt: row?.warned_at == null ? null : Number(row.warned_at),
       exhaustedAt: row?.exhausted_at == null ? null : Number(row.exhausted_at),
+      liftedAt: row?.lifted_at == null ? null : Number(row.lifted_at),
+      pausedAt: row?.paused_at == null ? null : Number(row.paused_at),
     });
   }
   return states;
@@ -377,38 +383,96 @@ export async function showBudget(store: Store, caller: Caller, scope: string, no
   return (await statesOf(store.sql, [budget], now))[0]!;
 }
 
-/** What the exhausted `block` budgets of a project forbid a claimant right now. */
+/** What the exhausted `block` and `pause` budgets of a project forbid a claimant right now. */
 export interface ClaimBlocks {
   /** A budget that stops every claim of this agent (its own, or the project's). */
-  all: string | null;
-  squads: Map<string, string>;
-  tasks: Map<string, string>;
+  all: { scope: string; action: BudgetAction } | null;
+  squads: Map<string, { scope: string; action: BudgetAction }>;
+  tasks: Map<string, { scope: string; action: BudgetAction }>;
 }
 
+/** The current period start of each kind of period at `now`, for one query over budgets of every period. */
+const PERIOD_CASE = "CASE b.period WHEN 'day' THEN CAST($2 AS BIGINT) WHEN 'week' THEN CAST($3 AS BIGINT) WHEN 'month' THEN CAST($4 AS BIGINT) ELSE 0 END";
+const periodParams = (now: number) => [periodStart('day', now), periodStart('week', now), periodStart('month', now)];
+
 /**
- * One indexed read per claim: the exhausted `block` budgets whose current period is spent.
+ * One indexed read per claim: the spent `block` and `pause` budgets (a pause stops claims as a
+ * block does, and also parks the scope's agents) whose current period is spent and not lifted.
  * The period of each budget is its own, so the read takes the four period starts at once.
  */
 export async function claimBlocks(db: SqlExecutor, project: string, agent: string, now: number): Promise<ClaimBlocks> {
-  const rows = await db.all<{ scope: string; limit_value: number | string; unit: BudgetUnit }>(
-    `SELECT b.scope, b.limit_value, b.unit FROM budgets b
-       JOIN budget_spend s ON s.project = b.project AND s.scope = b.scope
-        AND s.period_start = CASE b.period WHEN 'day' THEN CAST($2 AS BIGINT) WHEN 'week' THEN CAST($3 AS BIGINT) WHEN 'month' THEN CAST($4 AS BIGINT) ELSE 0 END
-      WHERE b.project = $1 AND b.action = 'block' AND s.spent >= b.limit_value`,
-    [project, periodStart('day', now), periodStart('week', now), periodStart('month', now)],
+  const rows = await db.all<{ scope: string; action: BudgetAction }>(
+    `SELECT b.scope, b.action FROM budgets b
+       JOIN budget_spend s ON s.project = b.project AND s.scope = b.scope AND s.period_start = ${PERIOD_CASE}
+      WHERE b.project = $1 AND b.action IN ('block', 'pause') AND s.spent >= b.limit_value AND s.lifted_at IS NULL`,
+    [project, ...periodParams(now)],
   );
   const blocks: ClaimBlocks = { all: null, squads: new Map(), tasks: new Map() };
   for (const r of rows) {
-    if (r.scope === 'project' || r.scope === `agent:${agent}`) blocks.all ??= r.scope;
-    else if (r.scope.startsWith('squad:')) blocks.squads.set(r.scope.slice(6), r.scope);
-    else if (r.scope.startsWith('task:')) blocks.tasks.set(r.scope.slice(5), r.scope);
+    const mark = { scope: r.scope, action: r.action };
+    if (r.scope === 'project' || r.scope === `agent:${agent}`) blocks.all ??= mark;
+    else if (r.scope.startsWith('squad:')) blocks.squads.set(r.scope.slice(6), mark);
+    else if (r.scope.startsWith('task:')) blocks.tasks.set(r.scope.slice(5), mark);
   }
   return blocks;
 }
 
+/** A spent, unlifted budget whose action is more than a warning, with its current period. */
+export interface SpentBudget {
+  scope: string;
+  action: Exclude<BudgetAction, 'warn'>;
+  period: BudgetPeriod;
+  periodStart: number;
+  periodEnd: number | null;
+  pausedAt: number | null;
+}
+
+/** The project's spent `downgrade`, `pause` and `block` budgets this period (not lifted). */
+export async function spentBudgets(db: SqlExecutor, project: string, now: number): Promise<SpentBudget[]> {
+  const rows = await db.all<{ scope: string; action: SpentBudget['action']; period: BudgetPeriod; period_start: number | string; paused_at: number | string | null }>(
+    `SELECT b.scope, b.action, b.period, s.period_start, s.paused_at FROM budgets b
+       JOIN budget_spend s ON s.project = b.project AND s.scope = b.scope AND s.period_start = ${PERIOD_CASE}
+      WHERE b.project = $1 AND b.action <> 'warn' AND s.spent >= b.limit_value AND s.lifted_at IS NULL
+      ORDER BY b.scope`,
+    [project, ...periodParams(now)],
+  );
+  return rows.map((r) => ({
+    scope: r.scope,
+    action: r.action,
+    period: r.period,
+    periodStart: Number(r.period_start),
+    periodEnd: periodEnd(r.period, Number(r.period_start)),
+    pausedAt: r.paused_at === null ? null : Number(r.paused_at),
+  }));
+}
+
+/** Marks a spent pause budget's period as acted on; false when another pass already did. */
+export async function markPaused(db: SqlExecutor, project: string, scope: string, start: number, now: number): Promise<boolean> {
+  return (await db.run('UPDATE budget_spend SET paused_at = $4 WHERE project = $1 AND scope = $2 AND period_start = $3 AND paused_at IS NULL', [project, scope, start, now])) > 0;
+}
+
+/**
+ * `sos budgets lift <scope>` (admin): this period's block, pause or downgrade no longer applies;
+ * the next period enforces again. Refused when the budget is not spent.
+ */
+export async function liftBudget(store: Store, caller: Caller, scope: string, now = Date.now()): Promise<BudgetState> {
+  await requireAdmin(store, caller, 'lifting a budget');
+  const state = await showBudget(store, caller, scope, now);
+  if (state.state !== 'exhausted') throw new UsageError(`the budget on ${scope} is not spent (${state.state}): nothing to lift`);
+  if (state.action === 'warn') throw new UsageError(`the budget on ${scope} only warns: nothing to lift`);
+  if (state.liftedAt !== null) throw new UsageError(`the budget on ${scope} is already lifted until its period rolls over`);
+  await store.sql.run('UPDATE budget_spend SET lifted_at = $4 WHERE project = $1 AND scope = $2 AND period_start = $3 AND lifted_at IS NULL', [
+    caller.project,
+    scope,
+    state.periodStart,
+    now,
+  ]);
+  return showBudget(store, caller, scope, now);
+}
+
 /** The refusal a blocked claim gets: permission denied (exit 6), naming the budget. */
-export function budgetRefusal(scope: string, project: string): PermissionDenied {
-  return new PermissionDenied(`the budget on ${scope} in project "${project}" is spent, and its action is block`, {
-    hint: `see \`sos budgets show ${scope}\`; raise it with \`sos budgets set ${scope} --limit …\` or wait for its period to roll over`,
+export function budgetRefusal(scope: string, project: string, action: BudgetAction = 'block'): PermissionDenied {
+  return new PermissionDenied(`the budget on ${scope} in project "${project}" is spent, and its action is ${action}`, {
+    hint: `see \`sos budgets show ${scope}\`; raise it with \`sos budgets set ${scope} --limit …\`, lift it for this period with \`sos budgets lift ${scope}\`, or wait for its period to roll over`,
   });
 }

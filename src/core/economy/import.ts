@@ -11,6 +11,7 @@ import { type CodexContext, type CodexRateLimits, parseCodex } from './importers
 import type { ParsedEvent, ParseResult } from './importers/common.js';
 import { parseGemini } from './importers/gemini.js';
 import type { PriceTable } from './prices.js';
+import { epochMs, type QuotaReading, saveQuotaReading } from './quota.js';
 import { MAX_BATCH, recordMany } from './service.js';
 import { SqlUsageRepo } from './sql-usage.js';
 import type { UsageInput } from './types.js';
@@ -38,6 +39,11 @@ export interface ImportOptions {
   env?: NodeJS.ProcessEnv;
   /** Told of the budget thresholds each batch crossed, after it commits. */
   crossed?: (crossings: BudgetCrossing[]) => void | Promise<void>;
+  /**
+   * False: events no agent of the project claims (by `--transcripts` or workdir) are not
+   * recorded here (the daemon imports them only into its default project). Default true.
+   */
+  keepUnattributed?: boolean;
 }
 
 export interface SourceImport {
@@ -63,8 +69,10 @@ export interface ImportReport {
   duplicates: number;
   corrupt: number;
   seconds: number;
-  /** Codex only: the latest rate limits seen in the files read this pass (not stored). */
+  /** Codex only: the latest rate limits seen in the files read this pass (each file's are stored as quota readings). */
   rateLimits: CodexRateLimits | null;
+  /** Events left out because no agent claims them and keepUnattributed is false. */
+  unattributed: number;
 }
 
 /** The default root of each source. */
@@ -131,19 +139,26 @@ function completeLines(buf: Buffer): { lines: string[]; consumed: number } {
   return { lines: buf.subarray(0, end).toString('utf8').split('\n'), consumed: end + 1 };
 }
 
-interface Workdirs {
+/** Finds the agent a transcript belongs to: by its `--transcripts` glob, its workdir, Gemini's project hash. */
+export interface Workdirs {
+  /** The agent whose `--transcripts` glob matches the file, else null. */
+  byFile(path: string): string | null;
   /** The agent whose workdir holds `cwd` (the longest), else null. */
   byCwd(cwd: string | null | undefined): string | null;
   /** The agent whose workdir's SHA-256 is Gemini's projectHash. */
   byHash(hash: string | null | undefined): string | null;
 }
 
-async function workdirs(store: Store, caller: Caller): Promise<Workdirs> {
+export async function workdirs(store: Store, caller: Caller): Promise<Workdirs> {
   const dirs = (await listAgents(store, caller))
     .filter((a) => typeof a.workdir === 'string' && a.workdir !== '')
     .map((a) => ({ agent: a.name, dir: resolve(a.workdir!), hash: createHash('sha256').update(a.workdir!).digest('hex') }))
     .sort((a, b) => b.dir.length - a.dir.length);
+  const globs = (await listAgents(store, caller))
+    .filter((a) => typeof a.transcripts === 'string' && a.transcripts !== '')
+    .map((a) => ({ agent: a.name, re: globPattern(a.transcripts!) }));
   return {
+    byFile: (path) => globs.find((g) => g.re.test(path))?.agent ?? null,
     byCwd: (cwd) => {
       if (!cwd) return null;
       const c = resolve(cwd);
@@ -151,6 +166,34 @@ async function workdirs(store: Store, caller: Caller): Promise<Workdirs> {
     },
     byHash: (hash) => (hash ? (dirs.find((d) => d.hash === hash)?.agent ?? null) : null),
   };
+}
+
+/** A glob to a whole-path pattern: `**` any characters, `*` and `?` any but `/`. */
+export function globPattern(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*' && glob[i + 1] === '*') {
+      re += '.*';
+      i++;
+      if (glob[i + 1] === '/') i++; // `**/` also matches no directory at all
+    } else if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Codex rate limits as quota readings: the 300-minute window is the 5-hour one, 10,080 the weekly. */
+function codexReadings(project: string, agent: string, limits: CodexRateLimits, now: number): QuotaReading[] {
+  const out: QuotaReading[] = [];
+  for (const w of [limits.primary, limits.secondary]) {
+    if (!w || w.usedPercent === null) continue;
+    const window = w.windowMinutes === 300 ? 'five_hour' : w.windowMinutes === 10_080 ? 'seven_day' : null;
+    if (!window) continue;
+    out.push({ project, agent, window, source: 'codex', usedPercent: w.usedPercent, windowMinutes: w.windowMinutes, resetsAt: epochMs(w.resetsAt), observedAt: limits.seenAt ?? now });
+  }
+  return out;
 }
 
 /** Gemini's header line names the project by a hash of its path. */
@@ -179,7 +222,8 @@ export async function importTranscripts(store: Store, caller: Caller, options: I
   const sources = options.source === undefined || options.source === 'all' ? IMPORT_SOURCES : [options.source];
   const repo = new SqlUsageRepo(store.sql);
   const agents = await workdirs(store, caller);
-  const report: ImportReport = { sources: [], files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, seconds: 0, rateLimits: null };
+  const report: ImportReport = { sources: [], files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, seconds: 0, rateLimits: null, unattributed: 0 };
+  const keepUnattributed = options.keepUnattributed ?? true;
   for (const source of sources) {
     const root = resolve(options.path ?? sourceRoot(source, env));
     const s: SourceImport = { source, root, files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, reread: 0 };
@@ -200,23 +244,35 @@ export async function importTranscripts(store: Store, caller: Caller, options: I
       if (consumed === 0) continue; // only a half-written line: wait for its newline
       s.bytes += consumed;
       let parsed: ParseResult;
+      // A `--transcripts` glob claims the whole file; otherwise each event's cwd decides.
+      const fileAgent = agents.byFile(path);
       let cwdOf: (e: ParsedEvent) => string | null;
+      let readings: QuotaReading[] = [];
       if (source === 'claude') {
         parsed = parseClaude(lines, path);
-        cwdOf = (e) => agents.byCwd(e.cwd);
+        cwdOf = (e) => fileAgent ?? agents.byCwd(e.cwd);
       } else if (source === 'codex') {
         const r = parseCodex(lines, path, start > 0 ? codexContextAt(path, start) : undefined);
         parsed = r;
-        if (r.rateLimits && (report.rateLimits === null || (r.rateLimits.seenAt ?? 0) >= (report.rateLimits.seenAt ?? 0))) report.rateLimits = r.rateLimits;
-        cwdOf = (e) => agents.byCwd(e.cwd);
+        if (r.rateLimits) {
+          if (report.rateLimits === null || (r.rateLimits.seenAt ?? 0) >= (report.rateLimits.seenAt ?? 0)) report.rateLimits = r.rateLimits;
+          const owner = fileAgent ?? agents.byCwd(r.context.cwd);
+          if (owner !== null || keepUnattributed) readings = codexReadings(caller.project, owner ?? '-', r.rateLimits, now());
+        }
+        cwdOf = (e) => fileAgent ?? agents.byCwd(e.cwd);
       } else {
         parsed = parseGemini(lines, path);
-        const agent = agents.byHash(geminiProjectHash(path, st.size));
+        const agent = fileAgent ?? agents.byHash(geminiProjectHash(path, st.size));
         cwdOf = () => agent;
       }
       s.lines += parsed.lines;
       s.corrupt += parsed.corrupt;
-      const inputs: UsageInput[] = parsed.events.map(({ cwd: _cwd, ...e }) => ({ ...e, source, agent: cwdOf({ ...e, cwd: _cwd ?? null }), task: null }));
+      let inputs: UsageInput[] = parsed.events.map(({ cwd: _cwd, ...e }) => ({ ...e, source, agent: cwdOf({ ...e, cwd: _cwd ?? null }), task: null }));
+      if (!keepUnattributed) {
+        const kept = inputs.filter((e) => e.agent !== null);
+        report.unattributed += inputs.length - kept.length;
+        inputs = kept;
+      }
       const offset = { project: caller.project, source, path, device: Number(st.dev), inode: Number(st.ino), size: st.size, offset: start + consumed, updatedAt: now() };
       // Batches of at most MAX_BATCH; the offset is saved with the last one.
       const batches: UsageInput[][] = [];
@@ -228,7 +284,14 @@ export async function importTranscripts(store: Store, caller: Caller, options: I
           ...(options.prices ? { prices: options.prices } : {}),
           ...(options.crossed ? { crossed: options.crossed } : {}),
           now,
-          ...(last ? { inTransaction: (tx) => repo.saveOffset(tx, offset) } : {}),
+          ...(last
+            ? {
+                inTransaction: async (tx) => {
+                  for (const r of readings) await saveQuotaReading(tx, r);
+                  await repo.saveOffset(tx, offset);
+                },
+              }
+            : {}),
         });
         for (const r of results) {
           if (r.duplicate) s.duplicates++;

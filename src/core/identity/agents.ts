@@ -7,6 +7,7 @@ import { parsePatternOverrides } from '../lifecycle/classifier.js';
 import {
   AGENT_KINDS,
   AGENT_POLICIES,
+  AGENT_PLANS,
   AGENT_ROLES,
   type Agent,
   type AgentKind,
@@ -39,6 +40,10 @@ export interface AgentChanges {
   wake?: string | null;
   /** The operator's word that a shell agent may have message text typed into it. */
   shellTextAllowed?: boolean;
+  /** `api`, `pro`, `max` or `team`; null: not said. */
+  plan?: string | null;
+  /** A glob of the agent's own transcript files (absolute; `*`, `**`, `?`). */
+  transcripts?: string | null;
 }
 
 /**
@@ -73,6 +78,14 @@ function lifecycleFields(input: AgentChanges): AgentPatch {
   if (input.policy !== undefined) out.policy = oneOf('policy', input.policy, AGENT_POLICIES);
   if (input.wake !== undefined) out.wake = input.wake === null ? null : oneOf('wake mode', input.wake, WAKE_MODES);
   if (input.patterns !== undefined) out.patterns = input.patterns === null ? null : (parsePatternOverrides(input.patterns) as AgentLifecycle['patterns']);
+  if (input.plan !== undefined) out.plan = input.plan === null ? null : oneOf('plan', input.plan, AGENT_PLANS);
+  if (input.transcripts !== undefined) {
+    if (input.transcripts !== null) {
+      absolutePath('--transcripts', input.transcripts);
+      if (/[\n\r\0]/.test(input.transcripts)) throw new UsageError('--transcripts must be one line');
+    }
+    out.transcripts = input.transcripts;
+  }
   return out;
 }
 

@@ -114,6 +114,8 @@ export async function parkAgent(
   caller: Caller,
   name: string,
   input: { until?: number; reason?: string; release?: boolean } = {},
+  /** Who parks, for the record: default the operator (the economy parks for budgets and quota). */
+  by = 'the operator',
 ): Promise<ActionRecord> {
   await requireAdmin(ctx.store, caller, 'parking an agent');
   const now = nowOf(ctx);
@@ -145,19 +147,19 @@ export async function parkAgent(
     agent,
     record,
     { reading: { state: record.state, confidence: record.confidence, evidence: record.evidence }, snapshot: null, lastChangeAt: null, held },
-    { action: 'park', reason: `parked by the operator${input.reason ? `: ${input.reason}` : ''}`, until: input.until ?? null },
+    { action: 'park', reason: `parked by ${by}${input.reason ? `: ${input.reason}` : ''}`, until: input.until ?? null },
   );
 }
 
-export async function unparkAgent(ctx: LifecycleContext, caller: Caller, name: string): Promise<ActionRecord> {
+export async function unparkAgent(ctx: LifecycleContext, caller: Caller, name: string, by = 'the operator'): Promise<ActionRecord> {
   await requireAdmin(ctx.store, caller, 'unparking an agent');
   const agent = await getAgent(ctx.store, caller, name);
   const stored = await ctx.repo.get(agent.project, agent.name);
   if (stored?.state !== 'parked') throw new UsageError(`agent "${name}" is not parked (${stored?.state ?? 'never probed'})`);
   const at = nowOf(ctx);
   // Unknown until the next probe looks: parking hid what the session is doing.
-  await recordState(ctx, agent, stored, { state: 'unknown', confidence: 0, evidence: [{ signal: 'unparked', detail: 'unparked by the operator; the next probe reads the session' }] });
-  return ctx.repo.addAction({ project: agent.project, agent: agent.name, action: 'unpark', fromState: 'parked', outcome: 'done', detail: 'unparked by the operator', at, recovery: null });
+  await recordState(ctx, agent, stored, { state: 'unknown', confidence: 0, evidence: [{ signal: 'unparked', detail: `unparked by ${by}; the next probe reads the session` }] });
+  return ctx.repo.addAction({ project: agent.project, agent: agent.name, action: 'unpark', fromState: 'parked', outcome: 'done', detail: `unparked by ${by}`, at, recovery: null });
 }
 
 export interface AgentStatus {

@@ -11,6 +11,7 @@ import type {
   AgentRole,
   NewAgent,
   WakeMode,
+  AgentPlan,
   NewToken,
   Project,
   SecurityEvent,
@@ -50,9 +51,11 @@ interface AgentRow {
   tmux_socket: string | null;
   patterns: string | null;
   wake: WakeMode | null;
+  plan: AgentPlan | null;
+  transcripts: string | null;
 }
 
-const AGENT_COLUMNS = 'project, name, kind, role, session, created_at, updated_at, start_cmd, workdir, policy, tmux_socket, patterns, wake';
+const AGENT_COLUMNS = 'project, name, kind, role, session, created_at, updated_at, start_cmd, workdir, policy, tmux_socket, patterns, wake, plan, transcripts';
 
 /** Lifecycle fields and their columns, in the order `agents.update` writes them. */
 const LIFECYCLE_COLUMNS: [keyof AgentLifecycle, string][] = [
@@ -62,6 +65,8 @@ const LIFECYCLE_COLUMNS: [keyof AgentLifecycle, string][] = [
   ['tmuxSocket', 'tmux_socket'],
   ['patterns', 'patterns'],
   ['wake', 'wake'],
+  ['plan', 'plan'],
+  ['transcripts', 'transcripts'],
 ];
 
 const columnValue = (key: keyof AgentLifecycle, value: unknown) => (key === 'patterns' && value !== null ? JSON.stringify(value) : value);
@@ -257,6 +262,8 @@ export class SqlStore implements Store {
               tmuxSocket: agent.tmuxSocket ?? null,
               patterns: agent.patterns ?? null,
               wake: agent.wake ?? null,
+              plan: agent.plan ?? null,
+              transcripts: agent.transcripts ?? null,
             };
             await tx.run(
               `INSERT INTO agents (project, name, kind, role, session, created_at, updated_at, ${LIFECYCLE_COLUMNS.map(([, c]) => c).join(', ')})
@@ -351,6 +358,8 @@ export class SqlStore implements Store {
       tmuxSocket: row.tmux_socket,
       patterns: row.patterns === null ? null : (JSON.parse(row.patterns) as Record<string, unknown>),
       wake: row.wake,
+      plan: row.plan,
+      transcripts: row.transcripts,
     };
   }
 

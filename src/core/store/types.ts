@@ -47,6 +47,10 @@ export type AgentPolicy = (typeof AGENT_POLICIES)[number];
  * CLIs that read a line as a prompt), `notify` a fixed line with nothing the sender wrote, `off`
  * nothing (the message waits in the inbox). A shell would run a typed line as a command.
  */
+/** `api`: billed per token; `pro`, `max`, `team`: flat-rate subscriptions limited by 5-hour and weekly windows. */
+export const AGENT_PLANS = ['api', 'pro', 'max', 'team'] as const;
+export type AgentPlan = (typeof AGENT_PLANS)[number];
+
 export const WAKE_MODES = ['text', 'notify', 'off'] as const;
 export type WakeMode = (typeof WAKE_MODES)[number];
 
@@ -69,6 +73,10 @@ export interface AgentLifecycle {
   patterns: Record<string, unknown> | null;
   /** Null: the kind's default (see `wakeModeOf`). */
   wake: WakeMode | null;
+  /** How it pays: per token (`api`) or a flat-rate plan limited by quota windows; null: not said. */
+  plan: AgentPlan | null;
+  /** A glob of transcript files that are its own, whatever their working directory. */
+  transcripts: string | null;
 }
 
 export type AgentPatch = Partial<AgentLifecycle> & { session?: string | null };

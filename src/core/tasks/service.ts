@@ -330,19 +330,19 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
 }
 
 /**
- * A claim a spent `block` budget forbids outright: any claim when the project's or the agent's
+ * A claim a spent `block` or `pause` budget forbids outright: any claim when the project's or the agent's
  * budget is spent, a named squad's or task's claim when theirs is. Counted, then exit 6. Other
  * spent squads and tasks are only left out of the pick.
  */
 async function refuseBlocked(ctx: TaskContext, caller: Caller, blocks: ClaimBlocks, input: ClaimInput): Promise<void> {
-  let scope = blocks.all ?? (input.squad !== undefined ? blocks.squads.get(input.squad) : undefined);
-  if (scope === undefined && input.id !== undefined) {
+  let mark = blocks.all ?? (input.squad !== undefined ? blocks.squads.get(input.squad) : undefined);
+  if (mark === undefined && input.id !== undefined) {
     const task = await ctx.store.tasks.peek(caller.project, input.id);
-    scope = blocks.tasks.get(input.id) ?? (task?.squad ? blocks.squads.get(task.squad) : undefined);
+    mark = blocks.tasks.get(input.id) ?? (task?.squad ? blocks.squads.get(task.squad) : undefined);
   }
-  if (scope === undefined) return;
+  if (mark === undefined) return;
   await ctx.store.counters.add(caller.project, 'budget_claims_refused');
-  throw budgetRefusal(scope, caller.project);
+  throw budgetRefusal(mark.scope, caller.project, mark.action);
 }
 
 /** Why a named task cannot be claimed: each reason its own clear error. */
