@@ -6,14 +6,14 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
     'projects acl') _sos_subs='' _sos_opts=--revoke ;;
     agents) _sos_subs='add set status probe history park unpark attach list show remove' _sos_opts='' ;;
-    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session --start-cmd --workdir --policy --tmux-socket --patterns --wake --i-understand-shell' ;;
-    'agents set') _sos_subs='' _sos_opts='--session --start-cmd --workdir --policy --tmux-socket --patterns --wake --i-understand-shell --clear' ;;
+    'agents add') _sos_subs='' _sos_opts='--kind --role --cap --session --start-cmd --workdir --policy --tmux-socket --patterns --wake --plan --transcripts --i-understand-shell' ;;
+    'agents set') _sos_subs='' _sos_opts='--session --start-cmd --workdir --policy --tmux-socket --patterns --wake --plan --transcripts --i-understand-shell --clear' ;;
     'agents probe') _sos_subs='' _sos_opts=--act ;;
     'agents history') _sos_subs='' _sos_opts=--limit ;;
     'agents park') _sos_subs='' _sos_opts='--until --reason --release' ;;
@@ -54,12 +54,13 @@ _sos_node() {
     'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
     'memory list') _sos_subs='' _sos_opts='--agent --limit' ;;
     'memory context') _sos_subs='' _sos_opts=--max-chars ;;
-    usage) _sos_subs='record prices import recompute' _sos_opts='--by --since --until --agent' ;;
+    usage) _sos_subs='record prices import windows recompute' _sos_opts='--by --since --until --agent' ;;
     'usage record') _sos_subs='' _sos_opts='--model --input --output --cache-read --cache-write --cache-write-1h --reasoning --provider --task --key --at --stdin --by --since --until --agent' ;;
     'usage prices') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
     'usage import') _sos_subs='' _sos_opts='--source --path --by --since --until --agent' ;;
+    'usage windows') _sos_subs='' _sos_opts='--agent --by --since --until --agent' ;;
     'usage recompute') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
-    budgets) _sos_subs='set list show remove' _sos_opts='' ;;
+    budgets) _sos_subs='set list show remove lift' _sos_opts='' ;;
     'budgets set') _sos_subs='' _sos_opts='--limit --period --action --at' ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -83,6 +84,8 @@ _sos_takes_value() {
     'agents add|--tmux-socket') return 0 ;;
     'agents add|--patterns') return 0 ;;
     'agents add|--wake') return 0 ;;
+    'agents add|--plan') return 0 ;;
+    'agents add|--transcripts') return 0 ;;
     'agents set|--session') return 0 ;;
     'agents set|--start-cmd') return 0 ;;
     'agents set|--workdir') return 0 ;;
@@ -90,6 +93,8 @@ _sos_takes_value() {
     'agents set|--tmux-socket') return 0 ;;
     'agents set|--patterns') return 0 ;;
     'agents set|--wake') return 0 ;;
+    'agents set|--plan') return 0 ;;
+    'agents set|--transcripts') return 0 ;;
     'agents set|--clear') return 0 ;;
     'agents history|--limit') return 0 ;;
     'agents park|--until') return 0 ;;
@@ -206,6 +211,11 @@ _sos_takes_value() {
     'usage import|--since') return 0 ;;
     'usage import|--until') return 0 ;;
     'usage import|--agent') return 0 ;;
+    'usage windows|--agent') return 0 ;;
+    'usage windows|--by') return 0 ;;
+    'usage windows|--since') return 0 ;;
+    'usage windows|--until') return 0 ;;
+    'usage windows|--agent') return 0 ;;
     'usage recompute|--by') return 0 ;;
     'usage recompute|--since') return 0 ;;
     'usage recompute|--until') return 0 ;;
@@ -242,12 +252,14 @@ _sos_value() {
     'agents add|--tmux-socket') _sos_files ;;
     'agents add|--patterns') _sos_files ;;
     'agents add|--wake') _sos_words text notify off default ;;
+    'agents add|--plan') _sos_words api pro max team ;;
     'agents set|--workdir') _sos_files ;;
     'agents set|--policy') _sos_words warm cold ;;
     'agents set|--tmux-socket') _sos_files ;;
     'agents set|--patterns') _sos_files ;;
     'agents set|--wake') _sos_words text notify off default ;;
-    'agents set|--clear') _sos_words start-cmd workdir tmux-socket patterns ;;
+    'agents set|--plan') _sos_words api pro max team ;;
+    'agents set|--clear') _sos_words start-cmd workdir tmux-socket patterns plan transcripts ;;
     'squads join|--agent') _sos_list agents ;;
     'squads leave|--agent') _sos_list agents ;;
     'tokens create|--agent') _sos_list agents ;;
@@ -277,6 +289,9 @@ _sos_value() {
     'usage import|--source') _sos_words claude codex gemini all ;;
     'usage import|--by') _sos_words agent model project task squad day ;;
     'usage import|--agent') _sos_list agents ;;
+    'usage windows|--agent') _sos_list agents ;;
+    'usage windows|--by') _sos_words agent model project task squad day ;;
+    'usage windows|--agent') _sos_list agents ;;
     'usage recompute|--by') _sos_words agent model project task squad day ;;
     'usage recompute|--agent') _sos_list agents ;;
     'budgets set|--period') _sos_words day week month total ;;

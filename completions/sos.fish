@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets mcp daemon metrics completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline mcp daemon metrics completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -23,9 +23,9 @@ function __sos_subcommands --argument-names cmd
         case memory
             printf '%s\n' remember recall show forget list reindex context
         case usage
-            printf '%s\n' record prices import recompute
+            printf '%s\n' record prices import windows recompute
         case budgets
-            printf '%s\n' set list show remove
+            printf '%s\n' set list show remove lift
         case daemon
             printf '%s\n' status install-unit
     end
@@ -34,7 +34,7 @@ end
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents add|--plan' 'agents add|--transcripts' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--plan' 'agents set|--transcripts' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage windows|--agent' 'usage windows|--by' 'usage windows|--since' 'usage windows|--until' 'usage windows|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -135,6 +135,7 @@ complete -c sos -n '__sos_arg 0' -a tasks -d 'claimable work: create, claim with
 complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall by meaning, context packs'
 complete -c sos -n '__sos_arg 0' -a usage -d 'the ledger: tokens and cost by agent, model, task, squad or day; record, prices, recompute'
 complete -c sos -n '__sos_arg 0' -a budgets -d 'spending limits per project, squad, agent or task, and what happens when one is spent'
+complete -c sos -n '__sos_arg 0' -a statusline -d 'Claude Code\'s status line: stores the plan\'s rate limits it is handed on stdin, prints agent, task, quota and spend'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
 complete -c sos -n '__sos_arg 0' -a daemon -d 'run the long-lived loops in the foreground: wake delivery, lifecycle, leases, sweeps'
 complete -c sos -n '__sos_arg 0' -a metrics -d 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences'
@@ -180,6 +181,8 @@ complete -c sos -n '__sos_at agents add' -l policy -x -a 'warm cold' -d 'warm: r
 complete -c sos -n '__sos_at agents add' -l tmux-socket -r -F -d 'tmux server socket (tmux -S) for a tmux: session'
 complete -c sos -n '__sos_at agents add' -l patterns -r -F -d 'JSON pattern groups replacing its kind’s defaults (see README)'
 complete -c sos -n '__sos_at agents add' -l wake -x -a 'text notify off default' -d 'what a new message types into its session: text (first line), notify (a fixed line), off, or default (claude/codex/gemini: text; others: off)'
+complete -c sos -n '__sos_at agents add' -l plan -x -a 'api pro max team' -d 'how it pays: api (per token) or a flat-rate plan limited by 5-hour/weekly windows'
+complete -c sos -n '__sos_at agents add' -l transcripts -x -d 'its own transcript files, e.g. "/home/k/.claude/projects/-srv-app/*.jsonl" (usage import attributes them to it)'
 complete -c sos -n '__sos_at agents add' -l i-understand-shell -d 'allow --wake text for a shell agent: whoever may send then runs commands in it'
 
 # sos agents set
@@ -190,8 +193,10 @@ complete -c sos -n '__sos_at agents set' -l policy -x -a 'warm cold' -d 'warm: r
 complete -c sos -n '__sos_at agents set' -l tmux-socket -r -F -d 'tmux server socket (tmux -S) for a tmux: session'
 complete -c sos -n '__sos_at agents set' -l patterns -r -F -d 'JSON pattern groups replacing its kind’s defaults (see README)'
 complete -c sos -n '__sos_at agents set' -l wake -x -a 'text notify off default' -d 'what a new message types into its session: text (first line), notify (a fixed line), off, or default (claude/codex/gemini: text; others: off)'
+complete -c sos -n '__sos_at agents set' -l plan -x -a 'api pro max team' -d 'how it pays: api (per token) or a flat-rate plan limited by 5-hour/weekly windows'
+complete -c sos -n '__sos_at agents set' -l transcripts -x -d 'its own transcript files, e.g. "/home/k/.claude/projects/-srv-app/*.jsonl" (usage import attributes them to it)'
 complete -c sos -n '__sos_at agents set' -l i-understand-shell -d 'allow --wake text for a shell agent: whoever may send then runs commands in it'
-complete -c sos -n '__sos_at agents set' -l clear -x -a 'start-cmd workdir tmux-socket patterns' -d 'clear start-cmd, workdir, tmux-socket or patterns (repeatable)'
+complete -c sos -n '__sos_at agents set' -l clear -x -a 'start-cmd workdir tmux-socket patterns plan transcripts' -d 'clear start-cmd, workdir, tmux-socket, patterns, plan or transcripts (repeatable)'
 complete -c sos -n '__sos_arg 0 agents set' -a '(__sos_list agents)' -d 'agent name'
 
 # sos agents probe
@@ -442,6 +447,7 @@ complete -c sos -n '__sos_arg 0 memory context' -a '(__sos_list agents)' -d 'age
 complete -c sos -n '__sos_arg 0 usage' -a record -d 'record one model call: tokens in and out, priced from the table (prints its id)'
 complete -c sos -n '__sos_arg 0 usage' -a prices -d 'the price table in force: its date, each model, and the overlays (SOS_PRICES)'
 complete -c sos -n '__sos_arg 0 usage' -a import -d 'import the agent CLIs\' transcripts (Claude Code, Codex, Gemini CLI) incrementally, each response once (admin)'
+complete -c sos -n '__sos_arg 0 usage' -a windows -d 'the 5-hour and 7-day quota windows of agents on a subscription plan: used, burn rate, projected limit, routable'
 complete -c sos -n '__sos_arg 0 usage' -a recompute -d 're-price every event of the project with the table in force (admin)'
 complete -c sos -n '__sos_at usage' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
 complete -c sos -n '__sos_at usage' -l since -x -d 'only events since 7d, 2h ago or a date-time'
@@ -480,6 +486,13 @@ complete -c sos -n '__sos_at usage import' -l since -x -d 'only events since 7d,
 complete -c sos -n '__sos_at usage import' -l until -x -d 'only events before this date-time (or duration ago)'
 complete -c sos -n '__sos_at usage import' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
 
+# sos usage windows
+complete -c sos -n '__sos_at usage windows' -l agent -x -a '(__sos_list agents)' -d 'only this agent (on any plan)'
+complete -c sos -n '__sos_at usage windows' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
+complete -c sos -n '__sos_at usage windows' -l since -x -d 'only events since 7d, 2h ago or a date-time'
+complete -c sos -n '__sos_at usage windows' -l until -x -d 'only events before this date-time (or duration ago)'
+complete -c sos -n '__sos_at usage windows' -l agent -x -a '(__sos_list agents)' -d 'only this agent'
+
 # sos usage recompute
 complete -c sos -n '__sos_at usage recompute' -l by -x -a 'agent model project task squad day' -d 'group by agent (default), model, project, task, squad or day'
 complete -c sos -n '__sos_at usage recompute' -l since -x -d 'only events since 7d, 2h ago or a date-time'
@@ -491,6 +504,7 @@ complete -c sos -n '__sos_arg 0 budgets' -a set -d 'create or replace the budget
 complete -c sos -n '__sos_arg 0 budgets' -a list -d 'every budget with its spend this period, what is left, and its state'
 complete -c sos -n '__sos_arg 0 budgets' -a show -d 'one budget'
 complete -c sos -n '__sos_arg 0 budgets' -a remove -d 'remove the budget of a scope (admin)'
+complete -c sos -n '__sos_arg 0 budgets' -a lift -d 'lift a spent budget for the rest of its period: claims resume and the agents its pause parked are unparked (admin)'
 
 # sos budgets set
 complete -c sos -n '__sos_at budgets set' -l limit -x -d 'dollars ($25, 0.5usd) or tokens (500000, 500k, 2m)'

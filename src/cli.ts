@@ -119,9 +119,14 @@ export async function main(argv: string[]): Promise<void> {
       args[arg.name] = cmd.processedArgs[i] as string | string[] | undefined;
     });
     const handler = await spec.handler!();
+    // An option both a noun and its verb declare (`usage --agent`, `usage windows --agent`) is
+    // parsed by the noun wherever it is written: the verb takes the noun's value as its own.
+    const options: Record<string, unknown> = { ...cmd.opts() };
+    const parent = cmd.parent?.opts() ?? {};
+    for (const key of cmd.options.map((o) => o.attributeName())) if (options[key] === undefined && parent[key] !== undefined) options[key] = parent[key];
     const output = await handler({
       args,
-      options: cmd.opts(),
+      options,
       globals,
       env: process.env,
       cwd: process.cwd(),

@@ -225,5 +225,65 @@ describe.each(ADAPTERS)('sos usage on $name', (adapter) => {
       const cross = await run(['usage', '--project', 'default'], { SOS_TOKEN: otherToken });
       expect(cross.code).toBe(6);
     });
+
+    it('plans, the status line (Claude Code’s rate limits stored as quota readings), usage windows, and a pause budget lifted from the CLI', async (ctx) => {
+      const { run, home } = await setup(ctx, adapter);
+      const ok = async (args: string[], extra: Record<string, string> = {}, input?: string) => {
+        const r = await run(args, extra, input);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        return r;
+      };
+      const app = join(home, 'app');
+      await ok(['agents', 'set', 'kasra', '--plan', 'max', '--workdir', app]);
+      expect((await run(['agents', 'set', 'kasra', '--plan', 'gold'])).code).toBe(2);
+      expect((await run(['agents', 'set', 'codex', '--transcripts', 'logs/*.jsonl'], {})).code).toBe(0);
+      expect((await ok(['agents', 'show', 'codex', '--json'])).json<{ transcripts: string }>().transcripts).toMatch(/^\/.*\/logs\/\*\.jsonl$/);
+      await ok(['agents', 'set', 'codex', '--clear', 'transcripts']);
+      expect((await ok(['agents', 'show', 'kasra', '--json'])).json()).toMatchObject({ plan: 'max', transcripts: null });
+
+      // Claude Code hands the status line its session; on a subscription, rate_limits (percent, reset in epoch seconds).
+      const reset = Math.floor(Date.now() / 1000) + 2 * 3600;
+      const status = {
+        session_id: 's1',
+        model: { id: 'claude-opus-4-5', display_name: 'Opus 4.5' },
+        workspace: { current_dir: join(app, 'src'), project_dir: app },
+        rate_limits: { five_hour: { used_percentage: 42.5, resets_at: reset }, seven_day: { used_percentage: 12, resets_at: reset + 86_400 } },
+      };
+      await ok(['usage', 'record', '--model', 'claude-sonnet-4-5', '--input', '1000', '--output', '200', '--as', 'kasra']);
+      const hhmm = new Date(reset * 1000).toISOString().slice(11, 16);
+      const line = await ok(['statusline'], {}, JSON.stringify(status));
+      expect(line.stdout).toBe(`kasra · Opus 4.5 · 5h 43% (resets ${hhmm}Z) · 7d 12% · today $0.01\n`);
+      // The token's agent wins over the workdir; no agent found still prints a line.
+      expect((await ok(['statusline', '--as', 'codex'], {}, JSON.stringify({ ...status, rate_limits: null }))).stdout).toMatch(/^codex · Opus 4\.5 · today \$0\.00\n$/);
+      expect((await ok(['statusline'], {}, JSON.stringify({ workspace: { current_dir: '/elsewhere' } }))).stdout).toBe('sos (no agent for /elsewhere)\n');
+      const bad = await run(['statusline'], {}, '{not json');
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/not JSON/);
+
+      const windows = (await ok(['usage', 'windows', '--json'])).json<{ agent: string; plan: string; fiveHour: { usedPercent: number; basis: string; tokens: number; end: string; reported: { source: string } }; sevenDay: { usedPercent: number }; routable: boolean }[]>();
+      expect(windows).toHaveLength(1);
+      expect(windows[0]).toMatchObject({ agent: 'kasra', plan: 'max', routable: true, fiveHour: { usedPercent: 42.5, basis: 'reported', tokens: 1200, end: new Date(reset * 1000).toISOString(), reported: { source: 'statusline' } }, sevenDay: { usedPercent: 12 } });
+      const table = (await ok(['usage', 'windows'])).stdout;
+      expect(table.split('\n')[0]).toBe('AGENT  PLAN  5H USED           ENDS    BURN/H      LIMIT AT  7D USED           ROUTABLE');
+      expect(table).toMatch(/^kasra  max   43% \(statusline\)  \d\d:\d\dZ  2400 \$0\.01  \d\d:\d\dZ    12% \(statusline\)  yes$/m);
+      // 42.5% for 1,200 tokens implies a 2,824-token window: 1,624 left at 2,400/h is 40.6 minutes away.
+      const projected = (await ok(['usage', 'windows', '--json'])).json<{ projectedLimitAt: string }[]>()[0]!.projectedLimitAt;
+      expect((Date.parse(projected) - Date.now()) / 60_000).toBeGreaterThan(39);
+      expect((Date.parse(projected) - Date.now()) / 60_000).toBeLessThan(41);
+      expect((await run(['usage', 'windows', '--agent', 'nobody'])).code).toBe(3);
+
+      // A pause budget spent: claims refused (exit 6), lifted from the CLI, claims resume.
+      await ok(['budgets', 'set', 'agent:codex', '--limit', '$0.001', '--period', 'day', '--action', 'pause']);
+      await ok(['usage', 'record', '--model', 'claude-sonnet-4-5', '--input', '1000', '--output', '200', '--as', 'codex']);
+      const id = (await ok(['tasks', 'create', 'paused work', '-q'])).stdout.trim();
+      const refused = await run(['tasks', 'claim', '--as', 'codex']);
+      expect(refused.code).toBe(6);
+      expect(refused.stderr).toMatch(/agent:codex .* is spent, and its action is pause/);
+      const lifted = await ok(['budgets', 'lift', 'agent:codex']);
+      expect(lifted.stdout).toMatch(/^budget on agent:codex lifted until \d{4}-\d\d-\d\dT00:00:00\.000Z\n$/);
+      expect((await ok(['budgets', 'list'])).stdout).toMatch(/agent:codex .* lifted$/m);
+      expect((await ok(['tasks', 'claim', '--as', 'codex', '-q'])).stdout.trim()).toBe(`${id} 1`);
+      expect((await run(['budgets', 'lift', 'agent:codex'])).code).toBe(2);
+    });
   });
 });

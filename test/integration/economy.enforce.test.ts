@@ -114,7 +114,7 @@ describe.each(TASK_ADAPTERS)('Economy enforcement: $name', (adapter) => {
     });
 
     it('parks an agent whose quota window is used up (reported) or projected to run out (estimate), until it resets, and not against an operator', async (ctx) => {
-      let clock = T0;
+      const clock = T0;
       const w = await adapter.open(ctx, { now: () => clock });
       const { life, operator } = await world(w, () => clock, tempDir(ctx));
       await w.store.agents.update(w.project, 'kasra', { plan: 'max' });
