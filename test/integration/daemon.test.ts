@@ -345,6 +345,45 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
     expect(m.restarts).toBe(2);
   });
 
+  it('imports a transcript written while it runs (woken by the file-system watch) and parks the agents of the pause budget it spends, releasing their claims', async (ctx) => {
+    const w = await daemonWorld(ctx);
+    await w.addAgent('ada');
+    // The watched root must exist when the daemon starts; the interval is long, so only the watch can wake the import in time.
+    const projects = join(w.dir, 'home', '.claude', 'projects', '-work-ada');
+    mkdirSync(projects, { recursive: true });
+    const d = await w.daemon(undefined, { env: { SOS_IMPORT_INTERVAL_MS: '600000' } });
+    await w.ready('ada');
+    const task = (await w.run(['tasks', 'create', 'expensive work', '--as', 'boss', '-q'])).stdout.trim();
+    expect((await w.run(['tasks', 'claim', '--id', task, '--as', 'ada'])).code).toBe(0);
+    expect((await w.run(['budgets', 'set', 'agent:ada', '--limit', '$0.005', '--period', 'day', '--action', 'pause'])).code).toBe(0);
+
+    // One assistant message of Claude Code in ada's workdir: 1,000 in + 200 out of claude-sonnet-4-5, $0.006.
+    const line = {
+      type: 'assistant',
+      sessionId: 'sess-1',
+      cwd: w.dir,
+      timestamp: new Date().toISOString(),
+      requestId: 'req_1',
+      message: { id: 'msg_1', model: 'claude-sonnet-4-5', role: 'assistant', usage: { input_tokens: 1_000, output_tokens: 200, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 } },
+    };
+    writeFileSync(join(projects, 'sess-1.jsonl'), `${JSON.stringify(line)}\n`);
+    const imported = await d.waitFor((e) => e.event === 'usage_imported', 10_000);
+    expect(imported).toMatchObject({ project: 'default', events: 1, corrupt: 0 });
+    const parked = await d.waitFor((e) => e.event === 'economy_action' && e.agent === 'ada', 10_000);
+    expect(parked).toMatchObject({ action: 'park', why: 'budget agent:ada is spent (action pause)', outcome: 'done' });
+
+    const usage = (await w.run(['usage', '--json'])).json<{ rows: { key: string; events: number; costMicros: number }[] }>();
+    expect(usage.rows).toEqual([expect.objectContaining({ key: 'ada', events: 1, costMicros: 6_000 })]);
+    expect((await w.run(['tasks', 'show', task, '--json'])).json()).toMatchObject({ status: 'queued', claimant: null });
+    const status = (await w.run(['agents', 'status', '--json'])).json<{ agent: string; state: string }[]>();
+    expect(status.find((a) => a.agent === 'ada')?.state).toBe('parked');
+    // The coordinator was told when the budget ran out.
+    const inbox = (await w.run(['inbox', '--as', 'boss', '--json'])).json<{ unread: { text: string }[] }>();
+    expect(inbox.unread.map((m) => m.text)).toContainEqual(expect.stringMatching(/^budget agent:ada: exhausted, \$0\.01 of \$0\.01 \(120%\); claims in this scope are refused and the daemon parks its agents/));
+    // A second pass over the unchanged file imports nothing more.
+    expect((await w.run(['usage', 'import', '--source', 'claude', '--json'])).json()).toMatchObject({ eventsNew: 0 });
+  });
+
   it('stops cleanly on SIGTERM: exit 0 within seconds, and the tmux sessions keep running', async (ctx) => {
     const w = await daemonWorld(ctx);
     await w.addAgent('ada');
