@@ -25,3 +25,6 @@ export * from './core/economy/service.js';
 export { builtinPrices, costMicros, findPrice, loadPrices, modelCandidates } from './core/economy/prices.js';
 export type { ModelPrice, PriceTable } from './core/economy/prices.js';
 export type { RecordResult, ReportFilter, UsageEvent, UsageInput, UsageReport, UsageRow, UsageSource } from './core/economy/types.js';
+export { claimBlocks, listBudgets, setBudget, showBudget } from './core/economy/budgets.js';
+export { importTranscripts } from './core/economy/import.js';
+export { usageWindows } from './core/economy/quota.js';

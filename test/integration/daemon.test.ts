@@ -380,6 +380,8 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
     // The coordinator was told when the budget ran out.
     const inbox = (await w.run(['inbox', '--as', 'boss', '--json'])).json<{ unread: { text: string }[] }>();
     expect(inbox.unread.map((m) => m.text)).toContainEqual(expect.stringMatching(/^budget agent:ada: exhausted, \$0\.01 of \$0\.01 \(120%\); claims in this scope are refused and the daemon parks its agents/));
+    // One call crossed both thresholds: one message, the exhausted one (a warning at 120% would mislead).
+    expect(inbox.unread.filter((m) => m.text.startsWith('budget agent:ada'))).toHaveLength(1);
     // A second pass over the unchanged file imports nothing more.
     expect((await w.run(['usage', 'import', '--source', 'claude', '--json'])).json()).toMatchObject({ eventsNew: 0 });
   });

@@ -30,8 +30,11 @@ export function crossingText(c: BudgetCrossing): string {
  * transaction set its `warned_at`/`exhausted_at`): a `budget.warning` or `budget.exhausted`
  * event on the project's stream, and an escalation message to every coordinator. Called after
  * the recording transaction commits, so a crash in between loses the announcement, never spend.
+ * When one record crosses both thresholds of a budget, both events are emitted but the
+ * coordinators get only the exhausted message (a warning reading "110% of the limit" misleads).
  */
 export async function announceCrossings(ctx: AnnounceContext, project: string, crossings: BudgetCrossing[]): Promise<void> {
+  const exhausted = new Set(crossings.filter((c) => c.level === 'exhausted').map((c) => `${c.scope}@${c.periodStart}`));
   for (const c of crossings) {
     const at = ctx.now?.() ?? Date.now();
     await ctx.bus.emit(
@@ -40,6 +43,7 @@ export async function announceCrossings(ctx: AnnounceContext, project: string, c
       { scope: c.scope, level: c.level, spent: c.spent, limit: c.limit, unit: c.unit, action: c.action, period_start: c.periodStart },
       at,
     );
+    if (c.level === 'warning' && exhausted.has(`${c.scope}@${c.periodStart}`)) continue;
     await escalateToCoordinators({ store: ctx.store, bus: ctx.bus }, project, { from: 'sos', text: crossingText(c), at });
   }
 }
