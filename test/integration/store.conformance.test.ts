@@ -82,7 +82,7 @@ describe.each(ADAPTERS)('Store conformance: $name', (adapter) => {
         const results = await Promise.all(handles.map((h) => h.migrate()));
         const appliedTotal = results.flatMap((r) => r.applied);
         // Every version applied by exactly one of the racing handles.
-        expect(appliedTotal.sort()).toEqual(
+        expect(appliedTotal.sort((a, b) => Number(a) - Number(b))).toEqual(
           (await handles[0]!.migrationStatus()).applied.map((a) => a.version),
         );
         for (const h of handles) expect((await h.migrationStatus()).pending).toEqual([]);
