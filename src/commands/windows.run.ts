@@ -47,6 +47,7 @@ const view = (w: AgentWindows) => ({
   burnTokensPerHour: w.burnTokensPerHour,
   burnCostMicrosPerHour: w.burnCostMicrosPerHour,
   projectedLimitAt: iso(w.projectedLimitAt),
+  marginMs: w.marginMs,
   routable: w.routable,
   reason: w.reason,
 });

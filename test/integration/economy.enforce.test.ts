@@ -12,7 +12,7 @@ import { PermissionDenied, UsageError } from '../../src/core/errors.js';
 import { lifecycleContext, type LifecycleContext } from '../../src/core/lifecycle/context.js';
 import { DEFAULT_LIMITS } from '../../src/core/lifecycle/policy.js';
 import { unparkAgent } from '../../src/core/lifecycle/service.js';
-import { claimTask, createTask, getTask } from '../../src/core/tasks/service.js';
+import { claimTask, completeTask, createTask, getTask } from '../../src/core/tasks/service.js';
 import { seedAgents } from '../helpers/bus.js';
 import { fails } from '../helpers/expect.js';
 import { tempDir } from '../helpers/isolation.js';
@@ -160,6 +160,29 @@ describe.each(TASK_ADAPTERS)('Economy enforcement: $name', (adapter) => {
       // With a generous limit codex is routable again.
       const roomy = { ...limits, pro: { fiveHourTokens: 1_000_000, weeklyTokens: null } };
       expect((await usageWindows(w.store, operator, { now: clock, limits: roomy, agent: 'codex' }))[0]).toMatchObject({ routable: true, reason: null, projectedLimitAt: null });
+    });
+
+    it('an agent holding a claim needs room for a task as long as its recent ones: a projected limit inside that makes it unroutable', async (ctx) => {
+      let clock = T0 - 70 * MIN;
+      const w = await adapter.open(ctx, { now: () => clock });
+      const { operator } = await world(w, () => clock, tempDir(ctx));
+      await w.store.agents.update(w.project, 'codex', { plan: 'pro' });
+      // Its last task took an hour from claim to completion.
+      const first = (await createTask(w.tasks, w.as('boss'), { title: 'an hour of work' })).task;
+      const claimed = await claimTask(w.tasks, w.token('codex'), { id: first.id });
+      clock = T0 - 10 * MIN;
+      await completeTask(w.tasks, w.token('codex'), { id: first.id, fence: claimed.task.attempt, result: 'done' });
+      await recordUsage(w.store, w.token('codex'), call({ inputTokens: 8_000, outputTokens: 1_000, task: null, occurredAt: clock }), { now: () => clock });
+      clock = T0;
+      // 9,000 of 20,000 tokens at 18,000/h: the limit is 36.7 minutes away, past the 15-minute margin.
+      const limits = { ...DEFAULT_PLAN_LIMITS, pro: { fiveHourTokens: 20_000, weeklyTokens: null } };
+      const idle = (await usageWindows(w.store, operator, { now: clock, limits, marginMs: 15 * MIN }))[0]!;
+      expect(idle).toMatchObject({ agent: 'codex', routable: true, marginMs: 15 * MIN, projectedLimitAt: clock + 2_200_000 });
+      // Holding a claim, it needs an hour: not routable.
+      const second = (await createTask(w.tasks, w.as('boss'), { title: 'another hour' })).task;
+      await claimTask(w.tasks, w.token('codex'), { id: second.id });
+      const busy = (await usageWindows(w.store, operator, { now: clock, limits, marginMs: 15 * MIN }))[0]!;
+      expect(busy).toMatchObject({ routable: false, marginMs: 60 * MIN, reason: "the 5-hour window's limit is projected within 37 min (estimate)" });
     });
 
     it('stores Codex rate limits from its rollouts for the agent a --transcripts glob names', async (ctx) => {

@@ -165,6 +165,11 @@ export interface AgentWindows {
   burnCostMicrosPerHour: number;
   /** When the 5-hour limit is reached at this burn rate, if before the window ends; null: not projected to. */
   projectedLimitAt: number | null;
+  /**
+   * How far ahead a projected limit makes the agent unroutable: SOS_QUOTA_MARGIN_MS, or, when the
+   * agent holds a claim, how long its recent tasks took (median, claim to completion) if longer.
+   */
+  marginMs: number;
   /** False when the agent should be given no work: a window is used up, or projected to be within the margin. */
   routable: boolean;
   reason: string | null;
@@ -272,7 +277,7 @@ export function agentWindows(agent: Pick<Agent, 'name' | 'plan'>, calls: readonl
   else if (projectedLimitAt !== null && projectedLimitAt - now <= marginMs) {
     reason = `the 5-hour window's limit is projected within ${Math.max(0, Math.round((projectedLimitAt - now) / 60_000))} min (${fiveReport ? 'reported' : 'estimate'})`;
   }
-  return { agent: agent.name, plan: agent.plan, fiveHour, sevenDay, burnTokensPerHour, burnCostMicrosPerHour, projectedLimitAt, routable: reason === null, reason };
+  return { agent: agent.name, plan: agent.plan, fiveHour, sevenDay, burnTokensPerHour, burnCostMicrosPerHour, projectedLimitAt, marginMs, routable: reason === null, reason };
 }
 
 /** One query for the calls of the last 7 days of the agents asked for. */
@@ -305,6 +310,36 @@ export async function usageWindows(store: Store, caller: Caller, options: Window
     agents = (await listAgents(store, caller)).filter((a) => (a.plan !== null && a.plan !== 'api') || withReadings.has(a.name));
   }
   const calls = await callsOf(store.sql, caller.project, agents.map((a) => a.name), now - SEVEN_DAYS);
-  const settings = { now, limits: options.limits ?? DEFAULT_PLAN_LIMITS, marginMs: options.marginMs ?? 15 * 60_000 };
-  return agents.map((a) => agentWindows(a, calls.get(a.name) ?? [], readings.filter((r) => r.agent === a.name), settings));
+  const limits = options.limits ?? DEFAULT_PLAN_LIMITS;
+  const base = options.marginMs ?? 15 * 60_000;
+  const holding = await holders(store.sql, caller.project);
+  const out: AgentWindows[] = [];
+  for (const a of agents) {
+    // An agent at work needs room for the task it holds: as long as its recent tasks took.
+    const typical = holding.has(a.name) ? await typicalTaskMs(store.sql, caller.project, a.name) : null;
+    const marginMs = Math.max(base, typical ?? 0);
+    out.push(agentWindows(a, calls.get(a.name) ?? [], readings.filter((r) => r.agent === a.name), { now, limits, marginMs }));
+  }
+  return out;
+}
+
+async function holders(db: SqlExecutor, project: string): Promise<Set<string>> {
+  const rows = await db.all<{ claimant: string }>("SELECT DISTINCT claimant FROM tasks WHERE project = $1 AND status IN ('claimed', 'in_progress') AND claimant IS NOT NULL", [project]);
+  return new Set(rows.map((r) => r.claimant));
+}
+
+/** The median time from claim to completion of the agent's last 20 completed tasks; null with none. */
+export async function typicalTaskMs(db: SqlExecutor, project: string, agent: string): Promise<number | null> {
+  const rows = await db.all<{ done_at: number | string; claimed_at: number | string | null }>(
+    `SELECT c.at AS done_at,
+            (SELECT MAX(e.at) FROM task_events e WHERE e.task_seq = c.task_seq AND e.event = 'claimed' AND e.at <= c.at) AS claimed_at
+       FROM task_events c JOIN tasks t ON t.seq = c.task_seq
+      WHERE t.project = $1 AND c.event = 'complete' AND c.actor = $2
+      ORDER BY c.id DESC LIMIT 20`,
+    [project, agent],
+  );
+  const spans = rows.filter((r) => r.claimed_at !== null).map((r) => Number(r.done_at) - Number(r.claimed_at!)).sort((x, y) => x - y);
+  if (spans.length === 0) return null;
+  const mid = Math.floor(spans.length / 2);
+  return spans.length % 2 ? spans[mid]! : Math.round((spans[mid - 1]! + spans[mid]!) / 2);
 }
