@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -62,6 +62,10 @@ _sos_node() {
     'usage recompute') _sos_subs='' _sos_opts='--by --since --until --agent' ;;
     budgets) _sos_subs='set list show remove lift' _sos_opts='' ;;
     'budgets set') _sos_subs='' _sos_opts='--limit --period --action --at' ;;
+    goals) _sos_subs='add list show done drop' _sos_opts='' ;;
+    'goals add') _sos_subs='' _sos_opts=--priority ;;
+    'goals list') _sos_subs='' _sos_opts=--all ;;
+    brain) _sos_subs='retire unretire retired' _sos_opts='' ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -224,6 +228,7 @@ _sos_takes_value() {
     'budgets set|--period') return 0 ;;
     'budgets set|--action') return 0 ;;
     'budgets set|--at') return 0 ;;
+    'goals add|--priority') return 0 ;;
     'mcp|--agent') return 0 ;;
     'daemon|--probe-interval') return 0 ;;
     'daemon|--sweep-interval') return 0 ;;

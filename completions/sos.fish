@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline mcp daemon metrics completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain mcp daemon metrics completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -26,6 +26,10 @@ function __sos_subcommands --argument-names cmd
             printf '%s\n' record prices import windows recompute
         case budgets
             printf '%s\n' set list show remove lift
+        case goals
+            printf '%s\n' add list show done drop
+        case brain
+            printf '%s\n' retire unretire retired
         case daemon
             printf '%s\n' status install-unit
     end
@@ -34,7 +38,7 @@ end
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents add|--plan' 'agents add|--transcripts' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--plan' 'agents set|--transcripts' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage windows|--agent' 'usage windows|--by' 'usage windows|--since' 'usage windows|--until' 'usage windows|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents add|--plan' 'agents add|--transcripts' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--plan' 'agents set|--transcripts' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage windows|--agent' 'usage windows|--by' 'usage windows|--since' 'usage windows|--until' 'usage windows|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'goals add|--priority' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -136,6 +140,8 @@ complete -c sos -n '__sos_arg 0' -a memory -d 'shared memory: remember, recall b
 complete -c sos -n '__sos_arg 0' -a usage -d 'the ledger: tokens and cost by agent, model, task, squad or day; record, prices, recompute'
 complete -c sos -n '__sos_arg 0' -a budgets -d 'spending limits per project, squad, agent or task, and what happens when one is spent'
 complete -c sos -n '__sos_arg 0' -a statusline -d 'Claude Code\'s status line: stores the plan\'s rate limits it is handed on stdin, prints agent, task, quota and spend'
+complete -c sos -n '__sos_arg 0' -a goals -d 'what the brain works toward: add, list, show, done, drop'
+complete -c sos -n '__sos_arg 0' -a brain -d 'the coordinator\'s guards: retired directive markers (the rest of the brain is not built yet)'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
 complete -c sos -n '__sos_arg 0' -a daemon -d 'run the long-lived loops in the foreground: wake delivery, lifecycle, leases, sweeps'
 complete -c sos -n '__sos_arg 0' -a metrics -d 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences'
@@ -511,6 +517,24 @@ complete -c sos -n '__sos_at budgets set' -l limit -x -d 'dollars ($25, 0.5usd) 
 complete -c sos -n '__sos_at budgets set' -l period -x -a 'day week month total' -d 'day, week, month (UTC) or total'
 complete -c sos -n '__sos_at budgets set' -l action -x -a 'warn downgrade pause block' -d 'when spent: warn, downgrade, pause, or block (claims in the scope are refused)'
 complete -c sos -n '__sos_at budgets set' -l at -x -d 'warn at this share of the limit (default 80%)'
+
+# sos goals
+complete -c sos -n '__sos_arg 0 goals' -a add -d 'add an open goal (admin)'
+complete -c sos -n '__sos_arg 0 goals' -a list -d 'open goals by priority'
+complete -c sos -n '__sos_arg 0 goals' -a show -d 'one goal'
+complete -c sos -n '__sos_arg 0 goals' -a done -d 'mark a goal done (admin)'
+complete -c sos -n '__sos_arg 0 goals' -a drop -d 'drop a goal: no longer wanted (admin)'
+
+# sos goals add
+complete -c sos -n '__sos_at goals add' -l priority -x -d 'critical, high, normal (default), low or 0-100'
+
+# sos goals list
+complete -c sos -n '__sos_at goals list' -l all -d 'done and dropped ones too'
+
+# sos brain
+complete -c sos -n '__sos_arg 0 brain' -a retire -d 'retire a directive marker: proposals that mention it are skipped as stale (admin)'
+complete -c sos -n '__sos_arg 0 brain' -a unretire -d 'remove one of the project\'s own retired markers (admin)'
+complete -c sos -n '__sos_arg 0 brain' -a retired -d 'the retired markers in force: built-in ones and the project’s own'
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'

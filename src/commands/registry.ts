@@ -16,6 +16,8 @@ import { tokensCommand } from './tokens.js';
 import { usageCommand } from './usage.js';
 import { budgetsCommand } from './budgets.js';
 import { statuslineCommand } from './statusline.js';
+import { goalsCommand } from './goals.js';
+import { brainCommand } from './brain.js';
 import { whoamiCommand } from './whoami.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
@@ -41,6 +43,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   usageCommand,
   budgetsCommand,
   statuslineCommand,
+  goalsCommand,
+  brainCommand,
   mcpCommand,
   daemonCommand,
   metricsCommand,
