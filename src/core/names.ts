@@ -16,7 +16,7 @@ export function assertName(kind: NameKind, value: string): string {
 }
 
 /** Capabilities are free tags (`code`, `model:opus`), but still bounded and printable. */
-const CAPABILITY_PATTERN = /^[a-z0-9][a-z0-9:._-]{0,63}$/;
+export const CAPABILITY_PATTERN = /^[a-z0-9][a-z0-9:._-]{0,63}$/;
 
 export function assertCapability(value: string): string {
   if (!CAPABILITY_PATTERN.test(value)) {

@@ -439,6 +439,38 @@ export interface SweepReport {
  * One high-priority `escalation` message to each of the project's coordinators (but `exclude`,
  * the agent the escalation is about). Returns who was told and the message ids.
  */
+/**
+ * A message from sos itself (`sos`, `brain`: not a registered agent) to one agent: escalations,
+ * budget announcements, the brain's messages. A repeated idempotency key sends nothing again.
+ */
+export async function systemMessage(
+  ctx: Pick<BusContext, 'bus'>,
+  project: string,
+  input: { from: string; to: string; type: 'escalation' | 'text'; text: string; priority: 'high' | 'normal'; replyTo?: string | null; at: number; idempotencyKey?: string },
+): Promise<string> {
+  const envelope: Envelope = {
+    id: newId('msg', input.at),
+    project,
+    from: input.from,
+    target: { kind: 'agent', name: input.to },
+    type: input.type,
+    text: input.text,
+    contentType: 'text/plain',
+    replyTo: input.replyTo ?? null,
+    requestId: null,
+    ackRequired: false,
+    ackTimeoutMs: null,
+    priority: input.priority,
+    createdAt: input.at,
+    expiresAt: null,
+    recipients: [input.to],
+    ackFor: null,
+    ackOk: null,
+    resendOf: null,
+  };
+  return (await ctx.bus.append(envelope, input.idempotencyKey ?? null)).id;
+}
+
 export async function escalateToCoordinators(
   ctx: Pick<BusContext, 'store' | 'bus'>,
   project: string,
@@ -447,27 +479,7 @@ export async function escalateToCoordinators(
   const coordinators = (await ctx.store.agents.list(project)).filter((a) => a.role === 'coordinator' && a.name !== input.exclude).map((a) => a.name);
   const messageIds: string[] = [];
   for (const coordinator of coordinators) {
-    const escalation: Envelope = {
-      id: newId('msg', input.at),
-      project,
-      from: input.from,
-      target: { kind: 'agent', name: coordinator },
-      type: 'escalation',
-      text: input.text,
-      contentType: 'text/plain',
-      replyTo: input.replyTo ?? null,
-      requestId: null,
-      ackRequired: false,
-      ackTimeoutMs: null,
-      priority: 'high',
-      createdAt: input.at,
-      expiresAt: null,
-      recipients: [coordinator],
-      ackFor: null,
-      ackOk: null,
-      resendOf: null,
-    };
-    messageIds.push((await ctx.bus.append(escalation, null)).id);
+    messageIds.push(await systemMessage(ctx, project, { from: input.from, to: coordinator, type: 'escalation', text: input.text, priority: 'high', replyTo: input.replyTo ?? null, at: input.at }));
   }
   return { coordinators, messageIds };
 }

@@ -1,0 +1,222 @@
+import { z } from 'zod';
+import type { Caller } from '../auth/caller.js';
+import { escalateToCoordinators, systemMessage } from '../bus/service.js';
+import type { CheckResult } from '../doctor/checks.js';
+import { claimBlocks, spentBudgets } from '../economy/budgets.js';
+import { type PlanLimits, usageWindows } from '../economy/quota.js';
+import { SosError } from '../errors.js';
+import type { SqlLifecycleRepo } from '../lifecycle/sql-lifecycle.js';
+import { CAPABILITY_PATTERN, NAME_PATTERN } from '../names.js';
+import { createTask, type TaskContext } from '../tasks/service.js';
+import { isTaskCleanup, retiredMarkers, staleVerdict } from './stale.js';
+
+/**
+ * The motor (issue 14): the only way a brain decision changes anything. A proposal passes the
+ * checks in this order, and the first that refuses decides the outcome, recorded and counted:
+ *
+ *   schema (the method's arguments) → allow-list → stale directive → duplicate work →
+ *   target liveness and routability → budget → governance tier → execute
+ *
+ * Only the allow-listed methods exist, each a small function over core; anything else is
+ * `rejected_unsupported`, never approximated. Every mutation's idempotency key is derived from
+ * the cycle, so a retried cycle never creates twice. Nothing from the model reaches a shell.
+ */
+
+export const MOTOR_METHODS = ['create_task', 'send_message', 'research', 'fix_code', 'health_check', 'post_content', 'send_outreach'] as const;
+export type MotorMethod = (typeof MOTOR_METHODS)[number];
+
+export const GOVERNANCE_TIERS = ['act_freely', 'batch_approve', 'human_gate', 'dual_approval'] as const;
+export type GovernanceTier = (typeof GOVERNANCE_TIERS)[number];
+/** The tier of each method unless the project sets its own (governance as data comes with the approval queue). */
+export const DEFAULT_TIERS: Record<MotorMethod, GovernanceTier> = {
+  create_task: 'act_freely',
+  send_message: 'act_freely',
+  research: 'act_freely',
+  fix_code: 'act_freely',
+  health_check: 'act_freely',
+  post_content: 'human_gate',
+  send_outreach: 'human_gate',
+};
+
+export const MOTOR_OUTCOMES = [
+  'executed',
+  'dry_run',
+  'rejected_schema',
+  'rejected_unsupported',
+  'skipped_stale',
+  'skipped_duplicate',
+  'skipped_unroutable',
+  'blocked_budget',
+  'gated',
+  'failed',
+] as const;
+export type MotorOutcome = (typeof MOTOR_OUTCOMES)[number];
+
+/** What the motor is handed: the validated decision's method, target and arguments. */
+export interface Proposal {
+  method: string;
+  agent: string | null;
+  goal_id: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface MotorVerdict {
+  outcome: MotorOutcome;
+  /** The check that decided: schema, allow_list, stale, duplicate, target, budget, governance, execute. */
+  check: string;
+  reason: string;
+  /** What an executed proposal made: the task or message ids. */
+  made?: { tasks?: string[]; messages?: string[] };
+}
+
+export interface MotorContext {
+  tasks: TaskContext;
+  /** Lifecycle states (dead, parked, quota agents are not targets); absent: states are not consulted. */
+  lifecycle?: Pick<SqlLifecycleRepo, 'get'>;
+  /** The doctor checks for `health_check`; absent: it reports that it cannot run them. */
+  health?: () => Promise<CheckResult[]>;
+  planLimits?: PlanLimits;
+  quotaMarginMs?: number;
+  now?: () => number;
+  /** How far back a created cleanup task counts as recent for the cleanup-of-cleanup rule. Default 24 h. */
+  cleanupWindowMs?: number;
+}
+
+const name = z.string().regex(NAME_PATTERN);
+const taskArgs = z.object({
+  title: z.string().trim().min(1).max(200),
+  text: z.string().max(8_000).optional(),
+  squad: name.optional(),
+  requires: z.array(z.string().regex(CAPABILITY_PATTERN)).max(10).optional(),
+  labels: z.array(z.string().regex(CAPABILITY_PATTERN)).max(10).optional(),
+  priority: z.enum(['critical', 'high', 'normal', 'low']).optional(),
+});
+const ARGS: Record<MotorMethod, z.ZodType<Record<string, unknown>>> = {
+  create_task: taskArgs,
+  research: taskArgs,
+  fix_code: taskArgs,
+  post_content: taskArgs,
+  send_outreach: taskArgs,
+  send_message: z.object({ to: name.optional(), text: z.string().trim().min(1).max(4_000) }),
+  health_check: z.object({}),
+};
+
+const OPEN = ['backlog', 'queued', 'claimed', 'in_progress', 'review', 'blocked'];
+const normaliseTitle = (t: string) => t.toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim();
+
+/** Counted per outcome; stale skips and unsupported methods are also the paper's observables. */
+async function count(ctx: MotorContext, project: string, outcome: MotorOutcome): Promise<void> {
+  await ctx.tasks.store.counters.add(project, `motor_${outcome}`);
+  if (outcome === 'skipped_stale') await ctx.tasks.store.counters.add(project, 'stale_enqueue_attempts');
+  if (outcome === 'rejected_unsupported') await ctx.tasks.store.counters.add(project, 'blocked_methods');
+}
+
+/**
+ * Judges one proposal and, unless `dryRun` or a check refuses, executes it. `caller` is who the
+ * brain acts as (the operator in the daemon); `cycle` names the cycle, for idempotency keys.
+ */
+export async function runMotor(ctx: MotorContext, caller: Caller, cycle: string, proposal: Proposal, options: { dryRun?: boolean } = {}): Promise<MotorVerdict> {
+  const verdict = await judge(ctx, caller, cycle, proposal, options.dryRun === true);
+  await count(ctx, caller.project, verdict.outcome);
+  return verdict;
+}
+
+async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Proposal, dryRun: boolean): Promise<MotorVerdict> {
+  const now = ctx.now?.() ?? Date.now();
+  const project = caller.project;
+  const db = ctx.tasks.store.sql;
+  // 1. allow-list before arguments: an invented method is refused as such, whatever it carries.
+  if (!(MOTOR_METHODS as readonly string[]).includes(p.method)) {
+    return { outcome: 'rejected_unsupported', check: 'allow_list', reason: `"${String(p.method).slice(0, 80)}" is not a motor method (${MOTOR_METHODS.join(', ')})` };
+  }
+  const method = p.method as MotorMethod;
+  const parsed = ARGS[method].safeParse(p.details ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return { outcome: 'rejected_schema', check: 'schema', reason: `${method}: details.${issue.path.join('.') || '(root)'}: ${issue.message}` };
+  }
+  const args = parsed.data as z.infer<typeof taskArgs> & { to?: string; text?: string };
+  const target = method === 'send_message' ? (args.to ?? p.agent) : p.agent;
+  if (method === 'send_message' && !target) return { outcome: 'rejected_schema', check: 'schema', reason: 'send_message: no recipient (agent or details.to)' };
+
+  // 2. stale directive: retired markers, cleanup of cleanup, a closed goal.
+  const text = [args.title, args.text].filter(Boolean).join('\n');
+  const recent = await db.all<{ id: string; title: string; status: string }>(
+    `SELECT id, title, status FROM tasks WHERE project = $1 AND (status IN (${OPEN.map((_, i) => `$${i + 3}`).join(', ')}) OR created_at >= $2)`,
+    [project, now - (ctx.cleanupWindowMs ?? 86_400_000), ...OPEN],
+  );
+  const markers = (await retiredMarkers(ctx.tasks.store, caller)).map((m) => m.marker);
+  let goalStatus: 'open' | 'done' | 'dropped' | 'missing' | undefined;
+  if (p.goal_id) {
+    const g = await db.one<{ status: 'open' | 'done' | 'dropped' }>('SELECT status FROM goals WHERE project = $1 AND id = $2', [project, p.goal_id]);
+    goalStatus = g?.status ?? 'missing';
+  }
+  const stale = staleVerdict(text, { markers, cleanupPending: recent.some((t) => isTaskCleanup(t.title)), ...(goalStatus ? { goalStatus } : {}) });
+  if (stale.stale) return { outcome: 'skipped_stale', check: 'stale', reason: `${stale.rule}: ${stale.reason}` };
+
+  // 3. duplicate work: an open task with the same normalised title.
+  if (args.title !== undefined) {
+    const title = normaliseTitle(args.title);
+    const same = recent.find((t) => OPEN.includes(t.status) && normaliseTitle(t.title) === title);
+    if (same) return { outcome: 'skipped_duplicate', check: 'duplicate', reason: `task ${same.id} is already open with this title` };
+  }
+
+  // 4. the target must exist and be able to work: not dead, parked or out of quota.
+  if (target) {
+    const agent = await ctx.tasks.store.agents.get(project, target);
+    if (!agent) return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}" does not exist in project "${project}"` };
+    const state = (await ctx.lifecycle?.get(project, target))?.state;
+    if (state === 'dead' || state === 'parked' || state === 'quota') return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}" is ${state}` };
+    const windows = await usageWindows(ctx.tasks.store, caller, { agent: target, now, ...(ctx.planLimits ? { limits: ctx.planLimits } : {}), ...(ctx.quotaMarginMs ? { marginMs: ctx.quotaMarginMs } : {}) });
+    if (windows[0] && !windows[0].routable) return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}": ${windows[0].reason}` };
+  }
+
+  // 5. budget: a spent block or pause budget on the project, or on the target agent.
+  const spent = (await spentBudgets(db, project, now)).find((b) => b.scope === 'project' && (b.action === 'block' || b.action === 'pause'));
+  if (spent) return { outcome: 'blocked_budget', check: 'budget', reason: `the budget on project is spent (action ${spent.action})` };
+  if (target) {
+    const blocks = await claimBlocks(db, project, target, now);
+    if (blocks.all) return { outcome: 'blocked_budget', check: 'budget', reason: `the budget on ${blocks.all.scope} is spent (action ${blocks.all.action})` };
+  }
+
+  // 6. governance: only act_freely methods execute here; the approval queue is not built yet.
+  const tier = DEFAULT_TIERS[method];
+  if (tier !== 'act_freely') return { outcome: 'gated', check: 'governance', reason: `${method} is ${tier}: it needs approval, and the approval queue is not built yet: nothing executed` };
+  if (dryRun) return { outcome: 'dry_run', check: 'execute', reason: `would ${method}` };
+
+  try {
+    return await execute(ctx, caller, cycle, method, args, target ?? null, now);
+  } catch (err) {
+    return { outcome: 'failed', check: 'execute', reason: err instanceof SosError ? err.message : String(err) };
+  }
+}
+
+async function execute(ctx: MotorContext, caller: Caller, cycle: string, method: MotorMethod, args: z.infer<typeof taskArgs> & { to?: string; text?: string }, target: string | null, now: number): Promise<MotorVerdict> {
+  const key = `brain:${cycle}:${method}`;
+  const project = caller.project;
+  if (method === 'send_message') {
+    const id = await systemMessage(ctx.tasks, project, { from: 'brain', to: target!, type: 'text', text: args.text!, priority: 'normal', at: now, idempotencyKey: key });
+    return { outcome: 'executed', check: 'execute', reason: `message ${id} sent to ${target}`, made: { messages: [id] } };
+  }
+  if (method === 'health_check') {
+    const checks = ctx.health ? await ctx.health() : null;
+    const text = checks
+      ? `health check: ${checks.filter((c) => c.status === 'fail').length} failed, ${checks.filter((c) => c.status === 'warn').length} warnings: ${checks.map((c) => `${c.name} ${c.status}`).join(', ')}`
+      : 'health check: the doctor checks are not available to this motor';
+    const sent = await escalateToCoordinators(ctx.tasks, project, { from: 'brain', text, at: now });
+    return { outcome: 'executed', check: 'execute', reason: text, made: { messages: sent.messageIds } };
+  }
+  const labels = [...(args.labels ?? []), ...(method === 'research' ? ['research'] : [])];
+  const requires = [...new Set([...(args.requires ?? []), ...(method === 'fix_code' ? ['code'] : [])])];
+  const { task, replayed } = await createTask(ctx.tasks, caller, {
+    title: args.title,
+    ...(args.text !== undefined ? { description: args.text } : {}),
+    ...(args.squad !== undefined ? { squad: args.squad } : {}),
+    ...(args.priority !== undefined ? { priority: args.priority } : {}),
+    ...(labels.length ? { labels: [...new Set(labels)] } : {}),
+    ...(requires.length ? { requires } : {}),
+    ...(target ? { assignee: target } : {}),
+    idempotencyKey: key,
+  });
+  return { outcome: 'executed', check: 'execute', reason: `${replayed ? 'already created' : 'created'} task ${task.id}`, made: { tasks: [task.id] } };
+}
