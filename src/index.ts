@@ -21,6 +21,8 @@ export { memoryOn, openEmbedder } from './core/memory/open.js';
 export type { Memory } from './core/memory/port.js';
 export * from './core/memory/service.js';
 export type { Engram } from './core/memory/types.js';
+export { MOTOR_METHODS, runMotor } from './core/brain/motor.js';
+export type { MotorVerdict, Proposal } from './core/brain/motor.js';
 export * from './core/economy/service.js';
 export { builtinPrices, costMicros, findPrice, loadPrices, modelCandidates } from './core/economy/prices.js';
 export type { ModelPrice, PriceTable } from './core/economy/prices.js';

@@ -139,20 +139,29 @@ async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Propos
   const target = method === 'send_message' ? (args.to ?? p.agent) : p.agent;
   if (method === 'send_message' && !target) return { outcome: 'rejected_schema', check: 'schema', reason: 'send_message: no recipient (agent or details.to)' };
 
-  // 2. stale directive: retired markers, cleanup of cleanup, a closed goal.
+  // 2. stale directive: retired markers and a closed goal first (no task scan), then, for a
+  // cleanup of tasks, whether a cleanup is recent or still open.
   const text = [args.title, args.text].filter(Boolean).join('\n');
-  const recent = await db.all<{ id: string; title: string; status: string }>(
-    `SELECT id, title, status FROM tasks WHERE project = $1 AND (status IN (${OPEN.map((_, i) => `$${i + 3}`).join(', ')}) OR created_at >= $2)`,
-    [project, now - (ctx.cleanupWindowMs ?? 86_400_000), ...OPEN],
-  );
   const markers = (await retiredMarkers(ctx.tasks.store, caller)).map((m) => m.marker);
   let goalStatus: 'open' | 'done' | 'dropped' | 'missing' | undefined;
   if (p.goal_id) {
     const g = await db.one<{ status: 'open' | 'done' | 'dropped' }>('SELECT status FROM goals WHERE project = $1 AND id = $2', [project, p.goal_id]);
     goalStatus = g?.status ?? 'missing';
   }
-  const stale = staleVerdict(text, { markers, cleanupPending: recent.some((t) => isTaskCleanup(t.title)), ...(goalStatus ? { goalStatus } : {}) });
-  if (stale.stale) return { outcome: 'skipped_stale', check: 'stale', reason: `${stale.rule}: ${stale.reason}` };
+  const quick = staleVerdict(text, { markers, cleanupPending: false, ...(goalStatus ? { goalStatus } : {}) });
+  if (quick.stale) return { outcome: 'skipped_stale', check: 'stale', reason: `${quick.rule}: ${quick.reason}` };
+  const creates = args.title !== undefined;
+  const cleanup = isTaskCleanup(text);
+  const recent =
+    creates || cleanup
+      ? await db.all<{ id: string; title: string; status: string }>(
+          `SELECT id, title, status FROM tasks WHERE project = $1 AND (status IN (${OPEN.map((_, i) => `$${i + 3}`).join(', ')}) OR created_at >= $2)`,
+          [project, now - (ctx.cleanupWindowMs ?? 86_400_000), ...OPEN],
+        )
+      : [];
+  if (cleanup && recent.some((t) => isTaskCleanup(t.title))) {
+    return { outcome: 'skipped_stale', check: 'stale', reason: 'cleanup_of_cleanup: it cleans up tasks while a cleanup task is recent or still open' };
+  }
 
   // 3. duplicate work: an open task with the same normalised title.
   if (args.title !== undefined) {
