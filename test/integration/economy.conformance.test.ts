@@ -1,10 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadPrices } from '../../src/core/economy/prices.js';
 import { recompute, recordMany, recordUsage, usageReport } from '../../src/core/economy/service.js';
 import { SqlUsageRepo } from '../../src/core/economy/sql-usage.js';
-import type { UsageInput } from '../../src/core/economy/types.js';
+import { REPORT_DIMENSIONS, type ReportDimension, type ReportFilter, type UsageInput, type UsageReport, type UsageRow } from '../../src/core/economy/types.js';
 import { NotFound, PermissionDenied, UsageError } from '../../src/core/errors.js';
 import { claimTask, completeTask, createTask } from '../../src/core/tasks/service.js';
 import { seedAgents } from '../helpers/bus.js';
@@ -39,6 +40,131 @@ const sonnet = (extra: Partial<UsageInput> = {}): UsageInput => ({
 });
 // 1000×3 + 200×15 + 100×3.75 + 10×6 + 10000×0.3 = 3000 + 3000 + 375 + 60 + 3000
 const SONNET_MICROS = 9_435;
+
+/** A small deterministic PRNG (mulberry32): the same events for the same seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/**
+ * The report as plain GROUP BYs over usage_events (the statements `sos usage` ran before the
+ * rollups), shaped and sorted as usageReport returns it: the reference the rollups must equal.
+ */
+async function ledgerReport(w: TaskWorld, by: ReportDimension, filter: Omit<ReportFilter, 'by'>): Promise<UsageReport> {
+  const params: unknown[] = [w.project];
+  const where = ['u.project = $1'];
+  if (filter.since !== undefined) where.push(`u.occurred_at >= $${params.push(filter.since)}`);
+  if (filter.until !== undefined) where.push(`u.occurred_at < $${params.push(filter.until)}`);
+  if (filter.agent !== undefined) where.push(`u.agent = $${params.push(filter.agent)}`);
+  const sums = `CAST(COALESCE(SUM(u.input_tokens), 0) AS BIGINT) AS input_tokens, CAST(COALESCE(SUM(u.output_tokens), 0) AS BIGINT) AS output_tokens,
+    CAST(COALESCE(SUM(u.cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, CAST(COALESCE(SUM(u.cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
+    CAST(COALESCE(SUM(u.cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens, CAST(COALESCE(SUM(u.reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
+    CAST(COUNT(*) AS BIGINT) AS events, CAST(COALESCE(SUM(u.cost_micros), 0) AS BIGINT) AS cost_micros,
+    CAST(COALESCE(SUM(CASE WHEN u.cost_micros IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS unknown_cost_events`;
+  const groups: Record<ReportDimension, [string, string]> = {
+    agent: ["COALESCE(u.agent, '-')", ''],
+    model: ['u.model', ''],
+    project: ['u.project', ''],
+    task: ["COALESCE(u.task, '-')", ''],
+    squad: ["COALESCE(m.squad, '-')", 'LEFT JOIN squad_members m ON m.project = u.project AND m.agent = u.agent'],
+    day: [`CAST(u.occurred_at / ${DAY} AS BIGINT)`, ''],
+  };
+  type Sum = Record<'input_tokens' | 'output_tokens' | 'cache_write_tokens' | 'cache_write_1h_tokens' | 'cache_read_tokens' | 'reasoning_tokens' | 'events' | 'cost_micros' | 'unknown_cost_events', unknown> & { key: unknown };
+  const row = (key: string, r: Sum): UsageRow => {
+    const events = Number(r.events);
+    const unknown = Number(r.unknown_cost_events);
+    return {
+      key,
+      inputTokens: Number(r.input_tokens),
+      outputTokens: Number(r.output_tokens),
+      cacheWriteTokens: Number(r.cache_write_tokens),
+      cacheWrite1hTokens: Number(r.cache_write_1h_tokens),
+      cacheReadTokens: Number(r.cache_read_tokens),
+      reasoningTokens: Number(r.reasoning_tokens),
+      events,
+      costMicros: events > 0 && unknown === events ? null : Number(r.cost_micros),
+      unknownCostEvents: unknown,
+    };
+  };
+  const [key, join] = groups[by];
+  const sql = where.join(' AND ');
+  const grouped = await w.store.sql.all<Sum>(`SELECT ${key} AS key, ${sums} FROM usage_events u ${join} WHERE ${sql} GROUP BY ${key}`, params);
+  const rows = grouped
+    .map((r) => row(by === 'day' ? new Date(Number(r.key) * DAY).toISOString().slice(0, 10) : String(r.key), r))
+    .sort((a, b) => (by === 'day' ? (a.key < b.key ? -1 : 1) : (b.costMicros ?? -1) - (a.costMicros ?? -1) || b.events - a.events || (a.key < b.key ? -1 : 1)));
+  const total = row('total', (await w.store.sql.one<Sum>(`SELECT NULL AS key, ${sums} FROM usage_events u WHERE ${sql}`, params))!);
+  const unknownModels = (
+    await w.store.sql.all<{ model: string; events: unknown }>(
+      `SELECT u.model AS model, CAST(COUNT(*) AS BIGINT) AS events FROM usage_events u WHERE ${sql} AND u.cost_micros IS NULL GROUP BY u.model`,
+      params,
+    )
+  )
+    .map((r) => ({ model: r.model, events: Number(r.events) }))
+    .sort((a, b) => b.events - a.events || (a.model < b.model ? -1 : 1));
+  const done = await w.store.sql.one<{ tasks: unknown; cost: unknown }>(
+    `SELECT CAST(COUNT(DISTINCT u.task) AS BIGINT) AS tasks, CAST(COALESCE(SUM(u.cost_micros), 0) AS BIGINT) AS cost
+     FROM usage_events u JOIN tasks t ON t.project = u.project AND t.id = u.task WHERE ${sql} AND t.status = 'done'`,
+    params,
+  );
+  const tasks = Number(done!.tasks);
+  const cost = Number(done!.cost);
+  return {
+    by,
+    since: filter.since ?? null,
+    until: filter.until ?? null,
+    agent: filter.agent ?? null,
+    rows,
+    total,
+    unknownModels,
+    completedTasks: tasks,
+    completedTaskCostMicros: cost,
+    costPerCompletedTaskMicros: tasks === 0 ? null : Math.round(cost / tasks),
+  };
+}
+
+/** Both rollups of the world's projects, and the same sums computed from usage_events. */
+async function rollupsAndLedger(w: TaskWorld) {
+  const sums = `events, unknown_cost_events, input_tokens, output_tokens, cache_write_tokens, cache_write_1h_tokens, cache_read_tokens, reasoning_tokens, cost_micros`;
+  const fromEvents = `CAST(COUNT(*) AS BIGINT) AS events, CAST(SUM(CASE WHEN cost_micros IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unknown_cost_events,
+    CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens,
+    CAST(SUM(cache_write_1h_tokens) AS BIGINT) AS cache_write_1h_tokens, CAST(SUM(cache_read_tokens) AS BIGINT) AS cache_read_tokens,
+    CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros`;
+  const day = `CAST(occurred_at / ${DAY} AS BIGINT) * ${DAY}`;
+  const numbers = (rows: Record<string, unknown>[]) => rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'string' && /^\d+$/.test(v) && k !== 'agent' && k !== 'task' && k !== 'model' ? Number(v) : v])));
+  const all = (sql: string) => w.store.sql.all<Record<string, unknown>>(sql).then(numbers);
+  return {
+    rollup: await all(`SELECT project, day, agent, model, ${sums} FROM usage_rollup ORDER BY project, day, agent, model`),
+    ledger: await all(
+      `SELECT project, ${day} AS day, COALESCE(agent, '') AS agent, model, ${fromEvents} FROM usage_events GROUP BY project, ${day}, COALESCE(agent, ''), model ORDER BY project, day, agent, model`,
+    ),
+    taskRollup: await all(`SELECT project, task, day, agent, ${sums} FROM usage_task_rollup ORDER BY project, task, day, agent`),
+    taskLedger: await all(
+      `SELECT project, COALESCE(task, '') AS task, ${day} AS day, COALESCE(agent, '') AS agent, ${fromEvents} FROM usage_events
+       GROUP BY project, COALESCE(task, ''), ${day}, COALESCE(agent, '') ORDER BY project, task, day, agent`,
+    ),
+  };
+}
+
+async function expectRollupsMatchLedger(w: TaskWorld) {
+  const r = await rollupsAndLedger(w);
+  expect(r.rollup.length).toBeGreaterThan(0);
+  expect(r.rollup).toEqual(r.ledger);
+  expect(r.taskRollup).toEqual(r.taskLedger);
+}
+
+/** The backfill of the rollup migration (its statements after `-- The ledger so far.`). */
+function backfillSql(dialect: 'sqlite' | 'postgres'): string {
+  const dir = fileURLToPath(new URL(`../../src/core/store/migrations/${dialect}/`, import.meta.url));
+  const file = readdirSync(dir).find((f) => f.endsWith('_usage_rollup.sql'))!;
+  const text = readFileSync(join(dir, file), 'utf8');
+  return text.slice(text.indexOf('-- The ledger so far.'));
+}
 
 describe.each(TASK_ADAPTERS)('Economy conformance: $name', (adapter) => {
   describe.skipIf(!adapter.available)(adapter.name, () => {
@@ -229,6 +355,138 @@ describe.each(TASK_ADAPTERS)('Economy conformance: $name', (adapter) => {
       });
       // Events recorded with the overlay are priced with it at once.
       expect((await recordUsage(w.store, w.token('kasra'), { model: 'house-model', inputTokens: 10, outputTokens: 10 }, { prices })).costMicros).toBe(30);
+    });
+
+    it('reports from the rollups exactly what the ledger sums, for every dimension and window, through duplicates, re-pricing and the migration backfill', async (ctx) => {
+      const w = await adapter.open(ctx);
+      await team(w);
+      const boss = w.as('boss');
+      const tasks = [];
+      for (const title of ['a', 'b', 'c', 'd']) tasks.push((await createTask(w.tasks, boss, { title })).task);
+      // a and c done, b claimed, d queued.
+      for (const t of [tasks[0]!, tasks[2]!]) {
+        await claimTask(w.tasks, w.as('kasra'), { id: t.id });
+        await completeTask(w.tasks, w.as('kasra'), { id: t.id, fence: 1 });
+      }
+      await claimTask(w.tasks, w.as('codex'), { id: tasks[1]!.id });
+      const seed = 20_261_101;
+      const rand = prng(seed);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const D0 = Date.UTC(2026, 10, 1);
+      const agents = ['kasra', 'codex', 'gemini', 'boss', null] as const;
+      // Priced (Anthropic, OpenAI) and unpriced models.
+      const models = ['claude-sonnet-4-5-20250929', 'claude-haiku-4-5', 'openai/gpt-5', 'gpt-5-mini', 'house-model', 'mystery-model-9'];
+      const events: UsageInput[] = [];
+      for (let i = 0; i < 400; i++) {
+        const day = Math.floor(rand() * 6);
+        // Some on the day's first millisecond or its last, the rest anywhere in it.
+        const within = rand() < 0.1 ? 0 : rand() < 0.1 ? DAY - 1 : Math.floor(rand() * DAY);
+        const big = rand() < 0.1;
+        events.push({
+          model: pick(models),
+          inputTokens: Math.floor(rand() * (big ? 2_000_000 : 5_000)),
+          outputTokens: Math.floor(rand() * 3_000),
+          cacheWriteTokens: rand() < 0.5 ? Math.floor(rand() * 20_000) : 0,
+          cacheWrite1hTokens: rand() < 0.2 ? Math.floor(rand() * 5_000) : 0,
+          cacheReadTokens: rand() < 0.7 ? Math.floor(rand() * 150_000) : 0,
+          reasoningTokens: rand() < 0.3 ? Math.floor(rand() * 1_000) : 0,
+          agent: pick(agents),
+          task: rand() < 0.4 ? null : pick(tasks).id,
+          source: 'claude',
+          sourceKey: `r-${i}`,
+          occurredAt: D0 + day * DAY + within,
+        });
+      }
+      for (let i = 0; i < events.length; i += 50) await recordMany(w.store, w.as(null), events.slice(i, i + 50));
+      expect(await count(w)).toBe(400);
+      await expectRollupsMatchLedger(w);
+
+      const at = (day: number, hours = 0) => D0 + day * DAY + hours * 3_600_000;
+      const someMoment = events[17]!.occurredAt!;
+      const windows: Omit<ReportFilter, 'by' | 'agent'>[] = [
+        {},
+        { since: at(1) },
+        { until: at(4) },
+        { since: at(1), until: at(4) },
+        { since: at(1, 5) },
+        { until: at(4, 7) },
+        { since: at(1, 5), until: at(4, 7) },
+        { since: at(1), until: at(4, 7) },
+        { since: at(1, 5), until: at(4) },
+        // Inside one day; across one midnight with no whole day between; one whole day and a bit.
+        { since: at(2, 1), until: at(2, 20) },
+        { since: at(2, 20), until: at(3, 3) },
+        { since: at(2, 20), until: at(4, 3) },
+        // On an event's own millisecond (since inclusive, until exclusive), and around all the data.
+        { since: someMoment },
+        { until: someMoment },
+        { since: someMoment - 1, until: someMoment + 1 },
+        { since: at(-3, 11), until: at(9, 13) },
+        { since: at(10) },
+      ];
+      const agentFilters = [undefined, 'kasra', 'codex', 'nobody'];
+      const compare = async (label: string, dims: readonly ReportDimension[] = REPORT_DIMENSIONS, ws = windows) => {
+        for (const by of dims) {
+          for (const win of ws) {
+            for (const agent of agentFilters) {
+              const filter = { ...win, ...(agent === undefined ? {} : { agent }) };
+              const got = await usageReport(w.store, w.as(null), { by, ...filter });
+              expect(got, `${label}: seed ${seed}, by ${by}, ${JSON.stringify(filter)}`).toEqual(await ledgerReport(w, by, filter));
+            }
+          }
+        }
+      };
+      await compare('recorded');
+      // Not empty: the windows do cut through the data, and an unpriced model and done tasks count.
+      const full = await usageReport(w.store, w.as(null), { by: 'task' });
+      expect(full.unknownModels.length).toBe(2);
+      expect(full.completedTasks).toBe(2);
+      expect(full.rows.map((r) => r.key).sort()).toEqual(['-', ...tasks.map((t) => t.id)].sort());
+      expect((await usageReport(w.store, w.as(null), { since: at(2, 20), until: at(3, 3) })).total.events).toBeGreaterThan(0);
+
+      // Duplicates (a whole batch again, and a key twice in one batch) add nothing to the rollups.
+      const before = await rollupsAndLedger(w);
+      const again = await recordMany(w.store, w.as(null), [...events.slice(0, 60), events[3]!, { ...events[5]!, inputTokens: 999_999 }]);
+      expect(again.every((r) => r.duplicate)).toBe(true);
+      const mixed = await recordMany(w.store, w.as(null), [
+        { ...events[7]!, sourceKey: 'new-1' },
+        { ...events[7]!, sourceKey: 'new-1' },
+        events[7]!,
+      ]);
+      expect(mixed.map((r) => r.duplicate)).toEqual([false, true, true]);
+      const after = await rollupsAndLedger(w);
+      expect(after.rollup).not.toEqual(before.rollup);
+      expect(await count(w)).toBe(401);
+      await expectRollupsMatchLedger(w);
+      await compare('after duplicates', ['agent', 'task'], windows.slice(0, 7));
+
+      // Re-pricing with an overlay: the unpriced house model gets a price, gpt-5-mini another.
+      const file = join(tempDir(ctx), 'prices.json');
+      writeFileSync(file, JSON.stringify({ version: 'ours-2', models: { 'house-model': { provider: 'local', input: 1, output: 2 }, 'gpt-5-mini': { input: 0.7, output: 3 } } }));
+      const prices = loadPrices(file);
+      const repriced = await recompute(w.store, w.as(null), { prices });
+      // Every event takes the overlay's version, except the still unpriced ones (no version).
+      const stillUnpriced = [...events, events[7]!].filter((e) => e.model === 'mystery-model-9').length;
+      expect(repriced).toEqual({ events: 401, changed: 401 - stillUnpriced, unknown: stillUnpriced, priceVersion: prices.version });
+      await expectRollupsMatchLedger(w);
+      await compare('after recompute');
+      expect((await usageReport(w.store, w.as(null), { by: 'model' })).unknownModels.map((m) => m.model)).toEqual(['mystery-model-9']);
+      // And back to the built-in prices.
+      await recompute(w.store, w.as(null));
+      await expectRollupsMatchLedger(w);
+      await compare('after recompute back', ['model', 'day'], windows.slice(0, 7));
+
+      // The migration's backfill rebuilds the same rollups from the ledger.
+      const other = await w.otherProject();
+      await recordUsage(w.store, { project: other, agent: null, role: 'operator', via: 'local' }, sonnet({ agent: null, occurredAt: at(3, 9) }));
+      const kept = await rollupsAndLedger(w);
+      await w.store.sql.transaction(async (tx) => {
+        await tx.run('DELETE FROM usage_rollup');
+        await tx.run('DELETE FROM usage_task_rollup');
+        await tx.script(backfillSql(w.store.sql.dialect));
+      });
+      expect(await rollupsAndLedger(w)).toEqual(kept);
+      await expectRollupsMatchLedger(w);
     });
 
     it('keeps projects apart: another project sees nothing and cannot attach this one’s tasks', async (ctx) => {

@@ -10,13 +10,14 @@ import type { SqlExecutor } from '../store/sql/driver.js';
 import { MAX_MOMENT_MS } from '../time.js';
 import { addSpend, type BudgetCrossing, rebuildSpend, spendBook } from './budgets.js';
 import { builtinPrices, priceEvent, type PriceTable } from './prices.js';
-import { SqlUsageRepo } from './sql-usage.js';
+import { type NewUsageEvent, RollupDelta, SqlUsageRepo } from './sql-usage.js';
 import {
   type RecomputeResult,
   type RecordResult,
   REPORT_DIMENSIONS,
   type ReportFilter,
   USAGE_SOURCES,
+  type UsageEvent,
   type UsageInput,
   type UsageReport,
 } from './types.js';
@@ -137,7 +138,8 @@ export async function recordUsage(store: Store, caller: Caller, event: UsageInpu
  * Records a batch in one transaction: every event is validated first (any bad one refuses the
  * whole batch and writes nothing), then attributed and priced, then inserted with
  * `ON CONFLICT DO NOTHING` on (project, source, source key), so a repeat is `duplicate: true`
- * and counts once however many importers race.
+ * and counts once however many importers race. The new events' sums go into the report rollups
+ * (`addToRollups`) and their cost or tokens into the budgets (`addSpend`) in the same transaction.
  *
  * Attribution: the agent defaults to the caller's; recording for another agent (or for none)
  * needs an admin token or the operator. A task must exist in the caller's project; without one,
@@ -167,7 +169,8 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
       return held.get(agent)!;
     };
     const known = new Set<string>();
-    const results: (RecordResult & { counts: Counted })[] = [];
+    const rollup = new RollupDelta();
+    const results: (RecordResult & { counts: Counted; inserted: NewUsageEvent })[] = [];
     for (const e of parsed) {
       const agent = e.agent === undefined ? caller.agent : e.agent;
       let task: string | null;
@@ -179,15 +182,17 @@ export async function recordMany(store: Store, caller: Caller, events: readonly 
       }
       const result = await insertOne(repo, tx, caller, e, agent, task, prices, now);
       results.push(result);
+      if (!result.duplicate) rollup.add(result.inserted);
       if (!result.duplicate && book.budgets.length > 0) {
         crossings.push(...(await addSpend(tx, book, caller.project, { ...result.counts, agent: result.agent, task: result.task, costMicros: result.costMicros }, now)));
       }
     }
+    await repo.addToRollups(tx, caller.project, rollup);
     await options.inTransaction?.(tx);
     return results;
   });
   if (crossings.length > 0) await options.crossed?.(crossings);
-  return results.map(({ counts: _counts, ...r }) => r);
+  return results.map(({ counts: _counts, inserted: _inserted, ...r }) => r);
 }
 
 async function insertOne(
@@ -199,7 +204,7 @@ async function insertOne(
   task: string | null,
   prices: PriceTable,
   now: number,
-): Promise<RecordResult & { counts: Counted }> {
+): Promise<RecordResult & { counts: Counted; inserted: NewUsageEvent }> {
   const counts = {
     inputTokens: e.inputTokens,
     outputTokens: e.outputTokens,
@@ -208,7 +213,7 @@ async function insertOne(
     cacheReadTokens: e.cacheReadTokens ?? 0,
   };
   const priced = priceEvent(prices, e.model, counts);
-  const stored = await repo.insert(tx, {
+  const inserted: NewUsageEvent = {
     id: newId('use', now),
     project: caller.project,
     agent,
@@ -225,7 +230,8 @@ async function insertOne(
     sourceKey: e.sourceKey ?? randomUUID(),
     occurredAt: e.occurredAt ?? now,
     recordedAt: now,
-  });
+  };
+  const stored = await repo.insert(tx, inserted);
   return {
     id: stored.id,
     duplicate: stored.duplicate,
@@ -234,6 +240,7 @@ async function insertOne(
     task: stored.task,
     model: e.model,
     counts: { ...counts, occurredAt: e.occurredAt ?? now },
+    inserted,
   };
 }
 
@@ -248,7 +255,9 @@ interface Counted {
 
 /**
  * Token and cost sums of the caller's project grouped by one dimension, with the overall total,
- * the unpriced events per model and the cost per completed task.
+ * the unpriced events per model and the cost per completed task. Read from the rollups (whole
+ * UTC days) and, for a --since/--until inside a day, that day's events: the same sums as the
+ * ledger's.
  */
 export async function usageReport(store: Store, caller: Caller, filter: ReportFilter = {}): Promise<UsageReport> {
   const by = filter.by ?? 'agent';
@@ -257,13 +266,7 @@ export async function usageReport(store: Store, caller: Caller, filter: ReportFi
     throw new UsageError('--since must be before --until');
   }
   if (filter.agent !== undefined && !NAME_PATTERN.test(filter.agent)) throw new UsageError(`invalid agent name ${quote(filter.agent)}`);
-  const repo = repoOf(store);
-  const [rows, total, unknownModels, done] = [
-    await repo.grouped(caller.project, by, filter),
-    await repo.total(caller.project, filter),
-    await repo.unknownModels(caller.project, filter),
-    await repo.completedTasks(caller.project, filter),
-  ];
+  const { rows, total, unknownModels, completedTasks: done } = await repoOf(store).report(caller.project, by, filter);
   return {
     by,
     since: filter.since ?? null,
@@ -283,7 +286,7 @@ const RECOMPUTE_PAGE = 500;
 /**
  * Re-prices every event of the caller's project with the table in force (after a price change
  * or an SOS_PRICES overlay): admins and the operator only. Each page of events is updated in one
- * transaction; returns how many events changed cost or price version.
+ * transaction, with the rollups' costs; returns how many events changed cost or price version.
  */
 export async function recompute(store: Store, caller: Caller, options: EconomyOptions = {}): Promise<RecomputeResult> {
   await requireAdmin(store, caller, 're-pricing the usage ledger');
@@ -296,19 +299,15 @@ export async function recompute(store: Store, caller: Caller, options: EconomyOp
   for (;;) {
     const page = await repo.page(caller.project, after, RECOMPUTE_PAGE);
     if (page.length === 0) break;
-    const updates: { id: string; costMicros: number | null; priceVersion: string | null }[] = [];
+    const updates: { event: UsageEvent; costMicros: number | null; priceVersion: string | null }[] = [];
     for (const e of page) {
       const priced = priceEvent(prices, e.model, e);
       if (priced.costMicros === null) unknown++;
-      if (priced.costMicros !== e.costMicros || priced.priceVersion !== e.priceVersion) updates.push({ id: e.id, ...priced });
+      if (priced.costMicros !== e.costMicros || priced.priceVersion !== e.priceVersion) updates.push({ event: e, ...priced });
     }
-    if (updates.length > 0) {
-      await repo.transaction(async (tx) => {
-        for (const u of updates) await repo.setCost(tx, caller.project, u.id, u.costMicros, u.priceVersion);
-      });
-    }
+    // The page's new costs and the rollups' sums move together.
+    if (updates.length > 0) changed += await repo.transaction((tx) => repo.reprice(tx, caller.project, updates));
     events += page.length;
-    changed += updates.length;
     after = page.at(-1)!.id;
   }
   // Dollar budgets follow the new prices.

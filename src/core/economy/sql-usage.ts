@@ -60,65 +60,187 @@ function toEvent(row: EventRow): UsageEvent {
   };
 }
 
-/** Sums that come back as numbers on both dialects (PostgreSQL's SUM of BIGINT is NUMERIC). */
-const SUMS = `CAST(COALESCE(SUM(u.input_tokens), 0) AS BIGINT) AS input_tokens,
-  CAST(COALESCE(SUM(u.output_tokens), 0) AS BIGINT) AS output_tokens,
-  CAST(COALESCE(SUM(u.cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens,
-  CAST(COALESCE(SUM(u.cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
-  CAST(COALESCE(SUM(u.cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens,
-  CAST(COALESCE(SUM(u.reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
-  CAST(COUNT(*) AS BIGINT) AS events,
-  CAST(COALESCE(SUM(u.cost_micros), 0) AS BIGINT) AS cost_micros,
-  CAST(COALESCE(SUM(CASE WHEN u.cost_micros IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS unknown_cost_events`;
-
-interface SumRow {
-  key: string | number | null;
-  input_tokens: number;
-  output_tokens: number;
-  cache_write_tokens: number;
-  cache_write_1h_tokens: number;
-  cache_read_tokens: number;
-  reasoning_tokens: number;
-  events: number;
-  cost_micros: number;
-  unknown_cost_events: number;
-}
-
 const DAY_MS = 86_400_000;
 
-function keyText(by: ReportDimension | 'total', key: SumRow['key']): string {
-  if (key === null || key === undefined) return '-';
-  if (by === 'day') return new Date(Number(key) * DAY_MS).toISOString().slice(0, 10);
-  return String(key);
+/** The sums a rollup row holds (and one event adds to it), in column order. */
+const SUM_COLUMNS = [
+  'events',
+  'unknown_cost_events',
+  'input_tokens',
+  'output_tokens',
+  'cache_write_tokens',
+  'cache_write_1h_tokens',
+  'cache_read_tokens',
+  'reasoning_tokens',
+  'cost_micros',
+] as const;
+type Sums = Record<(typeof SUM_COLUMNS)[number], number>;
+
+const zero = (): Sums => ({
+  events: 0,
+  unknown_cost_events: 0,
+  input_tokens: 0,
+  output_tokens: 0,
+  cache_write_tokens: 0,
+  cache_write_1h_tokens: 0,
+  cache_read_tokens: 0,
+  reasoning_tokens: 0,
+  cost_micros: 0,
+});
+
+/** Adds `from`'s sums (numbers, or PostgreSQL's BIGINT strings) to `to`, times `sign`. */
+function addInto(to: Sums, from: { readonly [K in keyof Sums]: unknown }, sign = 1): Sums {
+  for (const c of SUM_COLUMNS) to[c] += sign * n(from[c]);
+  return to;
 }
 
-function toRow(by: ReportDimension | 'total', row: SumRow): UsageRow {
-  const events = n(row.events);
-  const unknown = n(row.unknown_cost_events);
+function toRow(key: string, s: Sums): UsageRow {
   return {
-    key: by === 'total' ? 'total' : keyText(by, row.key),
-    inputTokens: n(row.input_tokens),
-    outputTokens: n(row.output_tokens),
-    cacheWriteTokens: n(row.cache_write_tokens),
-    cacheWrite1hTokens: n(row.cache_write_1h_tokens),
-    cacheReadTokens: n(row.cache_read_tokens),
-    reasoningTokens: n(row.reasoning_tokens),
-    events,
-    costMicros: events > 0 && unknown === events ? null : n(row.cost_micros),
-    unknownCostEvents: unknown,
+    key,
+    inputTokens: s.input_tokens,
+    outputTokens: s.output_tokens,
+    cacheWriteTokens: s.cache_write_tokens,
+    cacheWrite1hTokens: s.cache_write_1h_tokens,
+    cacheReadTokens: s.cache_read_tokens,
+    reasoningTokens: s.reasoning_tokens,
+    events: s.events,
+    costMicros: s.events > 0 && s.unknown_cost_events === s.events ? null : s.cost_micros,
+    unknownCostEvents: s.unknown_cost_events,
   };
 }
 
-/** The group expression and any join it needs, per dimension. */
-const GROUPS: Record<ReportDimension, { key: string; join: string }> = {
-  agent: { key: "COALESCE(u.agent, '-')", join: '' },
-  model: { key: 'u.model', join: '' },
-  project: { key: 'u.project', join: '' },
-  task: { key: "COALESCE(u.task, '-')", join: '' },
-  squad: { key: "COALESCE(m.squad, '-')", join: 'LEFT JOIN squad_members m ON m.project = u.project AND m.agent = u.agent' },
-  // Integer division on both dialects: the UTC day number.
-  day: { key: `CAST(u.occurred_at / ${DAY_MS} AS BIGINT)`, join: '' },
-};
+/** What the rollups need of an event. */
+export type RollupEvent = Pick<
+  UsageEvent,
+  'agent' | 'task' | 'model' | 'occurredAt' | 'costMicros' | 'inputTokens' | 'outputTokens' | 'cacheWriteTokens' | 'cacheWrite1hTokens' | 'cacheReadTokens' | 'reasoningTokens'
+>;
+
+/** One event as rollup sums: an unpriced one counts in unknown_cost_events and adds 0 to the cost. */
+function sumsOf(e: RollupEvent): Sums {
+  return {
+    events: 1,
+    unknown_cost_events: e.costMicros === null ? 1 : 0,
+    input_tokens: e.inputTokens,
+    output_tokens: e.outputTokens,
+    cache_write_tokens: e.cacheWriteTokens,
+    cache_write_1h_tokens: e.cacheWrite1hTokens,
+    cache_read_tokens: e.cacheReadTokens,
+    reasoning_tokens: e.reasoningTokens,
+    cost_micros: e.costMicros ?? 0,
+  };
+}
+
+/** The start of the UTC day that holds `at` (epoch ms). */
+const dayOf = (at: number): number => at - (((at % DAY_MS) + DAY_MS) % DAY_MS);
+
+interface MainCell {
+  day: number;
+  agent: string;
+  model: string;
+  sums: Sums;
+}
+interface TaskCell {
+  task: string;
+  day: number;
+  agent: string;
+  sums: Sums;
+}
+
+/**
+ * What a set of events adds to usage_rollup and usage_task_rollup (agent and task '' for none),
+ * summed per row in memory: a batch writes each row once, and in key order, so that concurrent
+ * batches lock the rows they share in the same order.
+ */
+export class RollupDelta {
+  private readonly main = new Map<string, MainCell>();
+  private readonly tasks = new Map<string, TaskCell>();
+
+  /** Adds an event (sign 1) or takes it away (sign -1). */
+  add(e: RollupEvent, sign = 1): this {
+    const day = dayOf(e.occurredAt);
+    const agent = e.agent ?? '';
+    const task = e.task ?? '';
+    const sums = sumsOf(e);
+    const mainKey = JSON.stringify([day, agent, e.model]);
+    let m = this.main.get(mainKey);
+    if (!m) this.main.set(mainKey, (m = { day, agent, model: e.model, sums: zero() }));
+    addInto(m.sums, sums, sign);
+    const taskKey = JSON.stringify([task, day, agent]);
+    let t = this.tasks.get(taskKey);
+    if (!t) this.tasks.set(taskKey, (t = { task, day, agent, sums: zero() }));
+    addInto(t.sums, sums, sign);
+    return this;
+  }
+
+  /** The rows to write, in key order, without those the delta leaves as they are. */
+  rows(): { main: MainCell[]; tasks: TaskCell[] } {
+    const moves = (x: { sums: Sums }) => SUM_COLUMNS.some((c) => x.sums[c] !== 0);
+    const ordered = <T>(m: Map<string, T>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+    return { main: ordered(this.main).filter(moves), tasks: ordered(this.tasks).filter(moves) };
+  }
+}
+
+/** Rows per upsert statement (13 parameters each: far below either dialect's limit). */
+const ROLLUP_CHUNK = 50;
+
+function upsertSql(table: 'usage_rollup' | 'usage_task_rollup', keys: readonly string[], rows: number): string {
+  const width = keys.length + SUM_COLUMNS.length;
+  const values = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(', ')})`);
+  return `INSERT INTO ${table} (${[...keys, ...SUM_COLUMNS].join(', ')}) VALUES ${values.join(', ')}
+    ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${SUM_COLUMNS.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ')}`;
+}
+
+/**
+ * How a report window splits: whole UTC days from the rollups (`lo` inclusive, `hi` exclusive,
+ * undefined: open; null: the window holds no whole day) and the partial days at its edges from
+ * usage_events (each a range of occurred_at, read through the (project, occurred_at) index).
+ */
+interface Split {
+  rollup: { lo: number | undefined; hi: number | undefined } | null;
+  raw: { since: number; until: number }[];
+}
+
+function splitWindow({ since, until }: ReportFilter): Split {
+  const lo = since === undefined ? undefined : since === dayOf(since) ? since : dayOf(since) + DAY_MS;
+  const hi = until === undefined ? undefined : dayOf(until);
+  if (since !== undefined && until !== undefined && lo! >= hi!) return { rollup: null, raw: [{ since, until }] };
+  const raw: Split['raw'] = [];
+  if (since !== undefined && since < lo!) raw.push({ since, until: lo! });
+  if (until !== undefined && hi! < until) raw.push({ since: hi!, until });
+  return { rollup: { lo, hi }, raw };
+}
+
+/** One event of usage_events u as a rollup row (the day, agent, model and task columns, then the sums). */
+const EVENT_SUMS = `1 AS events, CASE WHEN u.cost_micros IS NULL THEN 1 ELSE 0 END AS unknown_cost_events,
+  u.input_tokens AS input_tokens, u.output_tokens AS output_tokens, u.cache_write_tokens AS cache_write_tokens,
+  u.cache_write_1h_tokens AS cache_write_1h_tokens, u.cache_read_tokens AS cache_read_tokens,
+  u.reasoning_tokens AS reasoning_tokens, COALESCE(u.cost_micros, 0) AS cost_micros`;
+const EVENT_DAY = `CAST(u.occurred_at / ${DAY_MS} AS BIGINT) * ${DAY_MS}`;
+const SOURCES = {
+  main: {
+    table: 'usage_rollup',
+    rollupColumns: `r.day AS day, r.agent AS agent, r.model AS model, ${SUM_COLUMNS.map((c) => `r.${c} AS ${c}`).join(', ')}`,
+    eventColumns: `${EVENT_DAY} AS day, COALESCE(u.agent, '') AS agent, u.model AS model, ${EVENT_SUMS}`,
+  },
+  task: {
+    table: 'usage_task_rollup',
+    rollupColumns: `r.day AS day, r.agent AS agent, r.task AS task, ${SUM_COLUMNS.map((c) => `r.${c} AS ${c}`).join(', ')}`,
+    eventColumns: `${EVENT_DAY} AS day, COALESCE(u.agent, '') AS agent, COALESCE(u.task, '') AS task, ${EVENT_SUMS}`,
+  },
+} as const;
+
+/** Sums of a source's rows, as numbers on both dialects (PostgreSQL's SUM of BIGINT is NUMERIC). */
+const SOURCE_SUMS = SUM_COLUMNS.map((c) => `CAST(COALESCE(SUM(s.${c}), 0) AS BIGINT) AS ${c}`).join(', ');
+
+type Summed = { readonly [K in keyof Sums]: number | string };
+
+/** A usage report's parts as `usageReport` shows them (rows sorted). */
+export interface ReportParts {
+  rows: UsageRow[];
+  total: UsageRow;
+  unknownModels: { model: string; events: number }[];
+  completedTasks: { tasks: number; costMicros: number };
+}
 
 /** Where an incremental importer stopped in one file (see the import_offsets table). */
 export interface ImportOffset {
@@ -207,8 +329,45 @@ export class SqlUsageRepo {
     return rows.map(toEvent);
   }
 
-  async setCost(db: SqlExecutor, project: string, id: string, costMicros: number | null, priceVersion: string | null): Promise<void> {
-    await db.run('UPDATE usage_events SET cost_micros = $3, price_version = $4 WHERE project = $1 AND id = $2', [project, id, costMicros, priceVersion]);
+  /**
+   * Adds a delta to the rollups, in the caller's transaction (the one that wrote the events it
+   * sums): recordMany adds its new events, recompute moves re-priced costs.
+   */
+  async addToRollups(db: SqlExecutor, project: string, delta: RollupDelta): Promise<void> {
+    const { main, tasks } = delta.rows();
+    const write = async <T extends { sums: Sums }>(table: 'usage_rollup' | 'usage_task_rollup', keys: readonly string[], cells: T[], keyValues: (c: T) => unknown[]) => {
+      for (let i = 0; i < cells.length; i += ROLLUP_CHUNK) {
+        const chunk = cells.slice(i, i + ROLLUP_CHUNK);
+        await db.run(
+          upsertSql(table, keys, chunk.length),
+          chunk.flatMap((c) => [...keyValues(c), ...SUM_COLUMNS.map((k) => c.sums[k])]),
+        );
+      }
+    };
+    await write('usage_rollup', ['project', 'day', 'agent', 'model'], main, (c) => [project, c.day, c.agent, c.model]);
+    await write('usage_task_rollup', ['project', 'task', 'day', 'agent'], tasks, (c) => [project, c.task, c.day, c.agent]);
+  }
+
+  /**
+   * Re-prices events in the caller's transaction and moves the rollups by each cost change. An
+   * event whose cost is no longer the one read (another re-pricing got there first) is left
+   * alone. Returns how many events it changed.
+   */
+  async reprice(db: SqlExecutor, project: string, updates: readonly { event: UsageEvent; costMicros: number | null; priceVersion: string | null }[]): Promise<number> {
+    const delta = new RollupDelta();
+    let changed = 0;
+    for (const { event, costMicros, priceVersion } of updates) {
+      // Costs are 0 or more, so -1 stands for NULL (unpriced) on both dialects.
+      const updated = await db.run(
+        'UPDATE usage_events SET cost_micros = $3, price_version = $4 WHERE project = $1 AND id = $2 AND COALESCE(cost_micros, -1) = $5',
+        [project, event.id, costMicros, priceVersion, event.costMicros ?? -1],
+      );
+      if (updated === 0) continue;
+      changed++;
+      if (costMicros !== event.costMicros) delta.add(event, -1).add({ ...event, costMicros });
+    }
+    await this.addToRollups(db, project, delta);
+    return changed;
   }
 
   async offset(project: string, source: UsageSource, path: string): Promise<ImportOffset | undefined> {
@@ -228,62 +387,125 @@ export class SqlUsageRepo {
     );
   }
 
-  private where(project: string, filter: ReportFilter): { sql: string; params: unknown[] } {
+  /**
+   * The rows of one rollup within the filter, as a subquery: its whole days from the rollup, the
+   * partial days at the window's edges from usage_events (same columns). Pushes its parameters
+   * onto `params` (`$1` is the project).
+   */
+  private source(kind: keyof typeof SOURCES, filter: ReportFilter, params: unknown[]): string {
+    const src = SOURCES[kind];
+    const split = splitWindow(filter);
+    const param = (v: unknown) => `$${params.push(v)}`;
+    const agent = filter.agent === undefined ? undefined : param(filter.agent);
+    const arms: string[] = [];
+    if (split.rollup) {
+      const where = ['r.project = $1'];
+      if (split.rollup.lo !== undefined) where.push(`r.day >= ${param(split.rollup.lo)}`);
+      if (split.rollup.hi !== undefined) where.push(`r.day < ${param(split.rollup.hi)}`);
+      if (agent) where.push(`r.agent = ${agent}`);
+      arms.push(`SELECT ${src.rollupColumns} FROM ${src.table} r WHERE ${where.join(' AND ')}`);
+    }
+    for (const edge of split.raw) {
+      const where = ['u.project = $1', `u.occurred_at >= ${param(edge.since)}`, `u.occurred_at < ${param(edge.until)}`];
+      if (agent) where.push(`u.agent = ${agent}`);
+      arms.push(`SELECT ${src.eventColumns} FROM usage_events u WHERE ${where.join(' AND ')}`);
+    }
+    return `(${arms.join(' UNION ALL ')})`;
+  }
+
+  /**
+   * Everything `sos usage` shows, in two statements over the rollups (three by squad): the sums
+   * by agent (by day) and model, from which the rows, the total and the unpriced models follow,
+   * and the sums per task joined with the tasks now `done`. By squad an agent's sums count in
+   * every squad it is in now (squad_members), and under `-` when it is in none or there is no
+   * agent; by task the events without one are `-`.
+   */
+  async report(project: string, by: ReportDimension, filter: ReportFilter): Promise<ReportParts> {
     const params: unknown[] = [project];
-    const parts = ['u.project = $1'];
-    if (filter.since !== undefined) {
-      params.push(filter.since);
-      parts.push(`u.occurred_at >= $${params.length}`);
+    const grp = by === 'day' ? 'day' : 'agent';
+    const cells = await this.db.all<Summed & { grp: string | number; model: string }>(
+      `SELECT s.${grp} AS grp, s.model AS model, ${SOURCE_SUMS} FROM ${this.source('main', filter, params)} s GROUP BY s.${grp}, s.model`,
+      params,
+    );
+    let squads: Map<string, string[]> | undefined;
+    if (by === 'squad') {
+      squads = new Map();
+      for (const m of await this.db.all<{ agent: string; squad: string }>('SELECT agent, squad FROM squad_members WHERE project = $1', [project])) {
+        squads.set(m.agent, [...(squads.get(m.agent) ?? []), m.squad]);
+      }
     }
-    if (filter.until !== undefined) {
-      params.push(filter.until);
-      parts.push(`u.occurred_at < $${params.length}`);
+    const groups = new Map<string, Sums>();
+    const into = (key: string, from: Summed) => {
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = zero()));
+      addInto(g, from);
+    };
+    const total = zero();
+    const unknown = new Map<string, number>();
+    for (const c of cells) {
+      addInto(total, c);
+      const unpriced = n(c.unknown_cost_events);
+      if (unpriced > 0) unknown.set(c.model, (unknown.get(c.model) ?? 0) + unpriced);
+      const agent = String(c.grp);
+      if (by === 'agent') into(agent === '' ? '-' : agent, c);
+      else if (by === 'model') into(c.model, c);
+      else if (by === 'project') into(project, c);
+      else if (by === 'day') into(new Date(n(c.grp)).toISOString().slice(0, 10), c);
+      else if (by === 'squad') for (const squad of (agent === '' ? undefined : squads!.get(agent)) ?? ['-']) into(squad, c);
     }
-    if (filter.agent !== undefined) {
-      params.push(filter.agent);
-      parts.push(`u.agent = $${params.length}`);
+
+    const taskParams: unknown[] = [project];
+    const perTask = `SELECT s.task AS task, ${by === 'task' ? SOURCE_SUMS : 'SUM(s.cost_micros) AS cost_micros'} FROM ${this.source('task', filter, taskParams)} s GROUP BY s.task`;
+    let completed: ReportParts['completedTasks'];
+    if (by === 'task') {
+      const tasks = await this.db.all<Summed & { task: string; status: string | null }>(
+        `SELECT g.*, t.status AS status FROM (${perTask}) g LEFT JOIN tasks t ON t.project = $1 AND t.id = g.task`,
+        taskParams,
+      );
+      completed = { tasks: 0, costMicros: 0 };
+      for (const t of tasks) {
+        into(t.task === '' ? '-' : t.task, t);
+        if (t.status === 'done') {
+          completed.tasks++;
+          completed.costMicros += n(t.cost_micros);
+        }
+      }
+    } else {
+      const row = await this.db.one<{ tasks: number | string; cost: number | string }>(
+        `SELECT CAST(COUNT(*) AS BIGINT) AS tasks, CAST(COALESCE(SUM(g.cost_micros), 0) AS BIGINT) AS cost
+         FROM (${perTask}) g JOIN tasks t ON t.project = $1 AND t.id = g.task WHERE t.status = 'done'`,
+        taskParams,
+      );
+      completed = { tasks: n(row?.tasks), costMicros: n(row?.cost) };
     }
-    return { sql: parts.join(' AND '), params };
+
+    const rows = [...groups.entries()].filter(([, g]) => g.events > 0).map(([key, g]) => toRow(key, g));
+    // Days in calendar order; every other dimension most expensive first, then by name.
+    rows.sort((a, b) =>
+      by === 'day' ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : (b.costMicros ?? -1) - (a.costMicros ?? -1) || b.events - a.events || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+    );
+    return {
+      rows,
+      total: toRow('total', total),
+      unknownModels: [...unknown.entries()].map(([model, events]) => ({ model, events })).sort((a, b) => b.events - a.events || (a.model < b.model ? -1 : 1)),
+      completedTasks: completed,
+    };
   }
 
   async grouped(project: string, by: ReportDimension, filter: ReportFilter): Promise<UsageRow[]> {
-    const { sql, params } = this.where(project, filter);
-    const group = GROUPS[by];
-    const rows = await this.db.all<SumRow>(
-      `SELECT ${group.key} AS key, ${SUMS} FROM usage_events u ${group.join} WHERE ${sql} GROUP BY ${group.key}`,
-      params,
-    );
-    const out = rows.map((r) => toRow(by, r));
-    // Days in calendar order; every other dimension most expensive first, then by name.
-    return out.sort((a, b) =>
-      by === 'day' ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : (b.costMicros ?? -1) - (a.costMicros ?? -1) || b.events - a.events || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
-    );
+    return (await this.report(project, by, filter)).rows;
   }
 
   async total(project: string, filter: ReportFilter): Promise<UsageRow> {
-    const { sql, params } = this.where(project, filter);
-    const row = await this.db.one<SumRow>(`SELECT NULL AS key, ${SUMS} FROM usage_events u WHERE ${sql}`, params);
-    return toRow('total', row!);
+    return (await this.report(project, 'project', filter)).total;
   }
 
   async unknownModels(project: string, filter: ReportFilter): Promise<{ model: string; events: number }[]> {
-    const { sql, params } = this.where(project, filter);
-    const rows = await this.db.all<{ model: string; events: number }>(
-      `SELECT u.model AS model, CAST(COUNT(*) AS BIGINT) AS events FROM usage_events u WHERE ${sql} AND u.cost_micros IS NULL GROUP BY u.model`,
-      params,
-    );
-    return rows.map((r) => ({ model: r.model, events: n(r.events) })).sort((a, b) => b.events - a.events || (a.model < b.model ? -1 : 1));
+    return (await this.report(project, 'project', filter)).unknownModels;
   }
 
   /** Tasks of the project now `done` that have events matching the filter, and those events' priced cost. */
   async completedTasks(project: string, filter: ReportFilter): Promise<{ tasks: number; costMicros: number }> {
-    const { sql, params } = this.where(project, filter);
-    const row = await this.db.one<{ tasks: number; cost: number }>(
-      `SELECT CAST(COUNT(DISTINCT u.task) AS BIGINT) AS tasks, CAST(COALESCE(SUM(u.cost_micros), 0) AS BIGINT) AS cost
-       FROM usage_events u JOIN tasks t ON t.project = u.project AND t.id = u.task
-       WHERE ${sql} AND t.status = 'done'`,
-      params,
-    );
-    return { tasks: n(row?.tasks), costMicros: n(row?.cost) };
+    return (await this.report(project, 'project', filter)).completedTasks;
   }
 }
