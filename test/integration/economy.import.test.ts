@@ -61,15 +61,20 @@ function copyFixture(ctx: TestContext, dir: string): string {
   return to;
 }
 
-/** A Claude assistant line of our own, for the incremental cases. */
-function claudeLine(i: number): string {
+/** A Claude assistant line of our own, for the incremental cases (`content`: a text block). */
+function claudeLine(i: number, content?: string): string {
   return JSON.stringify({
     type: 'assistant',
     requestId: `req_T${i}`,
     cwd: '/work/demo',
     sessionId: 's-1',
     timestamp: '2026-12-06T12:00:00.000Z',
-    message: { id: `msg_T${i}`, model: 'claude-sonnet-4-5-20250929', usage: { input_tokens: 10, output_tokens: 2, cache_read_input_tokens: 100, cache_creation_input_tokens: 0 } },
+    message: {
+      id: `msg_T${i}`,
+      model: 'claude-sonnet-4-5-20250929',
+      ...(content === undefined ? {} : { content: [{ type: 'text', text: content }] }),
+      usage: { input_tokens: 10, output_tokens: 2, cache_read_input_tokens: 100, cache_creation_input_tokens: 0 },
+    },
   });
 }
 const lines = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => claudeLine(from + k) + '\n').join('');
@@ -158,6 +163,58 @@ describe.each(TASK_ADAPTERS)('Transcript import: $name', (adapter) => {
       appendFileSync(file, next.slice(40) + '\n');
       expect(await run()).toMatchObject({ eventsNew: 1, corrupt: 0, lines: 1 });
       expect(await total()).toBe(17);
+    });
+
+    it('counts lines and corrupt lines the same whether or not a line is parsed: CRLF, blanks, escapes, multibyte text', async (ctx) => {
+      // The Claude importer parses only lines holding `"assistant"` (or a \u004-\u007 escape);
+      // the others are counted from their bytes (importers/common.ts `prefilter`).
+      const w = await adapter.open(ctx);
+      const root = tempDir(ctx);
+      mkdirSync(join(root, 'projects/-work-demo'), { recursive: true });
+      const content = [
+        claudeLine(0), // event
+        '', // blank: not a line
+        ' \t ', // blank
+        '{"type":"user","message":{"role":"user","content":"héllo 😀 ✓"}}', // JSON, nothing to count
+        '{"type":"user","toolUseResult":{"stdout":"{\\"type\\":\\"assistant\\"}"}}', // an escaped copy: not a candidate, JSON
+        'not json at all', // corrupt, no "assistant"
+        '{"type":"assistant","message":', // corrupt, with "assistant"
+        '[1,2]', // JSON but not an object: corrupt
+        `\ufeff${claudeLine(1)}`, // a BOM in front: JSON.parse refuses it, corrupt
+        claudeLine(2).replace('"type":"assistant"', '"type":"\\u0061ssistant"'), // "assistant" spelled with an escape: event
+        claudeLine(3, 'naïve 😀 → ✓ 日本語'), // multibyte text: event
+        '{"type":"user","cut":"a half-written line then a whole one"{"type":"user"}', // shaped {…}, no "assistant": not parsed, not counted corrupt
+      ];
+      writeFileSync(join(root, 'projects/-work-demo/s.jsonl'), content.join('\r\n') + '\r\n');
+      const r = await importTranscripts(w.store, w.as(null), { source: 'claude', path: root });
+      expect(r).toMatchObject({ eventsNew: 3, lines: 10, corrupt: 4 });
+      const t = (await usageReport(w.store, w.as(null))).total;
+      expect({ events: t.events, input: t.inputTokens, output: t.outputTokens, cacheRead: t.cacheReadTokens }).toEqual({ events: 3, input: 30, output: 6, cacheRead: 300 });
+    });
+
+    it('reads a line whose multibyte character was cut by the end of the file once its newline comes', async (ctx) => {
+      const w = await adapter.open(ctx);
+      const root = tempDir(ctx);
+      mkdirSync(join(root, 'projects/-work-demo'), { recursive: true });
+      const file = join(root, 'projects/-work-demo/s.jsonl');
+      const line = Buffer.from(claudeLine(0, 'before 😀 after') + '\n');
+      const cut = line.indexOf(Buffer.from('😀')) + 2; // inside the emoji's four bytes
+      writeFileSync(file, Buffer.concat([Buffer.from('{"type":"user","text":"é😀"}\n'), line.subarray(0, cut)]));
+      expect(await importTranscripts(w.store, w.as(null), { source: 'claude', path: root })).toMatchObject({ eventsNew: 0, lines: 1, corrupt: 0 });
+      appendFileSync(file, line.subarray(cut));
+      expect(await importTranscripts(w.store, w.as(null), { source: 'claude', path: root })).toMatchObject({ eventsNew: 1, lines: 1, corrupt: 0, bytes: line.length });
+      expect((await usageReport(w.store, w.as(null))).total.events).toBe(1);
+    });
+
+    it('skips and counts corrupt lines appended to a codex rollout, totals unchanged', async (ctx) => {
+      const w = await adapter.open(ctx);
+      const root = copyFixture(ctx, 'codex');
+      const file = filesUnder(root)[0]!;
+      appendFileSync(file, 'not json\n{"type":"event_msg","payload":{"type":"token_count"\n{"type":"response_item"}\n\n');
+      const r = await importTranscripts(w.store, w.as(null), { source: 'codex', path: root });
+      expect(r.corrupt).toBe(2);
+      const { models } = EXPECTED.fixtures.codex!;
+      expect(await byModel(w, 'codex')).toEqual(Object.fromEntries(Object.entries(models).map(([m, e]) => [m, expectedView('codex', e)])));
     });
 
     it('skips and counts 1,000 corrupt lines mixed into the claude fixture, totals unchanged', async (ctx) => {

@@ -6,10 +6,10 @@ import { type Caller, requireAdmin } from '../auth/caller.js';
 import { listAgents } from '../identity/agents.js';
 import type { Store } from '../store/port.js';
 import type { BudgetCrossing } from './budgets.js';
-import { parseClaude } from './importers/claude.js';
-import { type CodexContext, type CodexRateLimits, parseCodex } from './importers/codex.js';
-import type { ParsedEvent, ParseResult } from './importers/common.js';
-import { parseGemini } from './importers/gemini.js';
+import { parseClaudeChunk } from './importers/claude.js';
+import { type CodexContext, type CodexRateLimits, parseCodexChunk } from './importers/codex.js';
+import type { ParseResult } from './importers/common.js';
+import { parseGeminiChunk } from './importers/gemini.js';
 import type { PriceTable } from './prices.js';
 import { epochMs, type QuotaReading, saveQuotaReading } from './quota.js';
 import { MAX_BATCH, recordMany } from './service.js';
@@ -23,8 +23,11 @@ import type { UsageInput } from './types.js';
  * newline is left for the next pass. A file whose inode changed or that shrank below the saved
  * offset is read again from 0 (the unique source key keeps the re-read from counting twice).
  * Each file's events and its new offset commit in one transaction. A line that is not JSON is
- * skipped and counted, never fatal. Events are attributed to the agent whose `--workdir`
- * contains the transcript's working directory (the longest such), else to no agent.
+ * skipped and counted, never fatal (each parser decodes and parses only the lines that can
+ * matter to it; the rest are counted from their bytes: `prefilter` in importers/common.ts).
+ * A pass reads a source's offsets in one query and stats each file once, during the walk.
+ * Events are attributed to the agent whose `--workdir` contains the transcript's working
+ * directory (the longest such), else to no agent.
  */
 
 export const IMPORT_SOURCES = ['claude', 'codex', 'gemini'] as const;
@@ -83,7 +86,25 @@ export function sourceRoot(source: ImportSource, env: NodeJS.ProcessEnv = proces
   return join(home, '.gemini');
 }
 
-function walk(dir: string, keep: (path: string, name: string) => boolean, out: string[] = []): string[] {
+/** A transcript file as the walk found it: its one stat, reused for the offset check and the read. */
+export interface TranscriptFile {
+  path: string;
+  device: number;
+  inode: number;
+  size: number;
+}
+
+/** Stats a file the walk found; undefined when it is gone (or unreadable) since its directory was read. */
+function statFile(path: string): TranscriptFile | undefined {
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st && { path, device: Number(st.dev), inode: Number(st.ino), size: st.size };
+  } catch {
+    return undefined;
+  }
+}
+
+function walk(dir: string, keep: (name: string) => boolean, out: TranscriptFile[] = []): TranscriptFile[] {
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -93,31 +114,55 @@ function walk(dir: string, keep: (path: string, name: string) => boolean, out: s
   // Files before subdirectories: a Claude session file is read before its subagents/, so an id
   // in both is recorded from the main conversation (the tokens are the same either way).
   const sorted = entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const e of sorted) if (e.isFile() && keep(join(dir, e.name), e.name)) out.push(join(dir, e.name));
+  for (const e of sorted) {
+    if (!e.isFile() || !keep(e.name)) continue;
+    const f = statFile(join(dir, e.name));
+    if (f) out.push(f);
+  }
   for (const e of sorted) if (e.isDirectory()) walk(join(dir, e.name), keep, out);
   return out;
 }
 
-/** The transcript files of a source under its root, in a stable order. */
-export function transcriptFiles(source: ImportSource, root: string): string[] {
-  if (source === 'claude') return walk(join(root, 'projects'), (_p, name) => name.endsWith('.jsonl'));
-  if (source === 'codex') return walk(join(root, 'sessions'), (_p, name) => name.startsWith('rollout-') && name.endsWith('.jsonl'));
+/** The transcript files of a source under its root, in a stable order, each stat-ed once. */
+export function transcripts(source: ImportSource, root: string): TranscriptFile[] {
+  if (source === 'claude') return walk(join(root, 'projects'), (name) => name.endsWith('.jsonl'));
+  if (source === 'codex') return walk(join(root, 'sessions'), (name) => name.startsWith('rollout-') && name.endsWith('.jsonl'));
   const tmp = join(root, 'tmp');
-  const files: string[] = [];
+  const files: TranscriptFile[] = [];
   if (!existsSync(tmp)) return files;
   for (const project of readdirSync(tmp).sort()) {
     const chats = join(tmp, project, 'chats');
+    let names: string[];
     try {
-      for (const name of readdirSync(chats).sort()) if (name.startsWith('session-') && name.endsWith('.jsonl')) files.push(join(chats, name));
+      names = readdirSync(chats).sort();
     } catch {
-      // not a project dir
+      continue; // not a project dir
+    }
+    for (const name of names) {
+      if (!name.startsWith('session-') || !name.endsWith('.jsonl')) continue;
+      const f = statFile(join(chats, name));
+      if (f) files.push(f);
     }
   }
   return files;
 }
 
+/** The paths of `transcripts`. */
+export function transcriptFiles(source: ImportSource, root: string): string[] {
+  return transcripts(source, root).map((f) => f.path);
+}
+
+/** Where the project stopped in each file of a source: its import_offsets rows, in one query. */
+export async function savedOffsets(store: Store, project: string, source: ImportSource): Promise<Map<string, { device: number; inode: number; offset: number }>> {
+  const rows = await store.sql.all<{ path: string; device: unknown; inode: unknown; offset: unknown }>(
+    'SELECT path, device, inode, "offset" FROM import_offsets WHERE project = $1 AND source = $2',
+    [project, source],
+  );
+  return new Map(rows.map((r) => [r.path, { device: Number(r.device), inode: Number(r.inode), offset: Number(r.offset) }]));
+}
+
 function readRange(path: string, start: number, end: number): Buffer {
-  const buf = Buffer.alloc(end - start);
+  const buf = Buffer.allocUnsafe(end - start); // only the bytes read are returned
   const fd = openSync(path, 'r');
   try {
     let done = 0;
@@ -139,6 +184,11 @@ function completeLines(buf: Buffer): { lines: string[]; consumed: number } {
   return { lines: buf.subarray(0, end).toString('utf8').split('\n'), consumed: end + 1 };
 }
 
+/** The complete lines of a chunk, undecoded, through their last '\n' (a last line without one is left). */
+function completeChunk(buf: Buffer): Buffer {
+  return buf.subarray(0, buf.lastIndexOf(0x0a) + 1);
+}
+
 /** Finds the agent a transcript belongs to: by its `--transcripts` glob, its workdir, Gemini's project hash. */
 export interface Workdirs {
   /** The agent whose `--transcripts` glob matches the file, else null. */
@@ -150,19 +200,26 @@ export interface Workdirs {
 }
 
 export async function workdirs(store: Store, caller: Caller): Promise<Workdirs> {
-  const dirs = (await listAgents(store, caller))
+  const agents = await listAgents(store, caller);
+  const dirs = agents
     .filter((a) => typeof a.workdir === 'string' && a.workdir !== '')
     .map((a) => ({ agent: a.name, dir: resolve(a.workdir!), hash: createHash('sha256').update(a.workdir!).digest('hex') }))
     .sort((a, b) => b.dir.length - a.dir.length);
-  const globs = (await listAgents(store, caller))
+  const globs = agents
     .filter((a) => typeof a.transcripts === 'string' && a.transcripts !== '')
     .map((a) => ({ agent: a.name, re: globPattern(a.transcripts!) }));
+  const byCwd = new Map<string, string | null>();
   return {
     byFile: (path) => globs.find((g) => g.re.test(path))?.agent ?? null,
     byCwd: (cwd) => {
       if (!cwd) return null;
-      const c = resolve(cwd);
-      return dirs.find((d) => c === d.dir || c.startsWith(d.dir.endsWith('/') ? d.dir : `${d.dir}/`))?.agent ?? null;
+      let agent = byCwd.get(cwd);
+      if (agent === undefined) {
+        const c = resolve(cwd);
+        agent = dirs.find((d) => c === d.dir || c.startsWith(d.dir.endsWith('/') ? d.dir : `${d.dir}/`))?.agent ?? null;
+        byCwd.set(cwd, agent); // a transcript names the same few cwds on every line
+      }
+      return agent;
     },
     byHash: (hash) => (hash ? (dirs.find((d) => d.hash === hash)?.agent ?? null) : null),
   };
@@ -210,8 +267,7 @@ function geminiProjectHash(path: string, size: number): string | null {
 
 /** A Codex rollout's thread, model and cwd in force at `offset` (from its session_meta and turn_context lines). */
 function codexContextAt(path: string, offset: number): CodexContext {
-  const { lines } = completeLines(readRange(path, 0, offset));
-  return parseCodex(lines.filter((l) => l.includes('"session_meta"') || l.includes('"turn_context"'))).context;
+  return parseCodexChunk(completeChunk(readRange(path, 0, offset)), null, undefined, true).context;
 }
 
 export async function importTranscripts(store: Store, caller: Caller, options: ImportOptions = {}): Promise<ImportReport> {
@@ -227,53 +283,49 @@ export async function importTranscripts(store: Store, caller: Caller, options: I
   for (const source of sources) {
     const root = resolve(options.path ?? sourceRoot(source, env));
     const s: SourceImport = { source, root, files: 0, lines: 0, bytes: 0, eventsNew: 0, duplicates: 0, corrupt: 0, reread: 0 };
-    for (const path of transcriptFiles(source, root)) {
-      let st;
-      try {
-        st = statSync(path);
-      } catch {
-        continue; // gone since the walk
-      }
+    // The project's offsets for this source in one query (a re-run of an unchanged tree is then
+    // the walk, one stat per file and this read). Each path is read once per pass.
+    const offsets = await savedOffsets(store, caller.project, source);
+    for (const { path, device, inode, size } of transcripts(source, root)) {
       s.files++;
-      const saved = await repo.offset(caller.project, source, path);
-      const same = saved !== undefined && saved.device === Number(st.dev) && saved.inode === Number(st.ino) && st.size >= saved.offset;
+      const saved = offsets.get(path);
+      const same = saved !== undefined && saved.device === device && saved.inode === inode && size >= saved.offset;
       if (saved !== undefined && !same) s.reread++;
       const start = same ? saved.offset : 0;
-      if (start >= st.size) continue;
-      const { lines, consumed } = completeLines(readRange(path, start, st.size));
+      if (start >= size) continue;
+      const chunk = completeChunk(readRange(path, start, size));
+      const consumed = chunk.length;
       if (consumed === 0) continue; // only a half-written line: wait for its newline
       s.bytes += consumed;
       let parsed: ParseResult;
       // A `--transcripts` glob claims the whole file; otherwise each event's cwd decides.
       const fileAgent = agents.byFile(path);
-      let cwdOf: (e: ParsedEvent) => string | null;
+      let cwdOf: (cwd: string | null | undefined) => string | null = (cwd) => fileAgent ?? agents.byCwd(cwd);
       let readings: QuotaReading[] = [];
       if (source === 'claude') {
-        parsed = parseClaude(lines, path);
-        cwdOf = (e) => fileAgent ?? agents.byCwd(e.cwd);
+        parsed = parseClaudeChunk(chunk, path);
       } else if (source === 'codex') {
-        const r = parseCodex(lines, path, start > 0 ? codexContextAt(path, start) : undefined);
+        const r = parseCodexChunk(chunk, path, start > 0 ? codexContextAt(path, start) : undefined);
         parsed = r;
         if (r.rateLimits) {
           if (report.rateLimits === null || (r.rateLimits.seenAt ?? 0) >= (report.rateLimits.seenAt ?? 0)) report.rateLimits = r.rateLimits;
           const owner = fileAgent ?? agents.byCwd(r.context.cwd);
           if (owner !== null || keepUnattributed) readings = codexReadings(caller.project, owner ?? '-', r.rateLimits, now());
         }
-        cwdOf = (e) => fileAgent ?? agents.byCwd(e.cwd);
       } else {
-        parsed = parseGemini(lines, path);
-        const agent = fileAgent ?? agents.byHash(geminiProjectHash(path, st.size));
+        parsed = parseGeminiChunk(chunk, path);
+        const agent = fileAgent ?? agents.byHash(geminiProjectHash(path, size));
         cwdOf = () => agent;
       }
       s.lines += parsed.lines;
       s.corrupt += parsed.corrupt;
-      let inputs: UsageInput[] = parsed.events.map(({ cwd: _cwd, ...e }) => ({ ...e, source, agent: cwdOf({ ...e, cwd: _cwd ?? null }), task: null }));
+      let inputs: UsageInput[] = parsed.events.map(({ cwd, ...e }) => ({ ...e, source, agent: cwdOf(cwd), task: null }));
       if (!keepUnattributed) {
         const kept = inputs.filter((e) => e.agent !== null);
         report.unattributed += inputs.length - kept.length;
         inputs = kept;
       }
-      const offset = { project: caller.project, source, path, device: Number(st.dev), inode: Number(st.ino), size: st.size, offset: start + consumed, updatedAt: now() };
+      const offset = { project: caller.project, source, path, device, inode, size, offset: start + consumed, updatedAt: now() };
       // Batches of at most MAX_BATCH; the offset is saved with the last one.
       const batches: UsageInput[][] = [];
       for (let i = 0; i < inputs.length; i += MAX_BATCH) batches.push(inputs.slice(i, i + MAX_BATCH));

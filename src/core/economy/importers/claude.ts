@@ -1,4 +1,4 @@
-import { jsonLine, obj, type ParsedEvent, type ParseResult, text, timeOf, tok } from './common.js';
+import { jsonLine, obj, type ParsedEvent, type ParseResult, prefilter, text, timeOf, tok } from './common.js';
 
 /**
  * Claude Code transcripts (`projects/<cwd>/<session>.jsonl`, subagents in
@@ -56,4 +56,18 @@ export function parseClaude(lines: readonly string[], file: string | null = null
     byKey.set(event.sourceKey, event);
   }
   return { events: [...byKey.values()], lines: lines.filter((l) => l.trim() !== '').length, corrupt, skipped };
+}
+
+const ASSISTANT = [Buffer.from('"assistant"')];
+
+/**
+ * `parseClaude` on a chunk of complete lines, parsing only the lines that hold `"assistant"`
+ * (an event needs `type` "assistant"; about a quarter of a transcript's bytes): the same events,
+ * lines and (but for `prefilter`'s one approximation, a non-assistant line shaped `{…}` that is
+ * not JSON) corrupt counts as `parseClaude` on the decoded lines.
+ */
+export function parseClaudeChunk(chunk: Buffer, file: string | null = null): ParseResult {
+  const p = prefilter(chunk, ASSISTANT);
+  const r = parseClaude(p.candidates, file);
+  return { events: r.events, lines: p.lines, corrupt: p.corrupt + r.corrupt, skipped: p.skipped + r.skipped };
 }

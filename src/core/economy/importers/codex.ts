@@ -1,4 +1,4 @@
-import { jsonLine, obj, type ParsedEvent, type ParseResult, text, timeOf, tok } from './common.js';
+import { jsonLine, obj, type ParsedEvent, type ParseResult, prefilter, text, timeOf, tok } from './common.js';
 
 /** Where a Codex rollout stands: the thread and model in force, for lines read later. */
 export interface CodexContext {
@@ -117,4 +117,20 @@ export function parseCodex(lines: readonly string[], file: string | null = null,
     byKey.set(key, event);
   }
   return { events: [...byKey.values()], lines: lines.filter((l) => l.trim() !== '').length, corrupt, skipped, context: ctx, rateLimits };
+}
+
+/** The `type` values `parseCodex` reads (a line holding none of them is skipped). */
+const CODEX_TYPES = ['"session_meta"', '"turn_context"', '"token_count"', '"token_usage_record"'].map((t) => Buffer.from(t));
+const CODEX_CONTEXT = CODEX_TYPES.slice(0, 2);
+
+/**
+ * `parseCodex` on a chunk of complete lines, parsing only the lines that hold one of the types
+ * it reads (see `prefilter`: same events, context, rate limits and lines; corrupt but for a
+ * non-candidate line shaped `{…}` that is not JSON). With `contextOnly`, only session_meta and
+ * turn_context lines are parsed: the context at the chunk's end, for a driver resuming mid-file.
+ */
+export function parseCodexChunk(chunk: Buffer, file: string | null = null, start?: CodexContext, contextOnly = false): CodexParseResult {
+  const p = prefilter(chunk, contextOnly ? CODEX_CONTEXT : CODEX_TYPES);
+  const r = parseCodex(p.candidates, file, start);
+  return { ...r, lines: p.lines, corrupt: p.corrupt + r.corrupt, skipped: p.skipped + r.skipped };
 }

@@ -1,4 +1,4 @@
-import { jsonLine, obj, type ParsedEvent, type ParseResult, text, timeOf, tok } from './common.js';
+import { jsonLine, obj, type ParsedEvent, type ParseResult, prefilter, text, timeOf, tok } from './common.js';
 
 /**
  * Gemini CLI chat recordings (`~/.gemini/tmp/<project>/chats/session-*.jsonl`): every `gemini`
@@ -51,4 +51,14 @@ export function parseGemini(lines: readonly string[], file: string | null = null
     byKey.set(id, event);
   }
   return { events: [...byKey.values()], lines: lines.filter((l) => l.trim() !== '').length, corrupt, skipped };
+}
+
+/** An event needs `type` "gemini"; the session header is the line with `sessionId` and no type. */
+const GEMINI_KEYS = [Buffer.from('"gemini"'), Buffer.from('"sessionId"')];
+
+/** `parseGemini` on a chunk of complete lines, parsing only the lines that can matter (see `prefilter`). */
+export function parseGeminiChunk(chunk: Buffer, file: string | null = null): ParseResult {
+  const p = prefilter(chunk, GEMINI_KEYS);
+  const r = parseGemini(p.candidates, file);
+  return { events: r.events, lines: p.lines, corrupt: p.corrupt + r.corrupt, skipped: p.skipped + r.skipped };
 }
