@@ -176,6 +176,24 @@ export class CircuitBreaker {
     }
   }
 
+  /**
+   * Takes on a state saved by another process (`snapshot()` there): open or closed, the failure
+   * streak, when it opened, the last error and the counters. A probe in flight elsewhere is not
+   * taken on: this process may probe once the cool-down is over.
+   */
+  restore(saved: Pick<BreakerSnapshot, 'state' | 'consecutiveFailures' | 'openedAt' | 'lastError' | 'counters'>): void {
+    this.current = saved.state === 'closed' ? 'closed' : 'open';
+    this.consecutive = Math.max(0, Math.floor(saved.consecutiveFailures));
+    this.openedAt = this.current === 'open' ? (saved.openedAt ?? this.now()) : saved.openedAt;
+    this.probing = false;
+    this.lastError = saved.lastError;
+    for (const key of Object.keys(this.counters) as (keyof BreakerCounters)[]) {
+      const v = saved.counters?.[key];
+      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.counters[key] = v;
+    }
+    this.generation++;
+  }
+
   /** The error for a refused call. */
   refused(): BreakerOpen {
     const s = this.snapshot();

@@ -4,6 +4,7 @@ import { sweepAcks } from '../bus/service.js';
 import type { Bus } from '../bus/port.js';
 import type { ConfigValues } from '../config/variables.js';
 import type { LifecycleContext } from '../lifecycle/context.js';
+import type { MemoryContext } from '../memory/service.js';
 import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
 import type { SessionDriver } from '../sessions/port.js';
 import { openStore, parseStoreTarget } from '../store/open.js';
@@ -258,7 +259,8 @@ export class Daemon {
       },
     });
     const { importLoop, economyLoop } = await this.economyLoops(store, busCtx.bus, life, projects, intervals.sweepMs, onError);
-    this.loops.push(leaseLoop, sweepLoop, lifecycleLoop, wakeLoop, economyLoop, ...(importLoop ? [importLoop] : []));
+    const brainLoop = await this.brainLoop(store, busCtx.bus, memory.ctx, projects, onError);
+    this.loops.push(leaseLoop, sweepLoop, lifecycleLoop, wakeLoop, economyLoop, ...(importLoop ? [importLoop] : []), ...(brainLoop ? [brainLoop] : []));
     for (const loop of this.loops) loop.start();
     this.resources.defer('loops', async () => {
       // Loops stop first (they were started last): the iteration in flight finishes.
@@ -340,6 +342,70 @@ export class Daemon {
       if (pending) clearTimeout(pending);
     });
     return { economyLoop, importLoop };
+  }
+
+  /**
+   * The brain's loop, only when a provider is configured (SOS_BRAIN_PROVIDER). Each pass reads
+   * every project's event stream from where it last stopped (kept in `brain_cursors`, so events
+   * from while the daemon was down count), feeds the triggering ones to the project's scheduler
+   * (trigger.ts: debounce, `brain.wake` at once, the slow timer) and runs the cycle that is due.
+   * A provider outage fails the cycle (recorded, breakers counting); it never stops the loop.
+   */
+  private async brainLoop(store: Store, bus: Bus, memory: MemoryContext, projects: () => Promise<string[]>, onError: (name: string, err: unknown) => void) {
+    const v = this.options.values;
+    const { brainFromConfig } = await import('../brain/context.js');
+    const brain = await brainFromConfig(v, { store, bus, memory, cwd: this.options.cwd });
+    if (!brain) return null;
+    const { runCycle } = await import('../brain/cycle.js');
+    const { BrainScheduler } = await import('../brain/trigger.js');
+    const schedulers = new Map<string, { scheduler: InstanceType<typeof BrainScheduler>; cursor: string }>();
+    const started = Date.now();
+    const read = async (project: string) => {
+      let entry = schedulers.get(project);
+      let fresh = false;
+      if (!entry) {
+        const saved = await store.sql.one<{ cursor: string }>('SELECT cursor FROM brain_cursors WHERE project = $1', [project]);
+        fresh = saved === undefined;
+        entry = { scheduler: new BrainScheduler({ debounceMs: v.brainDebounceMs, intervalMs: v.brainIntervalMs }, started), cursor: saved?.cursor ?? '' };
+        schedulers.set(project, entry);
+      }
+      const before = entry.cursor;
+      for (;;) {
+        const page = await bus.events(project, entry.cursor, 500);
+        const now = Date.now();
+        // The first start reads the stream's history only to find its end: old events trigger nothing.
+        entry.scheduler.observe(fresh ? page.events.filter((e) => e.at >= started) : page.events, now);
+        entry.cursor = page.cursor;
+        if (page.events.length < 500) break;
+      }
+      if (entry.cursor !== before || fresh) {
+        await store.sql.run(
+          `INSERT INTO brain_cursors (project, cursor, updated_at) VALUES ($1, $2, $3)
+           ON CONFLICT (project) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
+          [project, entry.cursor, Date.now()],
+        );
+      }
+      return entry.scheduler;
+    };
+    return new Loop({
+      name: 'brain',
+      intervalMs: Math.max(50, Math.min(1_000, Math.floor(v.brainDebounceMs / 4) || 50)),
+      onError,
+      run: async (signal) => {
+        for (const project of await projects()) {
+          if (signal.aborted) return;
+          const scheduler = await read(project);
+          const trigger = scheduler.take(Date.now());
+          if (!trigger) continue;
+          try {
+            const c = await runCycle(brain, operator(project), { trigger, signal });
+            this.log({ event: 'brain_cycle', project, cycle: c.id, trigger: c.trigger, method: c.decision?.method ?? null, outcome: c.outcome, reason: c.reason.slice(0, 300), provider: c.provider });
+          } catch (err) {
+            onError('brain', err);
+          }
+        }
+      },
+    });
   }
 
   /**

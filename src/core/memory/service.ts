@@ -162,6 +162,35 @@ export async function remember(ctx: MemoryContext, caller: Caller, input: Rememb
   return { id, merged: false, engram: (await ctx.memory.get(caller.project, id))! };
 }
 
+/**
+ * An engram written by sos itself (the brain's `cycle` records): the author is a system name, not
+ * a registered agent, the scope is the project, and it is never merged into a near-duplicate
+ * (two cycles that read alike are still two cycles).
+ */
+export async function rememberSystem(ctx: MemoryContext, project: string, input: { author: string; text: string; kind: EngramKind; tags?: string[]; taskId?: string }): Promise<string> {
+  const text = assertText(ctx, input.text);
+  const [vector] = await ctx.embedder.embed([text]);
+  const at = now(ctx);
+  const id = newId('eng', at);
+  await ctx.memory.insert({
+    id,
+    project,
+    text,
+    kind: input.kind,
+    scope: 'project',
+    author: input.author,
+    tags: [...new Set((input.tags ?? []).map(assertCapability))],
+    taskId: input.taskId ?? null,
+    messageId: null,
+    embedder: ctx.embedder.name,
+    dim: ctx.embedder.dim,
+    embedding: vector!,
+    createdAt: at,
+    updatedAt: at,
+  });
+  return id;
+}
+
 export interface RecallInput {
   query: string;
   limit?: number;
