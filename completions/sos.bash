@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -30,7 +30,7 @@ _sos_node() {
     messages) _sos_subs='show pending sweep' _sos_opts='' ;;
     'messages pending') _sos_subs='' _sos_opts=--overdue ;;
     heartbeat) _sos_subs='' _sos_opts=--agent ;;
-    tasks) _sos_subs='create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats' _sos_opts='' ;;
+    tasks) _sos_subs='create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep route stats' _sos_opts='' ;;
     'tasks create') _sos_subs='' _sos_opts='--description --stdin --priority --squad --label --requires --depends-on --assignee --max-attempts --lease --budget --status --idempotency-key' ;;
     'tasks list') _sos_subs='' _sos_opts='--status --squad --assignee --ready --limit' ;;
     'tasks show') _sos_subs='' _sos_opts=--events ;;
@@ -49,6 +49,7 @@ _sos_node() {
     'tasks handoff') _sos_subs='' _sos_opts='--to --summary --memory --fence --idempotency-key' ;;
     'tasks accept') _sos_subs='' _sos_opts=--idempotency-key ;;
     'tasks reject') _sos_subs='' _sos_opts='--reason --idempotency-key' ;;
+    'tasks route') _sos_subs='' _sos_opts='--squad --dry-run' ;;
     memory) _sos_subs='remember recall show forget list reindex context' _sos_opts='' ;;
     'memory remember') _sos_subs='' _sos_opts='--stdin --kind --scope --tag --task --supersedes' ;;
     'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
@@ -65,7 +66,15 @@ _sos_node() {
     goals) _sos_subs='add list show done drop' _sos_opts='' ;;
     'goals add') _sos_subs='' _sos_opts=--priority ;;
     'goals list') _sos_subs='' _sos_opts=--all ;;
-    brain) _sos_subs='retire unretire retired' _sos_opts='' ;;
+    brain) _sos_subs='run status cycles wake retire unretire retired' _sos_opts='' ;;
+    'brain run') _sos_subs='' _sos_opts='--once --dry-run --reason' ;;
+    'brain cycles') _sos_subs='' _sos_opts='--since --outcome --limit --dry-runs' ;;
+    'brain wake') _sos_subs='' _sos_opts=--reason ;;
+    governance) _sos_subs='set list' _sos_opts='' ;;
+    approvals) _sos_subs='list show approve deny' _sos_opts='' ;;
+    'approvals list') _sos_subs='' _sos_opts='--status --all' ;;
+    'approvals approve') _sos_subs='' _sos_opts='--note --all' ;;
+    'approvals deny') _sos_subs='' _sos_opts=--note ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
@@ -171,6 +180,7 @@ _sos_takes_value() {
     'tasks accept|--idempotency-key') return 0 ;;
     'tasks reject|--reason') return 0 ;;
     'tasks reject|--idempotency-key') return 0 ;;
+    'tasks route|--squad') return 0 ;;
     'memory remember|--kind') return 0 ;;
     'memory remember|--scope') return 0 ;;
     'memory remember|--tag') return 0 ;;
@@ -229,6 +239,14 @@ _sos_takes_value() {
     'budgets set|--action') return 0 ;;
     'budgets set|--at') return 0 ;;
     'goals add|--priority') return 0 ;;
+    'brain run|--reason') return 0 ;;
+    'brain cycles|--since') return 0 ;;
+    'brain cycles|--outcome') return 0 ;;
+    'brain cycles|--limit') return 0 ;;
+    'brain wake|--reason') return 0 ;;
+    'approvals list|--status') return 0 ;;
+    'approvals approve|--note') return 0 ;;
+    'approvals deny|--note') return 0 ;;
     'mcp|--agent') return 0 ;;
     'daemon|--probe-interval') return 0 ;;
     'daemon|--sweep-interval') return 0 ;;
@@ -281,6 +299,7 @@ _sos_value() {
     'tasks board|--squad') _sos_list squads ;;
     'tasks claim|--squad') _sos_list squads ;;
     'tasks handoff|--to') _sos_list agents ;;
+    'tasks route|--squad') _sos_list squads ;;
     'memory remember|--kind') _sos_words observation decision handoff finding checkpoint cycle ;;
     'memory recall|--agent') _sos_list agents ;;
     'memory recall|--mode') _sos_words hybrid vector text ;;
@@ -301,6 +320,8 @@ _sos_value() {
     'usage recompute|--agent') _sos_list agents ;;
     'budgets set|--period') _sos_words day week month total ;;
     'budgets set|--action') _sos_words warn downgrade pause block ;;
+    'brain cycles|--outcome') _sos_words executed dry_run rejected_schema rejected_unsupported skipped_stale skipped_duplicate skipped_unroutable blocked_budget gated failed ;;
+    'approvals list|--status') _sos_words pending approved denied executed failed skipped ;;
     'mcp|--agent') _sos_list agents ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
@@ -327,6 +348,8 @@ _sos_arg() {
     'send|'0) _sos_list agents ;;
     'send|'*) : ;;
     'memory context|'0) _sos_list agents ;;
+    'governance set|'0) _sos_words create_task send_message research fix_code health_check post_content send_outreach ;;
+    'governance set|'1) _sos_words act_freely batch_approve human_gate dual_approval ;;
     'completion|'0) _sos_words bash zsh fish ;;
   esac
 }

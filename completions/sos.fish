@@ -7,7 +7,7 @@
 function __sos_subcommands --argument-names cmd
     switch $cmd
         case ''
-            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain mcp daemon metrics completion
+            printf '%s\n' init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics completion
         case projects
             printf '%s\n' create acl list
         case agents
@@ -19,7 +19,7 @@ function __sos_subcommands --argument-names cmd
         case messages
             printf '%s\n' show pending sweep
         case tasks
-            printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep stats
+            printf '%s\n' create list show board claim start heartbeat complete fail release cancel block unblock redrive comment handoff accept reject sweep route stats
         case memory
             printf '%s\n' remember recall show forget list reindex context
         case usage
@@ -29,7 +29,11 @@ function __sos_subcommands --argument-names cmd
         case goals
             printf '%s\n' add list show done drop
         case brain
-            printf '%s\n' retire unretire retired
+            printf '%s\n' run status cycles wake retire unretire retired
+        case governance
+            printf '%s\n' set list
+        case approvals
+            printf '%s\n' list show approve deny
         case daemon
             printf '%s\n' status install-unit
     end
@@ -38,7 +42,7 @@ end
 # Succeeds when the option consumes the next word at that command path.
 function __sos_takes_value --argument-names cmd option
     switch "$cmd|$option"
-        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents add|--plan' 'agents add|--transcripts' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--plan' 'agents set|--transcripts' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage windows|--agent' 'usage windows|--by' 'usage windows|--since' 'usage windows|--until' 'usage windows|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'goals add|--priority' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
+        case 'agents add|--kind' 'agents add|--role' 'agents add|--cap' 'agents add|--session' 'agents add|--start-cmd' 'agents add|--workdir' 'agents add|--policy' 'agents add|--tmux-socket' 'agents add|--patterns' 'agents add|--wake' 'agents add|--plan' 'agents add|--transcripts' 'agents set|--session' 'agents set|--start-cmd' 'agents set|--workdir' 'agents set|--policy' 'agents set|--tmux-socket' 'agents set|--patterns' 'agents set|--wake' 'agents set|--plan' 'agents set|--transcripts' 'agents set|--clear' 'agents history|--limit' 'agents park|--until' 'agents park|--reason' 'squads create|--description' 'squads join|--agent' 'squads leave|--agent' 'tokens create|--agent' 'tokens create|--role' 'hook|--agent' 'send|--reply-to' 'send|--wait-ack' 'send|--priority' 'send|--expires' 'send|--idempotency-key' 'inbox|--agent' 'inbox|--limit' 'ack|--note' 'heartbeat|--agent' 'tasks create|--description' 'tasks create|--priority' 'tasks create|--squad' 'tasks create|--label' 'tasks create|--requires' 'tasks create|--depends-on' 'tasks create|--assignee' 'tasks create|--max-attempts' 'tasks create|--lease' 'tasks create|--budget' 'tasks create|--status' 'tasks create|--idempotency-key' 'tasks list|--status' 'tasks list|--squad' 'tasks list|--assignee' 'tasks list|--limit' 'tasks board|--squad' 'tasks board|--limit' 'tasks claim|--id' 'tasks claim|--squad' 'tasks claim|--wait' 'tasks claim|--lease' 'tasks claim|--idempotency-key' 'tasks start|--fence' 'tasks start|--idempotency-key' 'tasks heartbeat|--fence' 'tasks heartbeat|--lease' 'tasks complete|--result' 'tasks complete|--artifact' 'tasks complete|--usage' 'tasks complete|--fence' 'tasks complete|--idempotency-key' 'tasks fail|--error' 'tasks fail|--fence' 'tasks fail|--idempotency-key' 'tasks release|--fence' 'tasks release|--idempotency-key' 'tasks cancel|--reason' 'tasks cancel|--idempotency-key' 'tasks block|--reason' 'tasks block|--idempotency-key' 'tasks unblock|--idempotency-key' 'tasks redrive|--attempts' 'tasks redrive|--idempotency-key' 'tasks comment|--idempotency-key' 'tasks handoff|--to' 'tasks handoff|--summary' 'tasks handoff|--memory' 'tasks handoff|--fence' 'tasks handoff|--idempotency-key' 'tasks accept|--idempotency-key' 'tasks reject|--reason' 'tasks reject|--idempotency-key' 'tasks route|--squad' 'memory remember|--kind' 'memory remember|--scope' 'memory remember|--tag' 'memory remember|--task' 'memory remember|--supersedes' 'memory recall|--limit' 'memory recall|--scope' 'memory recall|--agent' 'memory recall|--tag' 'memory recall|--kind' 'memory recall|--since' 'memory recall|--mode' 'memory list|--agent' 'memory list|--limit' 'memory context|--max-chars' 'usage|--by' 'usage|--since' 'usage|--until' 'usage|--agent' 'usage record|--model' 'usage record|--input' 'usage record|--output' 'usage record|--cache-read' 'usage record|--cache-write' 'usage record|--cache-write-1h' 'usage record|--reasoning' 'usage record|--provider' 'usage record|--task' 'usage record|--key' 'usage record|--at' 'usage record|--by' 'usage record|--since' 'usage record|--until' 'usage record|--agent' 'usage prices|--by' 'usage prices|--since' 'usage prices|--until' 'usage prices|--agent' 'usage import|--source' 'usage import|--path' 'usage import|--by' 'usage import|--since' 'usage import|--until' 'usage import|--agent' 'usage windows|--agent' 'usage windows|--by' 'usage windows|--since' 'usage windows|--until' 'usage windows|--agent' 'usage recompute|--by' 'usage recompute|--since' 'usage recompute|--until' 'usage recompute|--agent' 'budgets set|--limit' 'budgets set|--period' 'budgets set|--action' 'budgets set|--at' 'goals add|--priority' 'brain run|--reason' 'brain cycles|--since' 'brain cycles|--outcome' 'brain cycles|--limit' 'brain wake|--reason' 'approvals list|--status' 'approvals approve|--note' 'approvals deny|--note' 'mcp|--agent' 'daemon|--probe-interval' 'daemon|--sweep-interval' 'daemon|--wake-cooldown' 'daemon status|--probe-interval' 'daemon status|--sweep-interval' 'daemon status|--wake-cooldown' 'daemon install-unit|--probe-interval' 'daemon install-unit|--sweep-interval' 'daemon install-unit|--wake-cooldown' '*|--db' '*|--project' '*|--as' '*|--token'
             return 0
     end
     return 1
@@ -141,7 +145,9 @@ complete -c sos -n '__sos_arg 0' -a usage -d 'the ledger: tokens and cost by age
 complete -c sos -n '__sos_arg 0' -a budgets -d 'spending limits per project, squad, agent or task, and what happens when one is spent'
 complete -c sos -n '__sos_arg 0' -a statusline -d 'Claude Code\'s status line: stores the plan\'s rate limits it is handed on stdin, prints agent, task, quota and spend'
 complete -c sos -n '__sos_arg 0' -a goals -d 'what the brain works toward: add, list, show, done, drop'
-complete -c sos -n '__sos_arg 0' -a brain -d 'the coordinator\'s guards: retired directive markers (the rest of the brain is not built yet)'
+complete -c sos -n '__sos_arg 0' -a brain -d 'the coordinator: one guarded decision per cycle (run, status, cycles, wake) and its retired directive markers'
+complete -c sos -n '__sos_arg 0' -a governance -d 'each motor method\'s tier: act freely, or wait for approval (sos approvals)'
+complete -c sos -n '__sos_arg 0' -a approvals -d 'the brain\'s gated proposals: list, show, approve (executes once), deny'
 complete -c sos -n '__sos_arg 0' -a mcp -d 'serve messages, tasks and memory as MCP tools over stdio (Claude Code, Codex, Gemini CLI)'
 complete -c sos -n '__sos_arg 0' -a daemon -d 'run the long-lived loops in the foreground: wake delivery, lifecycle, leases, sweeps'
 complete -c sos -n '__sos_arg 0' -a metrics -d 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences'
@@ -318,6 +324,7 @@ complete -c sos -n '__sos_arg 0 tasks' -a handoff -d 'hand a task you hold to an
 complete -c sos -n '__sos_arg 0 tasks' -a accept -d 'accept a handoff addressed to you: you become the claimant'
 complete -c sos -n '__sos_arg 0 tasks' -a reject -d 'reject a handoff addressed to you: it returns to the sender'
 complete -c sos -n '__sos_arg 0 tasks' -a sweep -d 'requeue tasks whose lease ran out, or make them dead'
+complete -c sos -n '__sos_arg 0 tasks' -a route -d 'assign queued, unassigned tasks to the cheapest routable agent that may claim them (admins)'
 complete -c sos -n '__sos_arg 0 tasks' -a stats -d 'task counters: duplicate claims and stale fences refused, leases expired'
 
 # sos tasks create
@@ -414,6 +421,10 @@ complete -c sos -n '__sos_at tasks accept' -l idempotency-key -x -d 'a repeat wi
 # sos tasks reject
 complete -c sos -n '__sos_at tasks reject' -l reason -x -d 'why (required)'
 complete -c sos -n '__sos_at tasks reject' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
+
+# sos tasks route
+complete -c sos -n '__sos_at tasks route' -l squad -x -a '(__sos_list squads)' -d squad
+complete -c sos -n '__sos_at tasks route' -l dry-run -d 'show who would get what; assign and count nothing'
 
 # sos memory
 complete -c sos -n '__sos_arg 0 memory' -a remember -d 'store an engram; prints its id (or the id it merged into)'
@@ -532,9 +543,52 @@ complete -c sos -n '__sos_at goals add' -l priority -x -d 'critical, high, norma
 complete -c sos -n '__sos_at goals list' -l all -d 'done and dropped ones too'
 
 # sos brain
+complete -c sos -n '__sos_arg 0 brain' -a run -d 'run one brain cycle now: perceive, ask the model, judge and act through the motor (admin)'
+complete -c sos -n '__sos_arg 0 brain' -a status -d 'the providers in order of routing, their circuit breakers, and the cycles so far'
+complete -c sos -n '__sos_arg 0 brain' -a cycles -d 'the brain\'s cycles, newest first: trigger, decision, outcome, reason, cost'
+complete -c sos -n '__sos_arg 0 brain' -a wake -d 'wake the daemon\'s brain for a cycle now, without waiting for its debounce or timer (admin)'
 complete -c sos -n '__sos_arg 0 brain' -a retire -d 'retire a directive marker: proposals that mention it are skipped as stale (admin)'
 complete -c sos -n '__sos_arg 0 brain' -a unretire -d 'remove one of the project\'s own retired markers (admin)'
 complete -c sos -n '__sos_arg 0 brain' -a retired -d 'the retired markers in force: built-in ones and the project’s own'
+
+# sos brain run
+complete -c sos -n '__sos_at brain run' -l once -d 'one cycle, then exit (the loop itself runs in `sos daemon`)'
+complete -c sos -n '__sos_at brain run' -l dry-run -d 'ask the model and show the motor verdict, execute nothing'
+complete -c sos -n '__sos_at brain run' -l reason -x -d 'why, told to the model as the trigger'
+
+# sos brain cycles
+complete -c sos -n '__sos_at brain cycles' -l since -x -d 'only cycles since this time (ISO date or 30m, 2h, 1d ago)'
+complete -c sos -n '__sos_at brain cycles' -l outcome -x -a 'executed dry_run rejected_schema rejected_unsupported skipped_stale skipped_duplicate skipped_unroutable blocked_budget gated failed' -d 'only cycles with this outcome'
+complete -c sos -n '__sos_at brain cycles' -l limit -x -d 'at most n cycles (default 50)'
+complete -c sos -n '__sos_at brain cycles' -l dry-runs -d 'include dry runs'
+
+# sos brain wake
+complete -c sos -n '__sos_at brain wake' -l reason -x -d 'why, told to the model as the trigger'
+
+# sos governance
+complete -c sos -n '__sos_arg 0 governance' -a set -d 'set a method\'s tier in the project (admin)'
+complete -c sos -n '__sos_arg 0 governance' -a list -d 'every motor method with its tier in force, default or set'
+
+# sos governance set
+complete -c sos -n '__sos_arg 0 governance set' -a 'create_task send_message research fix_code health_check post_content send_outreach' -d 'a motor method'
+complete -c sos -n '__sos_arg 1 governance set' -a 'act_freely batch_approve human_gate dual_approval' -d 'act_freely, batch_approve, human_gate (one approve) or dual_approval (two approvers)'
+
+# sos approvals
+complete -c sos -n '__sos_arg 0 approvals' -a list -d 'pending approvals, oldest first'
+complete -c sos -n '__sos_arg 0 approvals' -a show -d 'one approval: the proposal, its votes and how it ended'
+complete -c sos -n '__sos_arg 0 approvals' -a approve -d 'approve a gated proposal; the deciding approve re-checks and executes it once (admin)'
+complete -c sos -n '__sos_arg 0 approvals' -a deny -d 'deny a gated proposal: it never executes (admin)'
+
+# sos approvals list
+complete -c sos -n '__sos_at approvals list' -l status -x -a 'pending approved denied executed failed skipped' -d 'only this status'
+complete -c sos -n '__sos_at approvals list' -l all -d 'every status'
+
+# sos approvals approve
+complete -c sos -n '__sos_at approvals approve' -l note -x -d 'why, recorded with the vote'
+complete -c sos -n '__sos_at approvals approve' -l all -d 'approve every pending batch_approve item'
+
+# sos approvals deny
+complete -c sos -n '__sos_at approvals deny' -l note -x -d 'why, recorded with the vote'
 
 # sos mcp
 complete -c sos -n '__sos_at mcp' -l agent -x -a '(__sos_list agents)' -d 'the agent to serve as, in local trust (with a token: must be the token\'s agent)'

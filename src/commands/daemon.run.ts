@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../core/errors.js';
 import type { DaemonStatus } from '../core/daemon/daemon.js';
+import type { Store } from '../core/store/port.js';
 import { duration } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -121,6 +122,7 @@ export function metrics(inv: Invocation): Promise<Output> {
   return withLifecycle(inv, async ({ life, caller, ctx }) => {
     const { pendingAcks } = await import('../core/bus/service.js');
     const { requireProject } = await import('../core/identity/projects.js');
+    const { MOTOR_OUTCOMES } = await import('../core/brain/motor.js');
     await requireProject(life.store, caller.project);
     const counters = await life.store.counters.all(caller.project);
     const lifecycle = await life.repo.counters(caller.project);
@@ -144,7 +146,62 @@ export function metrics(inv: Invocation): Promise<Output> {
       duplicate_claims_refused: counters.duplicate_claims_refused ?? 0,
       stale_fence_refused: counters.stale_fence_refused ?? 0,
       budget_claims_refused: counters.budget_claims_refused ?? 0,
+      // ---- The paper's six observables (issue 14): recovery success, duplicate claims, blocked
+      // methods, stale enqueue attempts, cost per completed task, unclaimed routed tasks.
+      ...(await observables(life.store, caller.project, counters, lifecycle.recoveries)),
+      // ---- The motor's outcomes, one counter each (zero until the motor first decides so).
+      ...Object.fromEntries(MOTOR_OUTCOMES.map((o) => [`motor_${o}`, counters[`motor_${o}`] ?? 0])),
+      // brain breakers: added by the brain loop
     };
     return { data, human: table(['counter', 'value'], Object.entries(data)) };
   });
+}
+
+/**
+ * The six observables of `sos metrics`, each from where it is kept:
+ * - `recovery_success_rate`: lifecycle recoveries that succeeded / (succeeded + failed); null when
+ *   none has settled.
+ * - `duplicate_claims`: (task, attempt) pairs with more than one `claimed` event. The claim
+ *   statement bumps the attempt (the fence) in the same UPDATE that takes the task, and writes one
+ *   `claimed` event with that fence in its transaction, so two claims of one attempt would show as
+ *   two such events: this should always be 0 (`duplicate_claims_refused` counts the refused
+ *   attempts). A handoff acceptance also takes ownership with a new fence, but it is a separate
+ *   event (`handoff_accepted`) and not counted here.
+ * - `blocked_methods`, `stale_enqueue_attempts`: the motor's counters (invented methods refused,
+ *   stale directives skipped).
+ * - `cost_per_completed_task_usd`: all priced spend in the project's ledger (the `usage_rollup`
+ *   sums, unpriced events excluded) / the tasks now `done`; null when none is done. Numerator and
+ *   denominator are their own keys.
+ * - `unclaimed_routed_tasks`: tasks a `sos tasks route` run could give to no agent, once per run.
+ */
+async function observables(
+  store: Store,
+  project: string,
+  counters: Record<string, number>,
+  recoveries: { succeeded: number; failed: number },
+): Promise<Record<string, number | null>> {
+  const db = store.sql;
+  const settled = recoveries.succeeded + recoveries.failed;
+  const fence = db.dialect === 'postgres' ? "(e.detail::json ->> 'fence')" : "json_extract(e.detail, '$.fence')";
+  const duplicates = await db.one<{ n: number | string }>(
+    `SELECT COUNT(*) AS n FROM (
+       SELECT e.task_seq FROM task_events e JOIN tasks t ON t.seq = e.task_seq
+        WHERE t.project = $1 AND e.event = 'claimed'
+        GROUP BY e.task_seq, ${fence} HAVING COUNT(*) > 1) d`,
+    [project],
+  );
+  const spend = await db.one<{ micros: number | string | null }>('SELECT SUM(cost_micros) AS micros FROM usage_rollup WHERE project = $1', [project]);
+  const done = await db.one<{ n: number | string }>("SELECT COUNT(*) AS n FROM tasks WHERE project = $1 AND status = 'done'", [project]);
+  const micros = Number(spend?.micros ?? 0);
+  const tasksDone = Number(done?.n ?? 0);
+  return {
+    recovery_success_rate: settled === 0 ? null : Math.round((recoveries.succeeded / settled) * 10_000) / 10_000,
+    duplicate_claims: Number(duplicates?.n ?? 0),
+    blocked_methods: counters.blocked_methods ?? 0,
+    stale_enqueue_attempts: counters.stale_enqueue_attempts ?? 0,
+    cost_per_completed_task_usd: tasksDone === 0 ? null : Math.round(micros / tasksDone) / 1_000_000,
+    priced_spend_usd: micros / 1_000_000,
+    tasks_done: tasksDone,
+    unclaimed_routed_tasks: counters.unclaimed_routed_tasks ?? 0,
+  };
 }

@@ -335,3 +335,30 @@ export const stats = (inv: Invocation) =>
     const counters = await taskCounters(tasks, caller);
     return { data: counters, human: Object.keys(counters).length ? fields(Object.entries(counters)) : 'no counters yet' };
   });
+
+export const route = (inv: Invocation) =>
+  withTasks(inv, async ({ tasks, caller, config }) => {
+    // Loaded here: the router pulls in quota windows and lifecycle records, which no other verb needs.
+    const { routeTasks } = await import('../core/tasks/route.js');
+    const { parsePlanLimits } = await import('../core/economy/quota.js');
+    const dryRun = inv.options.dryRun === true;
+    const report = await routeTasks({ tasks }, caller, {
+      ...opt('squad', str(inv.options.squad)),
+      ...(dryRun ? { dryRun: true } : {}),
+      planLimits: parsePlanLimits(config.values.planLimits),
+      quotaMarginMs: config.values.quotaMarginMs,
+    });
+    const summary = dryRun
+      ? `dry run: would assign ${report.assigned}, ${report.unrouted} unroutable; nothing assigned or counted`
+      : `assigned ${report.assigned}, ${report.unrouted} unroutable (counted in unclaimed_routed_tasks)${report.taken ? `, ${report.taken} taken meanwhile` : ''}`;
+    return {
+      data: report,
+      human: report.tasks.length
+        ? `${table(['task', 'pri', 'agent', 'why'], report.tasks.map((t) => [t.task, t.priority, t.agent ?? '-', t.reason]))}\n${summary}`
+        : 'no queued, unassigned work to route',
+      quiet: report.tasks
+        .filter((t) => t.agent !== null)
+        .map((t) => `${t.task} ${t.agent}`)
+        .join('\n'),
+    };
+  });

@@ -139,6 +139,13 @@ export const tasksCommand: CommandSpec = {
       handler: lazy(load, 'reject'),
     },
     { name: 'sweep', summary: 'requeue tasks whose lease ran out, or make them dead', handler: lazy(load, 'sweep') },
+    {
+      name: 'route',
+      summary: 'assign queued, unassigned tasks to the cheapest routable agent that may claim them (admins)',
+      options: [squad, { flags: '--dry-run', summary: 'show who would get what; assign and count nothing' }],
+      handler: lazy(load, 'route'),
+      examples: ['sos tasks route --dry-run', 'sos tasks route --squad web --json'],
+    },
     { name: 'stats', summary: 'task counters: duplicate claims and stale fences refused, leases expired', handler: lazy(load, 'stats') },
   ],
 };

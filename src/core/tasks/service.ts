@@ -683,6 +683,53 @@ export function rejectHandoff(ctx: TaskContext, caller: Caller, input: { id: str
   return handoffAnswer(ctx, caller, input, false);
 }
 
+/**
+ * Sets the assignee of a queued task that has none (the router's one write): only that agent may
+ * then claim it. One guarded UPDATE (`status = 'queued' AND assignee IS NULL AND claimant IS
+ * NULL`) and its `assigned` event commit together, so of two racing assigners one wins and the
+ * other gets Conflict (exit 4); a task claimed meanwhile is never assigned. Admins only.
+ */
+export async function assignTask(ctx: TaskContext, caller: Caller, input: { id: string; agent: string }): Promise<{ task: Task }> {
+  assertTaskId(input.id);
+  assertName('agent', input.agent);
+  if (!isAdmin(caller)) await deny(ctx.store, caller, 'assigning a task', 'needs an admin token or local operator access');
+  await getAgent(ctx.store, caller, input.agent);
+  const at = now(ctx);
+  const emitWithin = ctx.bus.emitWithin?.bind(ctx.bus);
+  const wakes: (() => void)[] = [];
+  type Row = { seq: number; id: string; title: string; status: TaskStatus; squad: string | null; claimant: string | null };
+  const data = (r: Row) => ({ task: r.id, title: r.title, status: r.status, squad: r.squad, claimant: r.claimant, actor: actor(caller), assignee: input.agent });
+  const row = await ctx.store.sql.transaction(async (tx) => {
+    const r = await tx.one<Row>(
+      `UPDATE tasks SET assignee = $3, updated_at = $4
+        WHERE project = $1 AND id = $2 AND status = 'queued' AND assignee IS NULL AND claimant IS NULL
+        RETURNING seq, id, title, status, squad, claimant`,
+      [caller.project, input.id, input.agent, at],
+    );
+    if (!r) return undefined;
+    await tx.run('INSERT INTO task_events (task_seq, at, actor, event, from_status, to_status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      r.seq,
+      at,
+      actor(caller),
+      'assigned',
+      'queued',
+      'queued',
+      JSON.stringify({ assignee: input.agent }),
+    ]);
+    if (emitWithin) wakes.push(await emitWithin(tx, caller.project, 'task.assigned', data(r), at));
+    return r;
+  });
+  if (!row) {
+    const task = await ctx.store.tasks.peek(caller.project, input.id);
+    if (!task) throw new NotFound(`task ${input.id} does not exist in project "${caller.project}"`);
+    if (task.status !== 'queued') throw new Conflict(`cannot assign task ${input.id}: it is ${task.status}${task.claimant ? ` by ${task.claimant}` : ''}`);
+    throw new Conflict(`cannot assign task ${input.id}: it is already assigned to ${task.assignee ?? task.claimant ?? 'someone'}`);
+  }
+  if (emitWithin) for (const wake of wakes) wake();
+  else await ctx.bus.emit(caller.project, 'task.assigned', data(row), at);
+  return { task: (await ctx.store.tasks.get(caller.project, input.id))! };
+}
+
 export interface TaskSweepReport {
   requeued: { id: string; attempt: number; availableAt: number }[];
   dead: { id: string; attempt: number; blocked: string[] }[];
