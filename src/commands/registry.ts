@@ -18,6 +18,8 @@ import { budgetsCommand } from './budgets.js';
 import { statuslineCommand } from './statusline.js';
 import { goalsCommand } from './goals.js';
 import { brainCommand } from './brain.js';
+import { governanceCommand } from './governance.js';
+import { approvalsCommand } from './approvals.js';
 import { whoamiCommand } from './whoami.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
@@ -45,6 +47,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   statuslineCommand,
   goalsCommand,
   brainCommand,
+  governanceCommand,
+  approvalsCommand,
   mcpCommand,
   daemonCommand,
   metricsCommand,

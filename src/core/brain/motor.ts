@@ -8,6 +8,7 @@ import { SosError } from '../errors.js';
 import type { SqlLifecycleRepo } from '../lifecycle/sql-lifecycle.js';
 import { CAPABILITY_PATTERN, NAME_PATTERN } from '../names.js';
 import { createTask, type TaskContext } from '../tasks/service.js';
+import { enqueueApproval, tierFor } from './governance.js';
 import { isTaskCleanup, retiredMarkers, staleVerdict } from './stale.js';
 
 /**
@@ -27,7 +28,7 @@ export type MotorMethod = (typeof MOTOR_METHODS)[number];
 
 export const GOVERNANCE_TIERS = ['act_freely', 'batch_approve', 'human_gate', 'dual_approval'] as const;
 export type GovernanceTier = (typeof GOVERNANCE_TIERS)[number];
-/** The tier of each method unless the project sets its own (governance as data comes with the approval queue). */
+/** The tier of each method unless the project sets its own (`sos governance set`, governance.ts). */
 export const DEFAULT_TIERS: Record<MotorMethod, GovernanceTier> = {
   create_task: 'act_freely',
   send_message: 'act_freely',
@@ -65,8 +66,8 @@ export interface MotorVerdict {
   /** The check that decided: schema, allow_list, stale, duplicate, target, budget, governance, execute. */
   check: string;
   reason: string;
-  /** What an executed proposal made: the task or message ids. */
-  made?: { tasks?: string[]; messages?: string[] };
+  /** What an executed proposal made: the task or message ids; a gated one, its approval. */
+  made?: { tasks?: string[]; messages?: string[]; approvals?: string[] };
 }
 
 export interface MotorContext {
@@ -111,17 +112,27 @@ async function count(ctx: MotorContext, project: string, outcome: MotorOutcome):
   if (outcome === 'rejected_unsupported') await ctx.tasks.store.counters.add(project, 'blocked_methods');
 }
 
+export interface MotorOptions {
+  /** Judge only: nothing is executed or enqueued. */
+  dryRun?: boolean;
+  /**
+   * The proposal was approved in the approval queue (governance.ts): every check runs again,
+   * the governance step is skipped, and the idempotency key stays `brain:<cycle>:<method>`.
+   */
+  approved?: boolean;
+}
+
 /**
  * Judges one proposal and, unless `dryRun` or a check refuses, executes it. `caller` is who the
  * brain acts as (the operator in the daemon); `cycle` names the cycle, for idempotency keys.
  */
-export async function runMotor(ctx: MotorContext, caller: Caller, cycle: string, proposal: Proposal, options: { dryRun?: boolean } = {}): Promise<MotorVerdict> {
-  const verdict = await judge(ctx, caller, cycle, proposal, options.dryRun === true);
+export async function runMotor(ctx: MotorContext, caller: Caller, cycle: string, proposal: Proposal, options: MotorOptions = {}): Promise<MotorVerdict> {
+  const verdict = await judge(ctx, caller, cycle, proposal, options.dryRun === true, options.approved === true);
   await count(ctx, caller.project, verdict.outcome);
   return verdict;
 }
 
-async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Proposal, dryRun: boolean): Promise<MotorVerdict> {
+async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Proposal, dryRun: boolean, approved: boolean): Promise<MotorVerdict> {
   const now = ctx.now?.() ?? Date.now();
   const project = caller.project;
   const db = ctx.tasks.store.sql;
@@ -188,9 +199,21 @@ async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Propos
     if (blocks.all) return { outcome: 'blocked_budget', check: 'budget', reason: `the budget on ${blocks.all.scope} is spent (action ${blocks.all.action})` };
   }
 
-  // 6. governance: only act_freely methods execute here; the approval queue is not built yet.
-  const tier = DEFAULT_TIERS[method];
-  if (tier !== 'act_freely') return { outcome: 'gated', check: 'governance', reason: `${method} is ${tier}: it needs approval, and the approval queue is not built yet: nothing executed` };
+  // 6. governance: the project's tier for the method (else its default). Only act_freely
+  // executes here; any other tier waits in the approval queue, once per (cycle, method). An
+  // approved proposal (governance.ts) has passed this step already.
+  if (!approved) {
+    const tier = await tierFor(db, project, method);
+    if (tier !== 'act_freely') {
+      if (dryRun) return { outcome: 'gated', check: 'governance', reason: `${method} is ${tier}: it would wait for approval (dry run: nothing enqueued)` };
+      const a = await enqueueApproval(db, project, { cycleId: cycle, method, tier, proposal: p, at: now });
+      const reason =
+        a.status === 'pending'
+          ? `${method} is ${tier}: waiting for approval ${a.id} (sos approvals approve ${a.id})`
+          : `${method} is ${tier}: approval ${a.id} of this cycle is ${a.status} already`;
+      return { outcome: 'gated', check: 'governance', reason, made: { approvals: [a.id] } };
+    }
+  }
   if (dryRun) return { outcome: 'dry_run', check: 'execute', reason: `would ${method}` };
 
   try {
