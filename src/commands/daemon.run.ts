@@ -151,7 +151,12 @@ export function metrics(inv: Invocation): Promise<Output> {
       ...(await observables(life.store, caller.project, counters, lifecycle.recoveries)),
       // ---- The motor's outcomes, one counter each (zero until the motor first decides so).
       ...Object.fromEntries(MOTOR_OUTCOMES.map((o) => [`motor_${o}`, counters[`motor_${o}`] ?? 0])),
-      // brain breakers: added by the brain loop
+      // ---- The brain: cycles, invalid answers, and each provider's circuit breaker as last saved
+      // (state 0 closed, 1 half-open, 2 open; the counters are the breaker's own since it was created).
+      brain_cycles: counters.brain_cycles ?? 0,
+      brain_dry_runs: counters.brain_dry_runs ?? 0,
+      brain_decisions_invalid: counters.brain_decisions_invalid ?? 0,
+      ...(await breakerMetrics(life.store)),
     };
     return { data, human: table(['counter', 'value'], Object.entries(data)) };
   });
@@ -204,4 +209,21 @@ async function observables(
     tasks_done: tasksDone,
     unclaimed_routed_tasks: counters.unclaimed_routed_tasks ?? 0,
   };
+}
+
+/** `brain_breaker_<name>_state|opens|failures|rejections` for each saved breaker, and how many are open. */
+async function breakerMetrics(store: Store): Promise<Record<string, number>> {
+  const { savedBreakers } = await import('../core/brain/cycle.js');
+  const out: Record<string, number> = {};
+  const breakers = await savedBreakers(store.sql);
+  out.brain_breakers_open = breakers.filter((b) => b.state === 'open').length;
+  for (const b of breakers) {
+    const key = `brain_breaker_${b.name.replace(/[^a-z0-9]+/gi, '_')}`;
+    out[`${key}_state`] = b.state === 'closed' ? 0 : b.state === 'half-open' ? 1 : 2;
+    out[`${key}_opens`] = b.counters.opens;
+    out[`${key}_failures`] = b.counters.failures;
+    out[`${key}_timeouts`] = b.counters.timeouts;
+    out[`${key}_rejections`] = b.counters.rejections;
+  }
+  return out;
 }

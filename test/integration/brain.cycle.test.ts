@@ -68,7 +68,7 @@ async function brainOn(ctx: Parameters<(typeof TASK_ADAPTERS)[number]['open']>[0
   const memory = await memoryOn(w.store);
   ctx.onTestFinished(() => memory.close());
   const mem: MemoryContext = { store: w.store, memory, embedder: new LocalEmbedder(), maxEngramBytes: 32_768, bus: w.ctx.bus };
-  return { tasks: w.tasks, memory: mem, providers, breakers: new Map(), prices: builtinPrices(), ...extra };
+  return { tasks: w.tasks, providers, breakers: new Map(), prices: builtinPrices(), ...extra, memory: mem };
 }
 
 const count = async (w: TaskWorld, sql: string, params: unknown[] = []) => Number((await w.store.sql.one<{ n: number | string }>(sql, [w.project, ...params]))!.n);

@@ -251,7 +251,13 @@ async function saveBreakers(db: SqlExecutor, ctx: BrainContext, at: number): Pro
 /** The saved breaker of each provider name (what `sos brain status` shows outside the daemon). */
 export async function savedBreakers(db: SqlExecutor): Promise<(BreakerSnapshot & { updatedAt: number })[]> {
   const rows = await db.all<{ snapshot: string; updated_at: number | string }>('SELECT snapshot, updated_at FROM brain_breakers ORDER BY name');
-  return rows.map((r) => ({ ...(JSON.parse(r.snapshot) as BreakerSnapshot), updatedAt: Number(r.updated_at) }));
+  const now = Date.now();
+  return rows.map((r) => {
+    const s = JSON.parse(r.snapshot) as BreakerSnapshot;
+    // An open breaker whose cool-down has passed lets the next call probe: it reads half-open.
+    const state = s.state === 'open' && s.probeAt !== null && s.probeAt <= now ? 'half-open' : s.state;
+    return { ...s, state, updatedAt: Number(r.updated_at) };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

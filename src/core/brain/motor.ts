@@ -2,11 +2,12 @@ import { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
 import { escalateToCoordinators, systemMessage } from '../bus/service.js';
 import type { CheckResult } from '../doctor/checks.js';
-import { claimBlocks, spentBudgets } from '../economy/budgets.js';
-import { type PlanLimits, usageWindows } from '../economy/quota.js';
+import { spentBudgets } from '../economy/budgets.js';
+import type { PlanLimits } from '../economy/quota.js';
 import { SosError } from '../errors.js';
 import type { SqlLifecycleRepo } from '../lifecycle/sql-lifecycle.js';
 import { CAPABILITY_PATTERN, NAME_PATTERN } from '../names.js';
+import { agentRoutability } from '../tasks/route.js';
 import { createTask, type TaskContext } from '../tasks/service.js';
 import { enqueueApproval, tierFor } from './governance.js';
 import { isTaskCleanup, retiredMarkers, staleVerdict } from './stale.js';
@@ -181,23 +182,22 @@ async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Propos
     if (same) return { outcome: 'skipped_duplicate', check: 'duplicate', reason: `task ${same.id} is already open with this title` };
   }
 
-  // 4. the target must exist and be able to work: not dead, parked or out of quota.
+  // 4. the target must be able to take work now, by the one routing rule (tasks/route.ts): it
+  // exists, is not dead, parked or out of quota, and no spent block or pause budget stops it
+  // (the project's, its own, or the proposed squad's); a budget refusal is the budget check's.
   if (target) {
-    const agent = await ctx.tasks.store.agents.get(project, target);
-    if (!agent) return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}" does not exist in project "${project}"` };
-    const state = (await ctx.lifecycle?.get(project, target))?.state;
-    if (state === 'dead' || state === 'parked' || state === 'quota') return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}" is ${state}` };
-    const windows = await usageWindows(ctx.tasks.store, caller, { agent: target, now, ...(ctx.planLimits ? { limits: ctx.planLimits } : {}), ...(ctx.quotaMarginMs ? { marginMs: ctx.quotaMarginMs } : {}) });
-    if (windows[0] && !windows[0].routable) return { outcome: 'skipped_unroutable', check: 'target', reason: `agent "${target}": ${windows[0].reason}` };
+    const r = await agentRoutability(ctx, project, target, {
+      now,
+      ...(ctx.planLimits ? { planLimits: ctx.planLimits } : {}),
+      ...(ctx.quotaMarginMs ? { quotaMarginMs: ctx.quotaMarginMs } : {}),
+      ...(args.squad ? { squad: args.squad } : {}),
+    });
+    if (!r.routable) return r.rule === 'budget' ? { outcome: 'blocked_budget', check: 'budget', reason: r.reason } : { outcome: 'skipped_unroutable', check: 'target', reason: r.reason };
   }
 
-  // 5. budget: a spent block or pause budget on the project, or on the target agent.
+  // 5. budget: a spent block or pause budget on the project stops every mutation, targeted or not.
   const spent = (await spentBudgets(db, project, now)).find((b) => b.scope === 'project' && (b.action === 'block' || b.action === 'pause'));
   if (spent) return { outcome: 'blocked_budget', check: 'budget', reason: `the budget on project is spent (action ${spent.action})` };
-  if (target) {
-    const blocks = await claimBlocks(db, project, target, now);
-    if (blocks.all) return { outcome: 'blocked_budget', check: 'budget', reason: `the budget on ${blocks.all.scope} is spent (action ${blocks.all.action})` };
-  }
 
   // 6. governance: the project's tier for the method (else its default). Only act_freely
   // executes here; any other tier waits in the approval queue, once per (cycle, method). An
