@@ -30,3 +30,7 @@ export type { RecordResult, ReportFilter, UsageEvent, UsageInput, UsageReport, U
 export { claimBlocks, listBudgets, setBudget, showBudget } from './core/economy/budgets.js';
 export { importTranscripts } from './core/economy/import.js';
 export { usageWindows } from './core/economy/quota.js';
+export { listCycles, runCycle } from './core/brain/cycle.js';
+export type { BrainContext, CycleRecord, Trigger } from './core/brain/cycle.js';
+export { routeEntries, MODEL_TIERS } from './core/brain/tiers.js';
+export { agentRoutability, routeTasks } from './core/tasks/route.js';

@@ -159,7 +159,7 @@ async function perceive(ctx: BrainContext, caller: Caller, trigger: Trigger, now
     const key = c.squad ?? '(no squad)';
     bySquad.set(key, [...(bySquad.get(key) ?? []), `${c.status} ${Number(c.n)}`]);
   }
-  const ready = await store.tasks.board(project, undefined, now, 10);
+  const ready = await store.tasks.readyTop(project, now, 10);
   sections.push({
     title: 'Tasks',
     lines: [

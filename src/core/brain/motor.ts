@@ -105,6 +105,8 @@ const ARGS: Record<MotorMethod, z.ZodType<Record<string, unknown>>> = {
 
 const OPEN = ['backlog', 'queued', 'claimed', 'in_progress', 'review', 'blocked'];
 const normaliseTitle = (t: string) => t.toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim();
+/** Lower-case stems that every cleanup verb of `isTaskCleanup` contains (for the SQL narrowing). */
+const CLEANUP_STEMS = ['delet', 'clean', 'purg', 'prun', 'remov', 'wipe', 'archiv', 'dedup', 'cancel', 'close'];
 
 /** Counted per outcome; stale skips and unsupported methods are also the paper's observables. */
 async function count(ctx: MotorContext, project: string, outcome: MotorOutcome): Promise<void> {
@@ -162,23 +164,31 @@ async function judge(ctx: MotorContext, caller: Caller, cycle: string, p: Propos
   }
   const quick = staleVerdict(text, { markers, cleanupPending: false, ...(goalStatus ? { goalStatus } : {}) });
   if (quick.stale) return { outcome: 'skipped_stale', check: 'stale', reason: `${quick.rule}: ${quick.reason}` };
-  const creates = args.title !== undefined;
-  const cleanup = isTaskCleanup(text);
-  const recent =
-    creates || cleanup
-      ? await db.all<{ id: string; title: string; status: string }>(
-          `SELECT id, title, status FROM tasks WHERE project = $1 AND (status IN (${OPEN.map((_, i) => `$${i + 3}`).join(', ')}) OR created_at >= $2)`,
-          [project, now - (ctx.cleanupWindowMs ?? 86_400_000), ...OPEN],
-        )
-      : [];
-  if (cleanup && recent.some((t) => isTaskCleanup(t.title))) {
-    return { outcome: 'skipped_stale', check: 'stale', reason: 'cleanup_of_cleanup: it cleans up tasks while a cleanup task is recent or still open' };
+  // The open (or recent) tasks these checks compare with are narrowed in SQL first, so that a
+  // project with thousands of open tasks does not ship every title to this process: cleanup
+  // verbs' stems for the cleanup rule, the title's longest word for the duplicate rule. Each
+  // narrowing is a superset of what the JS test after it accepts (a title whose JS lower-casing turns a
+  // non-ASCII letter into an ASCII one, such as the Kelvin sign, is the one blind spot).
+  const openList = OPEN.map((_, i) => `$${i + 3}`).join(', ');
+  const candidates = (likes: string[], join: 'OR' | 'AND') =>
+    db.all<{ id: string; title: string; status: string }>(
+      `SELECT id, title, status FROM tasks WHERE project = $1 AND (status IN (${openList}) OR created_at >= $2)
+         AND (${likes.map((_, i) => `LOWER(title) LIKE $${i + 3 + OPEN.length}`).join(` ${join} `)})`,
+      [project, now - (ctx.cleanupWindowMs ?? 86_400_000), ...OPEN, ...likes],
+    );
+  if (isTaskCleanup(text)) {
+    const recent = await candidates(CLEANUP_STEMS.map((stem) => `%${stem}%`), 'OR');
+    if (recent.some((t) => isTaskCleanup(t.title))) {
+      return { outcome: 'skipped_stale', check: 'stale', reason: 'cleanup_of_cleanup: it cleans up tasks while a cleanup task is recent or still open' };
+    }
   }
 
   // 3. duplicate work: an open task with the same normalised title.
   if (args.title !== undefined) {
     const title = normaliseTitle(args.title);
-    const same = recent.find((t) => OPEN.includes(t.status) && normaliseTitle(t.title) === title);
+    // Every word of the normalised title is in the original (ASCII, any case): the longest few, ANDed.
+    const words = [...new Set(title.split(' ').filter(Boolean))].sort((a, b) => b.length - a.length).slice(0, 8);
+    const same = words.length ? (await candidates(words.map((w) => `%${w}%`), 'AND')).find((t) => OPEN.includes(t.status) && normaliseTitle(t.title) === title) : undefined;
     if (same) return { outcome: 'skipped_duplicate', check: 'duplicate', reason: `task ${same.id} is already open with this title` };
   }
 

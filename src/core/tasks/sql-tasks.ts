@@ -497,6 +497,18 @@ export class SqlTaskRepo {
   }
 
   /** Ready work with how many open tasks each one unblocks (for `sos tasks board`). */
+  /**
+   * The first ready tasks by priority then age, read along the `tasks_ready` index: the board's
+   * order without its `unblocks` tie-break, which costs a count per ready task (the brain's view).
+   */
+  async readyTop(project: string, now: number, limit: number): Promise<Task[]> {
+    const rows = await this.db.all<TaskRow>(
+      `SELECT ${COLUMNS} FROM tasks WHERE project = $1 AND status = 'queued' AND unmet_deps = 0 AND available_at <= $2 ORDER BY priority DESC, seq LIMIT $3`,
+      [project, now, limit],
+    );
+    return this.arrays(this.db, rows);
+  }
+
   async board(project: string, squad: string | undefined, now: number, limit: number): Promise<(Task & { unblocks: number })[]> {
     const params: unknown[] = [project, now, limit];
     let squadClause = '';
