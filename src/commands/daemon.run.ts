@@ -157,6 +157,7 @@ export function metrics(inv: Invocation): Promise<Output> {
       brain_dry_runs: counters.brain_dry_runs ?? 0,
       brain_decisions_invalid: counters.brain_decisions_invalid ?? 0,
       ...(await breakerMetrics(life.store)),
+      approvals_pending: Number((await life.store.sql.one<{ n: number | string }>("SELECT COUNT(*) AS n FROM approvals WHERE project = $1 AND status = 'pending'", [caller.project]))?.n ?? 0),
     };
     return { data, human: table(['counter', 'value'], Object.entries(data)) };
   });

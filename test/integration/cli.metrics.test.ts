@@ -64,6 +64,9 @@ describe.each(ADAPTERS)('sos metrics on $name', (adapter) => {
         motor_executed: 0,
         motor_rejected_unsupported: 0,
         motor_skipped_stale: 0,
+        brain_cycles: 0,
+        brain_breakers_open: 0,
+        approvals_pending: 0,
       });
 
       // Recoveries: 3 succeeded, 1 failed, 1 still pending (not counted).
@@ -125,6 +128,15 @@ describe.each(ADAPTERS)('sos metrics on $name', (adapter) => {
         JSON.stringify({ fence: 1, leaseUntil: at + 60_000 }),
       ]);
       expect((await metrics()).duplicate_claims).toBe(1);
+
+      // The brain's breakers as saved by the last cycle, and approvals waiting.
+      const snapshot = { name: 'openai', state: 'open', consecutiveFailures: 3, failureThreshold: 3, coolDownMs: 3_600_000, openedAt: at, probeAt: at + 3_600_000, probeInFlight: false, lastError: 'HTTP 503', counters: { calls: 5, successes: 2, failures: 3, timeouts: 1, opens: 1, rejections: 4 } };
+      await store.sql.run('INSERT INTO brain_breakers (name, snapshot, updated_at) VALUES ($1, $2, $3)', ['openai', JSON.stringify(snapshot), at]);
+      await store.sql.run(
+        "INSERT INTO approvals (project, id, cycle_id, method, tier, proposal, status, created_at) VALUES ($1, 'apr_1', 'cyc_9', 'post_content', 'human_gate', '{}', 'pending', $2)",
+        [PROJECT, at],
+      );
+      expect(await metrics()).toMatchObject({ brain_breakers_open: 1, brain_breaker_openai_state: 2, brain_breaker_openai_opens: 1, brain_breaker_openai_failures: 3, brain_breaker_openai_timeouts: 1, brain_breaker_openai_rejections: 4, approvals_pending: 1 });
 
       const human = await run(['metrics']);
       expect(human.stdout).toMatch(/recovery_success_rate\s+0\.75/);
