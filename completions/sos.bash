@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics top completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -79,6 +79,7 @@ _sos_node() {
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
+    top) _sos_subs='' _sos_opts='--interval --once' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
   _sos_opts+=' --db --project --as --token --json -q --quiet -h --help'
@@ -257,6 +258,7 @@ _sos_takes_value() {
     'daemon install-unit|--probe-interval') return 0 ;;
     'daemon install-unit|--sweep-interval') return 0 ;;
     'daemon install-unit|--wake-cooldown') return 0 ;;
+    'top|--interval') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
     *'|--as') return 0 ;;

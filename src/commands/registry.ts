@@ -21,6 +21,7 @@ import { brainCommand } from './brain.js';
 import { governanceCommand } from './governance.js';
 import { approvalsCommand } from './approvals.js';
 import { whoamiCommand } from './whoami.js';
+import { topCommand } from './top.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -52,5 +53,6 @@ export const COMMANDS: readonly CommandSpec[] = [
   mcpCommand,
   daemonCommand,
   metricsCommand,
+  topCommand,
   completionCommand,
 ];

@@ -1,0 +1,94 @@
+/**
+ * What the keys of `sos top` do, each through the core function the CLI command calls:
+ * `p` is `sos agents park|unpark` (parkAgent / unparkAgent), `s` is `sos send` (sendMessage),
+ * and `r` is the lifecycle restart the daemon's supervisor takes (runAction with a restart plan),
+ * refused inside the supervisor's own guardrails (restart limit per window, cooldown).
+ */
+import type { Caller } from '../core/auth/caller.js';
+import type { BusContext } from '../core/bus/service.js';
+import type { LifecycleContext } from '../core/lifecycle/context.js';
+
+export interface ActionParts {
+  life: LifecycleContext;
+  bus: BusContext;
+  caller: Caller;
+}
+
+export interface Outcome {
+  ok: boolean;
+  text: string;
+}
+
+const failure = (err: unknown): Outcome => ({ ok: false, text: err instanceof Error ? err.message : String(err) });
+
+/** Parks the agent (claims kept, as `sos agents park` without --release), or unparks it when parked. */
+export async function togglePark(parts: ActionParts, name: string): Promise<Outcome> {
+  try {
+    const stored = await parts.life.repo.get(parts.caller.project, name);
+    if (stored?.state === 'parked') {
+      const { unparkAgent } = await import('../core/lifecycle/service.js');
+      await unparkAgent(parts.life, parts.caller, name);
+      return { ok: true, text: `${name} unparked` };
+    }
+    const { parkAgent } = await import('../core/lifecycle/service.js');
+    const action = await parkAgent(parts.life, parts.caller, name, { reason: 'from sos top' });
+    return { ok: action.outcome !== 'failed', text: `${name}: ${action.detail}` };
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+/** `sos send <name> <text>`. */
+export async function send(parts: ActionParts, name: string, text: string): Promise<Outcome> {
+  if (text.trim() === '') return { ok: false, text: 'nothing sent: the message is empty' };
+  try {
+    const { sendMessage } = await import('../core/bus/service.js');
+    const result = await sendMessage(parts.bus, parts.caller, { to: name, text });
+    return { ok: true, text: `sent ${result.id} to ${name}` };
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+/** The supervisor's restart of one agent, on the operator's word; recorded as a lifecycle action. */
+export async function restart(parts: ActionParts, name: string): Promise<Outcome> {
+  try {
+    const { life, caller } = parts;
+    const { requireAdmin } = await import('../core/auth/caller.js');
+    const { getAgent } = await import('../core/identity/agents.js');
+    const { observe } = await import('../core/lifecycle/probe.js');
+    const { runAction } = await import('../core/lifecycle/actions.js');
+    await requireAdmin(life.store, caller, 'restarting an agent');
+    const agent = await getAgent(life.store, caller, name);
+    if (!agent.session) return { ok: false, text: `${name} has no session to restart (sos agents set ${name} --session …)` };
+    const stored = await life.repo.get(agent.project, agent.name);
+    if (stored?.state === 'parked') return { ok: false, text: `${name} is parked: unpark it first (p)` };
+    const now = Date.now();
+    const restarts = (await life.repo.actions(agent.project, agent.name, now - life.limits.restartWindowMs, 50)).filter((a) => a.action === 'restart');
+    if (restarts.length >= life.limits.restartLimit) return { ok: false, text: `${name}: restart limit reached (${restarts.length} within the window); not restarting` };
+    const last = restarts.sort((a, b) => b.at - a.at)[0];
+    if (last && now - last.at < life.limits.cooldownMs) return { ok: false, text: `${name}: cooling down (restarted ${Math.round((now - last.at) / 1000)}s ago)` };
+    const record = stored ?? {
+      project: agent.project,
+      agent: agent.name,
+      state: 'unknown' as const,
+      since: now,
+      confidence: 0,
+      evidence: [],
+      probedAt: now,
+      screenHash: null,
+      lastChangeAt: null,
+      parkedUntil: null,
+      parkReason: null,
+      pendingInject: null,
+      sessionToken: null,
+      hookEvent: null,
+      hookAt: null,
+    };
+    const obs = await observe(life, agent, stored);
+    const action = await runAction(life, caller, agent, record, obs, { action: 'restart', reason: 'restarted by the operator from sos top' });
+    return { ok: action.outcome === 'done', text: `${name}: ${action.detail}` };
+  } catch (err) {
+    return failure(err);
+  }
+}
