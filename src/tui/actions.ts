@@ -19,7 +19,11 @@ export interface Outcome {
   text: string;
 }
 
-const failure = (err: unknown): Outcome => ({ ok: false, text: err instanceof Error ? err.message : String(err) });
+const failure = (err: unknown): Outcome => {
+  const given = (err as { hint?: unknown } | null)?.hint;
+  const hint = typeof given === 'string' ? ` (${given})` : '';
+  return { ok: false, text: (err instanceof Error ? err.message : String(err)) + hint };
+};
 
 /** Parks the agent (claims kept, as `sos agents park` without --release), or unparks it when parked. */
 export async function togglePark(parts: ActionParts, name: string): Promise<Outcome> {
@@ -38,7 +42,7 @@ export async function togglePark(parts: ActionParts, name: string): Promise<Outc
   }
 }
 
-/** `sos send <name> <text>`. */
+/** `sos send <name> <text>`, from the caller's agent: the operator starts `sos top --as <agent>` to send. */
 export async function send(parts: ActionParts, name: string, text: string): Promise<Outcome> {
   if (text.trim() === '') return { ok: false, text: 'nothing sent: the message is empty' };
   try {

@@ -162,10 +162,10 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       return;
     }
     if (u.filtering) {
-      if (key.escape) set({ filtering: false, filter: '', selected: 0 });
+      if (key.escape) set({ filtering: false, filter: '', selected: 0, selectedName: null });
       else if (key.return) set({ filtering: false });
-      else if (key.backspace || key.delete) set({ filter: [...u.filter].slice(0, -1).join(''), selected: 0 });
-      else if (input && !key.ctrl) set({ filter: u.filter + input, selected: 0 });
+      else if (key.backspace || key.delete) set({ filter: [...u.filter].slice(0, -1).join(''), selected: 0, selectedName: null });
+      else if (input && !key.ctrl) set({ filter: u.filter + input, selected: 0, selectedName: null });
       return;
     }
     if (u.help) {
@@ -174,7 +174,10 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     }
     const agent = vm?.selectedAgent ?? null;
     const move = (d: number) => {
-      if (u.panel === 'agents') set({ selected: Math.max(0, Math.min((vm?.agents.length ?? 1) - 1, (vm?.selected ?? 0) + d)) });
+      if (u.panel === 'agents') {
+        const i = Math.max(0, Math.min((vm?.agents.length ?? 1) - 1, (vm?.selected ?? 0) + d));
+        set({ selected: i, selectedName: vm?.agents[i] ?? null });
+      }
       else set({ scroll: { ...u.scroll, [u.panel]: Math.max(0, u.scroll[u.panel] + (u.panel === 'activity' ? -d : d)) } });
     };
     if (input === 'q') {
@@ -187,7 +190,7 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       set({ panel: PANELS[(i + (key.shift ? PANELS.length - 1 : 1)) % PANELS.length]! });
     } else if (input === '/') set({ filtering: true });
     else if (input === '?') set({ help: true });
-    else if (input === 'o') set({ sort: SORTS[(SORTS.indexOf(u.sort) + 1) % SORTS.length]!, selected: 0 });
+    else if (input === 'o') set({ sort: SORTS[(SORTS.indexOf(u.sort) + 1) % SORTS.length]! });
     else if (input === 'p' || input === 's' || input === 'r') {
       if (agent === null) {
         set({ status: { text: 'no agent selected', tone: 'yellow' } });

@@ -31,8 +31,10 @@ export type Prompt = { kind: 'send'; agent: string; text: string } | { kind: 'co
 
 export interface UiState {
   panel: Panel;
-  /** Index into the visible (filtered, sorted) agents. */
+  /** Index into the visible (filtered, sorted) agents; `selectedName` wins while that agent is shown. */
   selected: number;
+  /** The agent chosen with j/k: the selection follows it when a refresh re-sorts the rows. */
+  selectedName: string | null;
   /** First row shown of each panel other than agents (agents scroll with the selection). */
   scroll: Record<Panel, number>;
   sort: Sort;
@@ -48,6 +50,7 @@ export interface UiState {
 export const initialUi = (): UiState => ({
   panel: 'agents',
   selected: 0,
+  selectedName: null,
   scroll: { agents: 0, queues: 0, spend: 0, activity: 0 },
   sort: 'problems',
   filter: '',
@@ -467,7 +470,8 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
   const budget = Math.max(1, size.rows - 1);
   const wide = columns >= 120 && size.rows >= 36;
   const agents = visibleAgents(s, ui);
-  const selected = Math.max(0, Math.min(ui.selected, agents.length - 1));
+  const named = ui.selectedName === null ? -1 : agents.findIndex((a) => a.name === ui.selectedName);
+  const selected = named >= 0 ? named : Math.max(0, Math.min(ui.selected, agents.length - 1));
   const problems = problemsOf(s);
 
   const daemon = s.daemon.running ? plain('daemon up', 'green') : plain('DAEMON DOWN', 'red', true);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { isolatedEnv, ROOT, sos } from '../helpers/cli.js';
@@ -68,6 +68,24 @@ describe('what a command loads', () => {
       for (const heavy of HEAVY.filter((h) => h !== 'pg')) expect(packages.has(heavy), heavy).toBe(false);
     },
   );
+
+  it('`sos top --once` loads neither ink nor react (the view model is plain data)', async (ctx) => {
+    const db = join(tempDir(ctx), 'sos.db');
+    expect((await sos(['init', '--db', db], isolatedEnv(tempDir(ctx)))).code).toBe(0);
+    const { result, packages } = await loadedPackages(ctx, ['top', '--once', '--db', db]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('sos top ·');
+    for (const heavy of HEAVY) expect(packages.has(heavy), heavy).toBe(false);
+  });
+
+  it('ink and react are imported by one chunk, reached only from the `sos top` handler', () => {
+    const dir = join(ROOT, 'dist/chunks');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.js'));
+    const uses = files.filter((f) => /from\s*"(ink|react)"|import\("(ink|react)"\)/.test(readFileSync(join(dir, f), 'utf8')));
+    expect(uses.length).toBe(1);
+    const referrers = [...readdirSync(join(ROOT, 'dist')).filter((f) => f.endsWith('.js')).map((f) => `../${f}`), ...files].filter((f) => f !== uses[0] && readFileSync(join(dir, f), 'utf8').includes(uses[0]!));
+    expect(referrers.map((f) => f.replace(/-[A-Z0-9]+\.js$/, ''))).toEqual(['top.run']);
+  });
 
   it('the launcher refuses Node.js older than 20 with a clear message', () => {
     const launcher = readFileSync(join(ROOT, 'bin/sos'), 'utf8');

@@ -216,3 +216,17 @@ describe('viewModel', () => {
     for (const l of text(s)) expect([...l].some((c) => c.charCodeAt(0) < 0x20), l).toBe(false);
   });
 });
+
+describe('the selection', () => {
+  it('follows the chosen agent when a refresh re-sorts the rows', () => {
+    const before = snapshot({ agents: [agent('alice'), agent('bob', { state: 'unprobed' })] });
+    const ui = { ...initialUi(), selected: 1, selectedName: 'alice' };
+    expect(viewModel(before, ui, SMALL).selectedAgent).toBe('alice');
+    const after = snapshot({ agents: [agent('alice', { state: 'parked' }), agent('bob', { state: 'unprobed' })] });
+    const vm = viewModel(after, ui, SMALL);
+    expect(vm.agents).toEqual(['bob', 'alice']);
+    expect(vm.selectedAgent).toBe('alice');
+    // an agent filtered away: the index, clamped, is used
+    expect(viewModel(after, { ...ui, filter: 'bob' }, SMALL).selectedAgent).toBe('bob');
+  });
+});

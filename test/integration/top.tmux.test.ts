@@ -1,0 +1,171 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, type TestContext } from 'vitest';
+import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
+import { tempDir } from '../helpers/isolation.js';
+import { killTmuxServer, shellQuote, TMUX_ADAPTER } from '../helpers/sessions.js';
+
+/**
+ * `sos top` in a real terminal: a tmux pane on a tmux server of the test's own (`-S`), read with
+ * `capture-pane -p`, driven with `send-keys`; the Store is checked through the CLI.
+ * SOS_UPDATE_FIXTURES=1 rewrites the captured screens under test/fixtures/top/.
+ */
+
+const FIXTURES = join(ROOT, 'test/fixtures/top');
+const PROMPT = 'top-test$ ';
+
+interface Pane {
+  screen(): string;
+  keys(...keys: string[]): void;
+  type(text: string): void;
+  until(what: string, check: (screen: string) => boolean, timeoutMs?: number): Promise<string>;
+  format(f: string): string;
+}
+
+function pane(ctx: TestContext, dir: string, env: NodeJS.ProcessEnv, size: { columns: number; rows: number }): Pane {
+  const socket = join(dir, 'top.sock');
+  ctx.onTestFinished(() => killTmuxServer(socket));
+  const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8', env });
+  tmux('new-session', '-d', '-s', 'top', '-x', String(size.columns), '-y', String(size.rows), `cd ${shellQuote(ROOT)} && PS1=${shellQuote(PROMPT)} exec sh`);
+  const p: Pane = {
+    screen: () => tmux('capture-pane', '-p', '-t', 'top'),
+    keys: (...keys) => void tmux('send-keys', '-t', 'top', ...keys),
+    type: (text) => void tmux('send-keys', '-t', 'top', '-l', text),
+    format: (f) => tmux('display-message', '-p', '-t', 'top', f).trim(),
+    async until(what, check, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last = '';
+      while (Date.now() < deadline) {
+        last = p.screen();
+        if (check(last)) return last;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`timed out waiting for ${what}; the pane shows:\n${last}`);
+    },
+  };
+  return p;
+}
+
+const selected = (screen: string) => /^> (\S+)/m.exec(screen)?.[1] ?? null;
+
+async function world(ctx: TestContext) {
+  const dir = tempDir(ctx);
+  const env = isolatedEnv(join(dir, 'home'));
+  const run = (args: string[]) => sos(args, env);
+  expect((await run(['init'])).code).toBe(0);
+  // The operator speaks as `lead` (sos top --as lead), as `sos send` needs.
+  expect((await run(['agents', 'add', 'lead', '--role', 'coordinator'])).code).toBe(0);
+  expect((await run(['agents', 'add', 'alice', '--kind', 'claude'])).code).toBe(0);
+  expect((await run(['agents', 'add', 'bob', '--kind', 'codex'])).code).toBe(0);
+  // A session that does not exist, on a tmux server that does not run: the probe reads it dead.
+  expect((await run(['agents', 'add', 'ghost', '--kind', 'shell', '--session', 'tmux:nothere', '--tmux-socket', join(dir, 'none.sock')])).code).toBe(0);
+  const probe = await run(['agents', 'probe', 'ghost', '--json']);
+  expect(probe.json<{ state: string }>().state, probe.stderr).toBe('dead');
+  return { dir, env, run };
+}
+
+const stateOf = async (run: (args: string[]) => ReturnType<typeof sos>, agent: string) => {
+  const r = await run(['agents', 'status', '--json']);
+  return r.json<{ agent: string; state: string }[]>().find((a) => a.agent === agent)?.state;
+};
+
+function checkFits(screen: string, size: { columns: number; rows: number }) {
+  const lines = screen.replace(/\n+$/, '').split('\n');
+  expect(lines.length).toBeLessThanOrEqual(size.rows);
+  for (const l of lines) expect([...l].length, l).toBeLessThanOrEqual(size.columns);
+}
+
+function saveFixture(name: string, screen: string) {
+  const path = join(FIXTURES, name);
+  if (process.env.SOS_UPDATE_FIXTURES === '1') {
+    mkdirSync(FIXTURES, { recursive: true });
+    writeFileSync(path, screen.replace(/\s+$/, '\n'));
+  }
+  return readFileSync(path, 'utf8');
+}
+
+describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
+  it('80x24: problems, j/k, p parks and unparks in the Store, s sends to the inbox, q restores the shell', async (ctx) => {
+    const { dir, env, run } = await world(ctx);
+    const size = { columns: 80, rows: 24 };
+    const p = pane(ctx, dir, env, size);
+    await p.until('the shell prompt', (s) => s.includes(PROMPT.trimEnd()));
+    p.type(`${shellQuote(process.execPath)} ${shellQuote(BIN)} top --as lead --interval 500`);
+    p.keys('Enter');
+    let screen = await p.until('the first frame', (s) => s.includes('sos top ·') && s.includes('ghost'));
+    expect(p.format('#{alternate_on}')).toBe('1');
+    checkFits(screen, size);
+    // The problems band: the dead agent, the daemon not running.
+    expect(screen).toMatch(/^! ghost dead: .* since \d+[smh] +\[r restart\]$/m);
+    expect(screen).toMatch(/^! daemon not running/m);
+    expect(screen.split('\n')[0]).toContain('DAEMON DOWN');
+    const fixture = saveFixture('80x24.txt', screen);
+    expect(fixture).toContain('! ghost dead');
+    checkFits(fixture, size);
+
+    // Problems sort first: ghost, then alice and bob by name.
+    expect(selected(screen)).toBe('ghost');
+    p.keys('j');
+    screen = await p.until('the selection on alice', (s) => selected(s) === 'alice');
+    p.keys('j');
+    await p.until('the selection on bob', (s) => selected(s) === 'bob');
+    p.keys('k');
+    await p.until('the selection back on alice', (s) => selected(s) === 'alice');
+
+    // p parks the selected agent, p again unparks it; the Store says so each time.
+    p.keys('p');
+    await p.until('the park outcome', (s) => /alice: parked by the operator: from sos top/.test(s));
+    expect(await stateOf(run, 'alice')).toBe('parked');
+    screen = await p.until('alice shown parked', (s) => /^> alice +claude +parked/m.test(s));
+    p.keys('p');
+    await p.until('the unpark outcome', (s) => s.includes('alice unparked'));
+    expect(await stateOf(run, 'alice')).toBe('unknown');
+
+    // s, a line, Enter: a message in alice's inbox.
+    p.keys('s');
+    await p.until('the send prompt', (s) => s.includes('send to alice:'));
+    p.type('hello from sos top');
+    p.keys('Enter');
+    await p.until('the send outcome', (s) => /sent msg_\w+ to alice/.test(s));
+    const inbox = await run(['inbox', '--as', 'alice', '--json']);
+    const got = inbox.json<{ unread: { from: string; text: string }[] }>().unread;
+    expect(got.map((m) => [m.from, m.text])).toContainEqual(['lead', 'hello from sos top']);
+
+    // r asks first; anything but y cancels.
+    p.keys('r');
+    await p.until('the restart confirmation', (s) => s.includes('restart alice? y to confirm'));
+    p.keys('n');
+    await p.until('the restart canceled', (s) => s.includes('restart alice canceled'));
+
+    // q: the alternate screen is left and the prompt is back.
+    p.keys('q');
+    screen = await p.until('the shell back', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
+    expect(p.format('#{alternate_on}')).toBe('0');
+    expect(p.format('#{pane_current_command}')).toBe('sh');
+  });
+
+  it('160x50: the wide layout fits, every panel on one screen; SIGTERM restores the terminal', async (ctx) => {
+    const { dir, env, run } = await world(ctx);
+    expect((await run(['tasks', 'create', 'write the parser'])).code).toBe(0);
+    const size = { columns: 160, rows: 50 };
+    const p = pane(ctx, dir, env, size);
+    await p.until('the shell prompt', (s) => s.includes(PROMPT.trimEnd()));
+    p.type(`${shellQuote(process.execPath)} ${shellQuote(BIN)} top`);
+    p.keys('Enter');
+    const screen = await p.until('the first wide frame', (s) => s.includes('sos top ·') && s.includes('activity') && s.includes('write the parser'));
+    checkFits(screen, size);
+    expect(screen).toMatch(/queues.*│.*spend/);
+    expect(screen).toMatch(/^! ghost dead/m);
+    const fixture = saveFixture('160x50.txt', screen);
+    expect(fixture).toMatch(/queues.*│.*spend/);
+    checkFits(fixture, size);
+    // The shell's child is `sos top` (node).
+    const shell = p.format('#{pane_pid}');
+    const pid = Number(execFileSync('ps', ['-o', 'pid=', '--ppid', shell], { encoding: 'utf8' }).trim().split(/\s+/)[0]);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, 'SIGTERM');
+    await p.until('the shell back after SIGTERM', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
+    expect(p.format('#{alternate_on}')).toBe('0');
+  });
+});
