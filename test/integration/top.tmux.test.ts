@@ -93,7 +93,7 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     await p.until('the shell prompt', (s) => s.includes(PROMPT.trimEnd()));
     p.type(`${shellQuote(process.execPath)} ${shellQuote(BIN)} top --as lead --interval 500`);
     p.keys('Enter');
-    let screen = await p.until('the first frame', (s) => s.includes('sos top ·') && s.includes('ghost'));
+    const screen = await p.until('the first frame', (s) => s.includes('sos top ·') && s.includes('ghost'));
     expect(p.format('#{alternate_on}')).toBe('1');
     checkFits(screen, size);
     // The problems band: the dead agent, the daemon not running.
@@ -107,7 +107,7 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     // Problems sort first: ghost, then alice and bob by name.
     expect(selected(screen)).toBe('ghost');
     p.keys('j');
-    screen = await p.until('the selection on alice', (s) => selected(s) === 'alice');
+    await p.until('the selection on alice', (s) => selected(s) === 'alice');
     p.keys('j');
     await p.until('the selection on bob', (s) => selected(s) === 'bob');
     p.keys('k');
@@ -117,7 +117,7 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     p.keys('p');
     await p.until('the park outcome', (s) => /alice: parked by the operator: from sos top/.test(s));
     expect(await stateOf(run, 'alice')).toBe('parked');
-    screen = await p.until('alice shown parked', (s) => /^> alice +claude +parked/m.test(s));
+    await p.until('alice shown parked', (s) => /^> alice +claude +parked/m.test(s));
     p.keys('p');
     await p.until('the unpark outcome', (s) => s.includes('alice unparked'));
     expect(await stateOf(run, 'alice')).toBe('unknown');
@@ -140,7 +140,7 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
 
     // q: the alternate screen is left and the prompt is back.
     p.keys('q');
-    screen = await p.until('the shell back', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
+    await p.until('the shell back', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
     expect(p.format('#{alternate_on}')).toBe('0');
     expect(p.format('#{pane_current_command}')).toBe('sh');
   });
