@@ -1,7 +1,7 @@
 /**
  * What the keys of `sos top` do, each through the core function the CLI command calls:
  * `p` is `sos agents park|unpark` (parkAgent / unparkAgent), `s` is `sos send` (sendMessage),
- * and `r` is the lifecycle restart the daemon's supervisor takes (runAction with a restart plan),
+ * `A` is `sos approvals approve|deny` (approve / deny), and `r` is the lifecycle restart the daemon's supervisor takes (runAction with a restart plan),
  * refused inside the supervisor's own guardrails (restart limit per window, cooldown).
  */
 import type { Caller } from '../core/auth/caller.js';
@@ -92,6 +92,24 @@ export async function restart(parts: ActionParts, name: string): Promise<Outcome
     const obs = await observe(life, agent, stored);
     const action = await runAction(life, caller, agent, record, obs, { action: 'restart', reason: 'restarted by the operator from sos top' });
     return { ok: action.outcome === 'done', text: `${name}: ${action.detail}` };
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+/** `sos approvals approve|deny <id>` as the caller (the operator or an admin). */
+export async function decide(parts: ActionParts, id: string, vote: 'approve' | 'deny'): Promise<Outcome> {
+  try {
+    const governance = await import('../core/brain/governance.js');
+    const { store } = parts.life;
+    if (vote === 'deny') {
+      const a = await governance.deny(store, parts.caller, id, { note: 'from sos top' });
+      return { ok: true, text: `approval ${a.id} denied` };
+    }
+    const ctx = { tasks: { store, bus: parts.bus.bus, maxTextBytes: parts.life.maxTextBytes }, lifecycle: parts.life.repo };
+    const r = await governance.approve(ctx, parts.caller, id, { note: 'from sos top' });
+    const a = r.approval;
+    return { ok: a.status !== 'failed', text: `approval ${a.id}: ${a.status}${a.reason ? `: ${a.reason}` : ''}` };
   } catch (err) {
     return failure(err);
   }

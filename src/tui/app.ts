@@ -19,6 +19,7 @@ export interface TopOptions {
     togglePark: (agent: string) => Promise<Outcome>;
     send: (agent: string, text: string) => Promise<Outcome>;
     restart: (agent: string) => Promise<Outcome>;
+    decide: (id: string, vote: 'approve' | 'deny') => Promise<Outcome>;
   };
   intervalMs: number;
   color: boolean;
@@ -61,6 +62,8 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
   const [size, setSize] = React.useState({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
   const uiRef = React.useRef(ui);
   uiRef.current = ui;
+  const snapshotRef = React.useRef(snapshot);
+  snapshotRef.current = snapshot;
   const vmRef = React.useRef<ViewModel | null>(null);
   const reloadRef = React.useRef<() => void>(() => undefined);
 
@@ -161,6 +164,14 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       else set({ prompt: null, status: { text: `${prompt.action} ${prompt.agent} canceled` } });
       return;
     }
+    if (u.prompt?.kind === 'approval') {
+      const prompt = u.prompt;
+      set({ prompt: null });
+      if (input === 'y' || input === 'Y') act(`approving ${prompt.id}`, () => options.actions.decide(prompt.id, 'approve'));
+      else if (input === 'n' || input === 'N') act(`denying ${prompt.id}`, () => options.actions.decide(prompt.id, 'deny'));
+      else set({ prompt: null, status: { text: `approval ${prompt.id} left waiting` } });
+      return;
+    }
     if (u.filtering) {
       if (key.escape) set({ filtering: false, filter: '', selected: 0, selectedName: null });
       else if (key.return) set({ filtering: false });
@@ -191,6 +202,11 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     } else if (input === '/') set({ filtering: true });
     else if (input === '?') set({ help: true });
     else if (input === 'o') set({ sort: SORTS[(SORTS.indexOf(u.sort) + 1) % SORTS.length]! });
+    else if (input === 'A') {
+      const oldest = snapshotRef.current?.approvals[0];
+      if (!oldest) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
+      else set({ prompt: { kind: 'approval', id: oldest.id, what: `${oldest.method} (${oldest.tier}, ${oldest.votes}/${oldest.needs})` } });
+    }
     else if (input === 'p' || input === 's' || input === 'r') {
       if (agent === null) {
         set({ status: { text: 'no agent selected', tone: 'yellow' } });

@@ -27,7 +27,10 @@ export interface Line {
   segments: Segment[];
 }
 
-export type Prompt = { kind: 'send'; agent: string; text: string } | { kind: 'confirm'; action: 'restart'; agent: string };
+export type Prompt =
+  | { kind: 'send'; agent: string; text: string }
+  | { kind: 'confirm'; action: 'restart'; agent: string }
+  | { kind: 'approval'; id: string; what: string };
 
 export interface UiState {
   panel: Panel;
@@ -326,7 +329,7 @@ export function problemsOf(s: Snapshot): Problem[] {
     if (b.state === 'closed') continue;
     out.push({ kind: 'breaker', what: `provider ${b.name} breaker ${b.state}${b.lastError ? `: ${b.lastError}` : ''}`, since: b.openedAt, act: 'sos brain status' });
   }
-  for (const a of s.approvals) out.push({ kind: 'approval', what: `approval waiting: ${a.id} ${a.method} (${a.tier}, ${a.votes}/${a.needs})`, since: a.createdAt, act: `sos approvals approve ${a.id}` });
+  for (const a of s.approvals) out.push({ kind: 'approval', what: `approval waiting: ${a.id} ${a.method} (${a.tier}, ${a.votes}/${a.needs})`, since: a.createdAt, act: 'A approve/deny' });
   return out;
 }
 
@@ -432,6 +435,7 @@ const HELP: [string, string][] = [
   ['p', 'park the selected agent, or unpark it when parked (sos agents park|unpark)'],
   ['s', 'send the selected agent a message (sos send)'],
   ['r', 'restart the selected agent, after a confirmation (the lifecycle restart)'],
+  ['A', 'approve (y) or deny (n) the oldest waiting approval (sos approvals approve|deny)'],
   ['?', 'this help (any key closes it)'],
   ['q, Ctrl-C', 'quit'],
 ];
@@ -481,6 +485,7 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
   const footer: Line = (() => {
     if (ui.prompt?.kind === 'send') return fitLine([plain(`send to ${ui.prompt.agent}: `, 'cyan', true), plain(clean(ui.prompt.text)), plain('█'), plain('  Enter sends, Esc cancels', 'gray')], columns);
     if (ui.prompt?.kind === 'confirm') return fitLine([plain(`${ui.prompt.action} ${ui.prompt.agent}? `, 'yellow', true), plain('y to confirm, any other key cancels')], columns);
+    if (ui.prompt?.kind === 'approval') return fitLine([plain('y approve, n deny, other: cancel · ', 'yellow', true), plain(`${clean(ui.prompt.what)} ${ui.prompt.id}`)], columns);
     if (ui.filtering) return fitLine([plain('/', 'cyan', true), plain(clean(ui.filter)), plain('█'), plain('  Enter keeps, Esc clears', 'gray')], columns);
     if (ui.status) return fitLine([plain(clean(ui.status.text), ui.status.tone)], columns);
     return fitLine([plain('j/k move  Tab panel  / filter  p park  s send  r restart  ? help  q quit', 'gray')], columns);

@@ -2,6 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
+import { enqueueApproval } from '../../src/core/brain/governance.js';
+import { resolveConfig } from '../../src/core/config/resolve.js';
+import { openStore, parseStoreTarget } from '../../src/core/store/open.js';
 import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
 import { tempDir } from '../helpers/isolation.js';
 import { killTmuxServer, shellQuote, TMUX_ADAPTER } from '../helpers/sessions.js';
@@ -137,6 +140,27 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     await p.until('the restart confirmation', (s) => s.includes('restart alice? y to confirm'));
     p.keys('n');
     await p.until('the restart canceled', (s) => s.includes('restart alice canceled'));
+
+    // A: an approval waiting shows in the band; A then y approves it, and the task exists.
+    const config = await resolveConfig({ env, flags: {} });
+    const store = await openStore({ target: parseStoreTarget(config.values.db, dir), pgSchema: config.values.pgSchema, busyTimeoutMs: config.values.busyTimeoutMs });
+    ctx.onTestFinished(() => store.close());
+    const gated = await enqueueApproval(store.sql, config.values.project, {
+      cycleId: 'cyc_top',
+      method: 'post_content',
+      tier: 'human_gate',
+      proposal: { method: 'post_content', agent: null, goal_id: null, details: { title: 'Announce the release' } },
+      at: Date.now(),
+    });
+    await p.until('the approval in the band', (s) => s.includes(`approval waiting: ${gated.id}`) && s.includes('[A approve/deny]'));
+    p.keys('A');
+    await p.until('the approval prompt', (s) => s.includes('y approve, n deny') && s.includes('post_content (human_gate, 0/1)'));
+    p.keys('y');
+    await p.until('the approval outcome', (s) => s.includes(`approval ${gated.id}: executed`));
+    const listed = await run(['tasks', 'list', '--json']);
+    expect(listed.json<{ title: string }[]>().map((t) => t.title)).toContain('Announce the release');
+    p.keys('A');
+    await p.until('nothing left to approve', (s) => s.includes('no approvals waiting'));
 
     // q: the alternate screen is left and the prompt is back.
     p.keys('q');

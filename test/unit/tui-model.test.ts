@@ -154,7 +154,7 @@ describe('viewModel', () => {
       '! budget project warning 95% (block) since 1m  [sos budgets list]',
       '! budget agent:bob exhausted 120% (pause) since 2m  [sos budgets lift agent:bob]',
       '! provider anthropic breaker open: HTTP 529 since 30s  [sos brain status]',
-      '! approval waiting: ap_1 create_task (human_gate, 0/1) since 10m  [sos approvals approve ap_1]',
+      '! approval waiting: ap_1 create_task (human_gate, 0/1) since 10m  [A approve/deny]',
     ]);
     expect(vm.lines.map(lineText)[0]).toContain('DAEMON DOWN');
     fits(vm.lines.map(lineText), WIDE);
