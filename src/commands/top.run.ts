@@ -34,6 +34,7 @@ export function top(inv: Invocation): Promise<Output> {
         send: (agent, text) => actions.send(act, agent, text),
         restart: (agent) => actions.restart(act, agent),
         decide: (id, vote) => actions.decide(act, id, vote),
+        screen: (agent) => actions.screen(act, agent),
       },
       intervalMs,
       color: !inv.env.NO_COLOR,

@@ -114,3 +114,18 @@ export async function decide(parts: ActionParts, id: string, vote: 'approve' | '
     return failure(err);
   }
 }
+
+/** The agent's last screen lines, read from its session driver (nothing is typed). */
+export async function screen(parts: ActionParts, name: string, lines = 40): Promise<Outcome & { lines?: string[] }> {
+  try {
+    const { getAgent } = await import('../core/identity/agents.js');
+    const agent = await getAgent(parts.life.store, parts.caller, name);
+    if (!agent.session) return { ok: false, text: `${name} has no session: no screen to show` };
+    const driver = await parts.life.openDriver(agent);
+    const snap = await driver.snapshot(lines);
+    if (!snap.exists) return { ok: false, text: `${name}: its session does not exist` };
+    return { ok: true, text: `${name}: screen read`, lines: snap.screen.replace(/\s+$/, '').split('\n') };
+  } catch (err) {
+    return failure(err);
+  }
+}

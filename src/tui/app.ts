@@ -20,6 +20,7 @@ export interface TopOptions {
     send: (agent: string, text: string) => Promise<Outcome>;
     restart: (agent: string) => Promise<Outcome>;
     decide: (id: string, vote: 'approve' | 'deny') => Promise<Outcome>;
+    screen: (agent: string) => Promise<Outcome & { lines?: string[] }>;
   };
   intervalMs: number;
   color: boolean;
@@ -183,6 +184,10 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       set({ help: false });
       return;
     }
+    if (u.detail && (key.escape || key.return)) {
+      set({ detail: null });
+      return;
+    }
     const agent = vm?.selectedAgent ?? null;
     const move = (d: number) => {
       if (u.panel === 'agents') {
@@ -202,7 +207,15 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     } else if (input === '/') set({ filtering: true });
     else if (input === '?') set({ help: true });
     else if (input === 'o') set({ sort: SORTS[(SORTS.indexOf(u.sort) + 1) % SORTS.length]! });
-    else if (input === 'A') {
+    else if (key.return && u.panel === 'agents') {
+      if (agent === null) set({ status: { text: 'no agent selected', tone: 'yellow' } });
+      else {
+        set({ detail: { agent, screen: null } });
+        void options.actions.screen(agent).then((o) =>
+          setUi((cur) => (cur.detail?.agent === agent ? { ...cur, detail: o.lines ? { agent, screen: o.lines } : { agent, screen: null, note: o.text } } : cur)),
+        );
+      }
+    } else if (input === 'A') {
       const oldest = snapshotRef.current?.approvals[0];
       if (!oldest) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
       else set({ prompt: { kind: 'approval', id: oldest.id, what: `${oldest.method} (${oldest.tier}, ${oldest.votes}/${oldest.needs})` } });

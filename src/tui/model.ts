@@ -46,6 +46,8 @@ export interface UiState {
   filtering: boolean;
   help: boolean;
   prompt: Prompt | null;
+  /** The detail pane (Enter on an agent): its record and its last screen lines once read. */
+  detail: { agent: string; screen: string[] | null; note?: string } | null;
   /** The outcome of the last action (or an error), shown in the bottom row. */
   status: { text: string; tone?: Tone } | null;
 }
@@ -60,6 +62,7 @@ export const initialUi = (): UiState => ({
   filtering: false,
   help: false,
   prompt: null,
+  detail: null,
   status: null,
 });
 
@@ -436,6 +439,7 @@ const HELP: [string, string][] = [
   ['s', 'send the selected agent a message (sos send)'],
   ['r', 'restart the selected agent, after a confirmation (the lifecycle restart)'],
   ['A', 'approve (y) or deny (n) the oldest waiting approval (sos approvals approve|deny)'],
+  ['Enter', 'the selected agent in detail: its evidence and its last screen lines (Esc closes)'],
   ['?', 'this help (any key closes it)'],
   ['q, Ctrl-C', 'quit'],
 ];
@@ -493,7 +497,25 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
 
   const lines: Line[] = [header];
   const room = () => budget - lines.length - 1; // rows left above the footer
-  if (ui.help) {
+  const shown = ui.detail ? s.agents.find((a) => a.name === ui.detail!.agent) : undefined;
+  if (ui.detail && !ui.help) {
+    lines.push(...problemLines(problems, s.at, Math.max(2, Math.floor(budget / 4)), columns).slice(0, Math.max(0, room() - 4)));
+    lines.push(sectionHead(`agent ${ui.detail.agent}`, true, columns, 'Esc closes'));
+    const a = shown;
+    const facts: [string, string][] = a
+      ? [
+          ['kind', `${a.kind}, ${a.role}${a.session ? `, session ${a.session}` : ', no session'}`],
+          ['state', `${a.state}${a.since !== null ? ` for ${age(a.since, s.at)}` : ''}${a.parkedUntil !== null ? `, parked until ${clock(a.parkedUntil, true)}` : ''}`],
+          ['evidence', a.evidence ?? '-'],
+          ['task', a.task ? `${a.task.id} ${a.task.status} ${a.task.title}${a.holds > 1 ? ` (+${a.holds - 1} more)` : ''}` : '-'],
+          ['unread', String(a.unread)],
+        ]
+      : [['agent', 'no longer in the project']];
+    for (const [k, v] of facts) if (room() > 0) lines.push(fitLine([plain(`  ${pad(k, 10)}`, 'cyan'), plain(clean(v))], columns));
+    if (room() > 0) lines.push(fitLine([plain(ui.detail.screen ? '  last screen lines:' : `  ${ui.detail.note ?? 'reading the screen…'}`, 'gray')], columns));
+    const screen = (ui.detail.screen ?? []).slice(-Math.max(0, room()));
+    for (const l of screen) lines.push(fitLine([plain(`  ${clean(l)}`)], columns));
+  } else if (ui.help) {
     lines.push(sectionHead('keys', true, columns));
     for (const [k, v] of HELP) if (room() > 0) lines.push(fitLine([plain(`  ${pad(k, 16)}`, 'cyan'), plain(v)], columns));
   } else {

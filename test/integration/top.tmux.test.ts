@@ -135,6 +135,12 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     const got = inbox.json<{ unread: { from: string; text: string }[] }>().unread;
     expect(got.map((m) => [m.from, m.text])).toContainEqual(['lead', 'hello from sos top']);
 
+    // Enter: the detail pane of the selected agent (alice has no session to read); Esc closes it.
+    p.keys('Enter');
+    await p.until('the detail pane', (s) => s.includes('agent alice') && s.includes('alice has no session: no screen to show'));
+    p.keys('Escape');
+    await p.until('the agents panel back', (s) => !s.includes('agent alice') && /^> alice/m.test(s));
+
     // r asks first; anything but y cancels.
     p.keys('r');
     await p.until('the restart confirmation', (s) => s.includes('restart alice? y to confirm'));

@@ -229,4 +229,24 @@ describe('the selection', () => {
     // an agent filtered away: the index, clamped, is used
     expect(viewModel(after, { ...ui, filter: 'bob' }, SMALL).selectedAgent).toBe('bob');
   });
+
+  it("the detail pane: the agent's record and its last screen lines, cut to the width, within the row budget", () => {
+    const s = snapshot({ agents: [agent('kasra', { state: 'waiting', since: NOW - 90_000, evidence: 'screen.permission: Do you want to proceed?', session: 'tmux:kasra' })] });
+    const screen = Array.from({ length: 60 }, (_, i) => `line ${i} ${'x'.repeat(i * 3)}`);
+    const ui = { ...initialUi(), detail: { agent: 'kasra', screen } };
+    for (const size of [SMALL, WIDE]) {
+      const lines = text(s, ui, size);
+      fits(lines, size);
+      expect(lines.some((l) => l.includes('agent kasra'))).toBe(true);
+      expect(lines.find((l) => l.trimStart().startsWith('state'))).toMatch(/waiting for 1m/);
+      expect(lines.some((l) => l.includes('screen.permission: Do you want to proceed?'))).toBe(true);
+      // The newest screen lines are the ones kept.
+      expect(lines.some((l) => l.includes('line 59'))).toBe(true);
+      expect(lines.some((l) => l.includes('line 0 '))).toBe(false);
+    }
+    const reading = text(s, { ...initialUi(), detail: { agent: 'kasra', screen: null } });
+    expect(reading.some((l) => l.includes('reading the screen…'))).toBe(true);
+    const none = text(s, { ...initialUi(), detail: { agent: 'kasra', screen: null, note: 'kasra has no session: no screen to show' } });
+    expect(none.some((l) => l.includes('kasra has no session'))).toBe(true);
+  });
 });
