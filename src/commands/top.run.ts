@@ -33,6 +33,7 @@ export function top(inv: Invocation): Promise<Output> {
         togglePark: (agent) => actions.togglePark(act, agent),
         send: (agent, text) => actions.send(act, agent, text),
         restart: (agent) => actions.restart(act, agent),
+        interrupt: (agent) => actions.interrupt(act, agent),
         decide: (id, vote) => actions.decide(act, id, vote),
         screen: (agent) => actions.screen(act, agent),
       },

@@ -7,6 +7,8 @@
 import type { Caller } from '../core/auth/caller.js';
 import type { BusContext } from '../core/bus/service.js';
 import type { LifecycleContext } from '../core/lifecycle/context.js';
+import type { AgentStateRecord } from '../core/lifecycle/sql-lifecycle.js';
+import type { Agent } from '../core/store/types.js';
 
 export interface ActionParts {
   life: LifecycleContext;
@@ -55,23 +57,42 @@ export async function send(parts: ActionParts, name: string, text: string): Prom
 }
 
 /** The supervisor's restart of one agent, on the operator's word; recorded as a lifecycle action. */
-export async function restart(parts: ActionParts, name: string): Promise<Outcome> {
+export function restart(parts: ActionParts, name: string): Promise<Outcome> {
+  return supervise(parts, name, 'restart');
+}
+
+/** The supervisor's interrupt of one agent (its kind's interrupt keys), on the operator's word. */
+export function interrupt(parts: ActionParts, name: string): Promise<Outcome> {
+  return supervise(parts, name, 'interrupt');
+}
+
+async function supervise(parts: ActionParts, name: string, kind: 'restart' | 'interrupt'): Promise<Outcome> {
   try {
     const { life, caller } = parts;
     const { requireAdmin } = await import('../core/auth/caller.js');
     const { getAgent } = await import('../core/identity/agents.js');
-    const { observe } = await import('../core/lifecycle/probe.js');
-    const { runAction } = await import('../core/lifecycle/actions.js');
-    await requireAdmin(life.store, caller, 'restarting an agent');
+    await requireAdmin(life.store, caller, kind === 'restart' ? 'restarting an agent' : 'interrupting an agent');
     const agent = await getAgent(life.store, caller, name);
-    if (!agent.session) return { ok: false, text: `${name} has no session to restart (sos agents set ${name} --session …)` };
+    if (!agent.session) return { ok: false, text: `${name} has no session to ${kind} (sos agents set ${name} --session …)` };
     const stored = await life.repo.get(agent.project, agent.name);
     if (stored?.state === 'parked') return { ok: false, text: `${name} is parked: unpark it first (p)` };
     const now = Date.now();
+    if (kind === 'interrupt') return await act(parts, agent, stored, now, kind);
     const restarts = (await life.repo.actions(agent.project, agent.name, now - life.limits.restartWindowMs, 50)).filter((a) => a.action === 'restart');
     if (restarts.length >= life.limits.restartLimit) return { ok: false, text: `${name}: restart limit reached (${restarts.length} within the window); not restarting` };
     const last = restarts.sort((a, b) => b.at - a.at)[0];
     if (last && now - last.at < life.limits.cooldownMs) return { ok: false, text: `${name}: cooling down (restarted ${Math.round((now - last.at) / 1000)}s ago)` };
+    return await act(parts, agent, stored, now, kind);
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+async function act(parts: ActionParts, agent: Agent, stored: AgentStateRecord | undefined, now: number, kind: 'restart' | 'interrupt'): Promise<Outcome> {
+  const { life, caller } = parts;
+  try {
+    const { observe } = await import('../core/lifecycle/probe.js');
+    const { runAction } = await import('../core/lifecycle/actions.js');
     const record = stored ?? {
       project: agent.project,
       agent: agent.name,
@@ -90,8 +111,8 @@ export async function restart(parts: ActionParts, name: string): Promise<Outcome
       hookAt: null,
     };
     const obs = await observe(life, agent, stored);
-    const action = await runAction(life, caller, agent, record, obs, { action: 'restart', reason: 'restarted by the operator from sos top' });
-    return { ok: action.outcome === 'done', text: `${name}: ${action.detail}` };
+    const action = await runAction(life, caller, agent, record, obs, { action: kind, reason: `${kind === 'restart' ? 'restarted' : 'interrupted'} by the operator from sos top` });
+    return { ok: action.outcome === 'done', text: `${agent.name}: ${action.detail}` };
   } catch (err) {
     return failure(err);
   }

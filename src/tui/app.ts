@@ -19,6 +19,7 @@ export interface TopOptions {
     togglePark: (agent: string) => Promise<Outcome>;
     send: (agent: string, text: string) => Promise<Outcome>;
     restart: (agent: string) => Promise<Outcome>;
+    interrupt: (agent: string) => Promise<Outcome>;
     decide: (id: string, vote: 'approve' | 'deny') => Promise<Outcome>;
     screen: (agent: string) => Promise<Outcome & { lines?: string[] }>;
   };
@@ -161,7 +162,9 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     if (u.prompt?.kind === 'confirm') {
       const prompt = u.prompt;
       set({ prompt: null });
-      if (input === 'y' || input === 'Y') act(`restarting ${prompt.agent}`, () => options.actions.restart(prompt.agent));
+      if (input === 'y' || input === 'Y') {
+        act(`${prompt.action === 'restart' ? 'restarting' : 'interrupting'} ${prompt.agent}`, () => (prompt.action === 'restart' ? options.actions.restart(prompt.agent) : options.actions.interrupt(prompt.agent)));
+      }
       else set({ prompt: null, status: { text: `${prompt.action} ${prompt.agent} canceled` } });
       return;
     }
@@ -220,14 +223,14 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       if (!oldest) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
       else set({ prompt: { kind: 'approval', id: oldest.id, what: `${oldest.method} (${oldest.tier}, ${oldest.votes}/${oldest.needs})` } });
     }
-    else if (input === 'p' || input === 's' || input === 'r') {
+    else if (input === 'p' || input === 's' || input === 'r' || input === 'i') {
       if (agent === null) {
         set({ status: { text: 'no agent selected', tone: 'yellow' } });
         return;
       }
       if (input === 'p') act(`park/unpark ${agent}`, () => options.actions.togglePark(agent));
       else if (input === 's') set({ prompt: { kind: 'send', agent, text: '' } });
-      else set({ prompt: { kind: 'confirm', action: 'restart', agent } });
+      else set({ prompt: { kind: 'confirm', action: input === 'r' ? 'restart' : 'interrupt', agent } });
     } else if (key.escape) set({ status: null, filter: '' });
   });
 

@@ -29,7 +29,7 @@ export interface Line {
 
 export type Prompt =
   | { kind: 'send'; agent: string; text: string }
-  | { kind: 'confirm'; action: 'restart'; agent: string }
+  | { kind: 'confirm'; action: 'restart' | 'interrupt'; agent: string }
   | { kind: 'approval'; id: string; what: string };
 
 export interface UiState {
@@ -438,6 +438,7 @@ const HELP: [string, string][] = [
   ['p', 'park the selected agent, or unpark it when parked (sos agents park|unpark)'],
   ['s', 'send the selected agent a message (sos send)'],
   ['r', 'restart the selected agent, after a confirmation (the lifecycle restart)'],
+  ['i', 'interrupt the selected agent, after a confirmation (its kind\'s interrupt keys)'],
   ['A', 'approve (y) or deny (n) the oldest waiting approval (sos approvals approve|deny)'],
   ['Enter', 'the selected agent in detail: its evidence and its last screen lines (Esc closes)'],
   ['?', 'this help (any key closes it)'],
@@ -492,7 +493,7 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
     if (ui.prompt?.kind === 'approval') return fitLine([plain('y approve, n deny, other: cancel · ', 'yellow', true), plain(`${clean(ui.prompt.what)} ${ui.prompt.id}`)], columns);
     if (ui.filtering) return fitLine([plain('/', 'cyan', true), plain(clean(ui.filter)), plain('█'), plain('  Enter keeps, Esc clears', 'gray')], columns);
     if (ui.status) return fitLine([plain(clean(ui.status.text), ui.status.tone)], columns);
-    return fitLine([plain('j/k move  Tab panel  / filter  p park  s send  r restart  ? help  q quit', 'gray')], columns);
+    return fitLine([plain('j/k move  Tab panel  Enter detail  p park  s send  r restart  ? help  q quit', 'gray')], columns);
   })();
 
   const lines: Line[] = [header];

@@ -146,6 +146,10 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     await p.until('the restart confirmation', (s) => s.includes('restart alice? y to confirm'));
     p.keys('n');
     await p.until('the restart canceled', (s) => s.includes('restart alice canceled'));
+    p.keys('i');
+    await p.until('the interrupt confirmation', (s) => s.includes('interrupt alice? y to confirm'));
+    p.keys('n');
+    await p.until('the interrupt canceled', (s) => s.includes('interrupt alice canceled'));
 
     // A: an approval waiting shows in the band; A then y approves it, and the task exists.
     const config = await resolveConfig({ env, flags: {} });
