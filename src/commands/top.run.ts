@@ -24,6 +24,11 @@ export function top(inv: Invocation): Promise<Output> {
       return { data: { snapshot, problems: vm.problems, lines: vm.lines.map(lineText) }, human: vm.lines.map(lineText).join('\n') };
     }
     const actions = await import('../tui/actions.js');
+    // Ink reads CI / CONTINUOUS_INTEGRATION once, when it loads, and in "CI mode" draws nothing
+    // until it exits. `sos top` only runs on a terminal (checked above), so it is never CI output:
+    // this process forgets them before Ink loads.
+    delete process.env.CI;
+    delete process.env.CONTINUOUS_INTEGRATION;
     const { runTop } = await import('../tui/app.js');
     const act = { life, bus: ctx, caller };
     await runTop({
