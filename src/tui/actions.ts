@@ -93,23 +93,8 @@ async function act(parts: ActionParts, agent: Agent, stored: AgentStateRecord | 
   try {
     const { observe } = await import('../core/lifecycle/probe.js');
     const { runAction } = await import('../core/lifecycle/actions.js');
-    const record = stored ?? {
-      project: agent.project,
-      agent: agent.name,
-      state: 'unknown' as const,
-      since: now,
-      confidence: 0,
-      evidence: [],
-      probedAt: now,
-      screenHash: null,
-      lastChangeAt: null,
-      parkedUntil: null,
-      parkReason: null,
-      pendingInject: null,
-      sessionToken: null,
-      hookEvent: null,
-      hookAt: null,
-    };
+    const { unprobedRecord } = await import('../core/lifecycle/service.js');
+    const record = stored ?? unprobedRecord(agent, now);
     const obs = await observe(life, agent, stored);
     const action = await runAction(life, caller, agent, record, obs, { action: kind, reason: `${kind === 'restart' ? 'restarted' : 'interrupted'} by the operator from sos top` });
     return { ok: action.outcome === 'done', text: `${agent.name}: ${action.detail}` };

@@ -1,4 +1,5 @@
 import { actingAgent, type Caller, requireAdmin } from '../auth/caller.js';
+import type { Agent } from '../store/types.js';
 import { streamsFrom } from '../bus/service.js';
 import { UsageError } from '../errors.js';
 import { getAgent, listAgents } from '../identity/agents.js';
@@ -124,7 +125,20 @@ export async function parkAgent(
   const agent = await getAgent(ctx.store, caller, name);
   const stored = await ctx.repo.get(agent.project, agent.name);
   const held = input.release ? await heldTasks(ctx, agent, now) : [];
-  const record: AgentStateRecord = stored ?? {
+  const record: AgentStateRecord = stored ?? unprobedRecord(agent, now);
+  return runAction(
+    ctx,
+    caller,
+    agent,
+    record,
+    { reading: { state: record.state, confidence: record.confidence, evidence: record.evidence }, snapshot: null, lastChangeAt: null, held },
+    { action: 'park', reason: `parked by ${by}${input.reason ? `: ${input.reason}` : ''}`, until: input.until ?? null },
+  );
+}
+
+/** The record of an agent the supervisor never read: state unknown since `now`, nothing observed. */
+export function unprobedRecord(agent: Pick<Agent, 'project' | 'name'>, now: number): AgentStateRecord {
+  return {
     project: agent.project,
     agent: agent.name,
     state: 'unknown',
@@ -141,14 +155,6 @@ export async function parkAgent(
     hookEvent: null,
     hookAt: null,
   };
-  return runAction(
-    ctx,
-    caller,
-    agent,
-    record,
-    { reading: { state: record.state, confidence: record.confidence, evidence: record.evidence }, snapshot: null, lastChangeAt: null, held },
-    { action: 'park', reason: `parked by ${by}${input.reason ? `: ${input.reason}` : ''}`, until: input.until ?? null },
-  );
 }
 
 export async function unparkAgent(ctx: LifecycleContext, caller: Caller, name: string, by = 'the operator'): Promise<ActionRecord> {
