@@ -79,7 +79,7 @@ _sos_node() {
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
-    top) _sos_subs='' _sos_opts='--interval --once' ;;
+    top) _sos_subs='' _sos_opts='--interval --squad --agent --once' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
   _sos_opts+=' --db --project --as --token --json -q --quiet -h --help'
@@ -259,6 +259,8 @@ _sos_takes_value() {
     'daemon install-unit|--sweep-interval') return 0 ;;
     'daemon install-unit|--wake-cooldown') return 0 ;;
     'top|--interval') return 0 ;;
+    'top|--squad') return 0 ;;
+    'top|--agent') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
     *'|--as') return 0 ;;

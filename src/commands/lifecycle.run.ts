@@ -147,14 +147,9 @@ export function attach(inv: Invocation): Promise<Output> {
     const agent = await getAgent(store, caller, inv.args.name as string);
     if (caller.role !== 'operator' && caller.role !== 'admin') throw new UsageError('attaching needs local operator access or an admin token');
     if (!agent.session) throw new UsageError(`agent "${agent.name}" has no session to attach to`);
-    const { attachPty, attachTmux } = await import('../core/sessions/attach.js');
-    if (agent.session.startsWith('tmux:')) {
-      const code = await attachTmux(agent.session.slice('tmux:'.length), agent.tmuxSocket);
-      return { data: { agent: agent.name, exitCode: code }, human: '', ...(code !== 0 ? { exitCode: code } : {}) };
-    }
-    const { PtyDriver } = await import('../core/sessions/pty.js');
-    const driver = new PtyDriver(agent.session.slice('pty:'.length), { runDir: join(config.values.dataDir, 'sessions'), owner: { project: agent.project, agent: agent.name } });
-    await attachPty(driver.socketPath, { stdin: process.stdin, stdout: process.stdout });
+    const { attachAgentSession } = await import('../core/sessions/attach.js');
+    const end = await attachAgentSession(agent, join(config.values.dataDir, 'sessions'), { stdin: process.stdin, stdout: process.stdout });
+    if (end.via === 'tmux') return { data: { agent: agent.name, exitCode: end.exitCode }, human: '', ...(end.exitCode !== 0 ? { exitCode: end.exitCode } : {}) };
     return { data: { agent: agent.name, detached: true }, human: `detached from ${agent.name}` };
   });
 }

@@ -1,5 +1,8 @@
+import { join } from 'node:path';
 import { UsageError } from '../core/errors.js';
-import { int } from './args.js';
+import { getAgent } from '../core/identity/agents.js';
+import { getSquad } from '../core/identity/squads.js';
+import { int, str } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { withLifecycle } from './session.js';
 
@@ -13,10 +16,20 @@ export function top(inv: Invocation): Promise<Output> {
     throw new UsageError('sos top needs a terminal', { hint: 'for scripts: sos top --once [--json]' });
   }
   return withLifecycle(inv, async ({ life, caller, ctx, config }) => {
-    const { EventFeed, loadSnapshot } = await import('../tui/snapshot.js');
+    const { EventFeed, loadSnapshot, narrowSnapshot } = await import('../tui/snapshot.js');
     const parts = { store: life.store, bus: ctx.bus, life, presenceTtlMs: config.values.presenceTtlMs, maxMessageBytes: config.values.maxMessageBytes };
     const feed = new EventFeed();
-    const load = () => loadSnapshot(parts, caller, Date.now(), feed);
+    const squadName = str(inv.options.squad);
+    const agentName = str(inv.options.agent);
+    // Names are checked once, up front (a typo is an error, not an empty screen); the squad's
+    // members are read again with every load, so a join shows.
+    if (agentName !== undefined) await getAgent(life.store, caller, agentName);
+    if (squadName !== undefined) await getSquad(life.store, caller, squadName);
+    const load = async () => {
+      const snapshot = await loadSnapshot(parts, caller, Date.now(), feed);
+      const squad = squadName === undefined ? undefined : await getSquad(life.store, caller, squadName);
+      return narrowSnapshot(snapshot, { ...(squad ? { squad: { name: squad.name, members: squad.members } } : {}), ...(agentName !== undefined ? { agent: agentName } : {}) });
+    };
     if (once) {
       const { initialUi, lineText, viewModel } = await import('../tui/model.js');
       const snapshot = await load();
@@ -41,6 +54,7 @@ export function top(inv: Invocation): Promise<Output> {
         interrupt: (agent) => actions.interrupt(act, agent),
         decide: (id, vote) => actions.decide(act, id, vote),
         screen: (agent) => actions.screen(act, agent),
+        attach: (agent) => actions.attach(act, agent, join(config.values.dataDir, 'sessions')),
       },
       intervalMs,
       color: !inv.env.NO_COLOR,

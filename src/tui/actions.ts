@@ -1,7 +1,7 @@
 /**
  * What the keys of `sos top` do, each through the core function the CLI command calls:
  * `p` is `sos agents park|unpark` (parkAgent / unparkAgent), `s` is `sos send` (sendMessage),
- * `A` is `sos approvals approve|deny` (approve / deny), and `r` is the lifecycle restart the daemon's supervisor takes (runAction with a restart plan),
+ * `A` is `sos approvals approve|deny` (approve / deny), `a` is `sos attach` (attachAgentSession), and `r` is the lifecycle restart the daemon's supervisor takes (runAction with a restart plan),
  * refused inside the supervisor's own guardrails (restart limit per window, cooldown).
  */
 import type { Caller } from '../core/auth/caller.js';
@@ -116,6 +116,26 @@ export async function decide(parts: ActionParts, id: string, vote: 'approve' | '
     const r = await governance.approve(ctx, parts.caller, id, { note: 'from sos top' });
     const a = r.approval;
     return { ok: a.status !== 'failed', text: `approval ${a.id}: ${a.status}${a.reason ? `: ${a.reason}` : ''}` };
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+/**
+ * `sos attach <name>`: this terminal joins the agent's session until the operator detaches
+ * (tmux's detach key, or Ctrl-] for a pty session). Operator or admin only, as on the CLI.
+ */
+export async function attach(parts: ActionParts, name: string, runDir: string): Promise<Outcome> {
+  try {
+    const { requireAdmin } = await import('../core/auth/caller.js');
+    const { getAgent } = await import('../core/identity/agents.js');
+    const { attachAgentSession } = await import('../core/sessions/attach.js');
+    await requireAdmin(parts.life.store, parts.caller, 'attaching to an agent');
+    const agent = await getAgent(parts.life.store, parts.caller, name);
+    if (!agent.session) return { ok: false, text: `${name} has no session to attach to` };
+    const end = await attachAgentSession(agent, runDir, { stdin: process.stdin, stdout: process.stdout });
+    if (end.via === 'tmux' && end.exitCode !== 0) return { ok: false, text: `${name}: tmux attach exited with ${end.exitCode}` };
+    return { ok: true, text: end.via === 'pty' && end.end === 'ended' ? `${name}: its session ended` : `back from ${name}` };
   } catch (err) {
     return failure(err);
   }

@@ -22,6 +22,8 @@ export interface TopOptions {
     interrupt: (agent: string) => Promise<Outcome>;
     decide: (id: string, vote: 'approve' | 'deny') => Promise<Outcome>;
     screen: (agent: string) => Promise<Outcome & { lines?: string[] }>;
+    /** Attaches this terminal to the agent's session; resolves when the operator detaches. Ink is not running meanwhile. */
+    attach: (agent: string) => Promise<Outcome>;
   };
   intervalMs: number;
   color: boolean;
@@ -55,12 +57,15 @@ function LineView({ line, color }: { line: Line; color: boolean }) {
   );
 }
 
-function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown) => void }) {
+/** Why the Ink app ended: quit, or leave for a while to attach to an agent's session. */
+type Leave = { kind: 'quit' } | { kind: 'attach'; agent: string; ui: UiState };
+
+function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave: Leave) => void; initial: UiState }) {
   const { exit } = useApp();
   const { stdout } = useStdout();
   const [snapshot, setSnapshot] = React.useState<Snapshot | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [ui, setUi] = React.useState<UiState>(initialUi);
+  const [ui, setUi] = React.useState<UiState>(initial);
   const [size, setSize] = React.useState({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
   const uiRef = React.useRef(ui);
   uiRef.current = ui;
@@ -146,7 +151,7 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     const set = (patch: Partial<UiState>) => setUi((cur) => ({ ...cur, ...patch }));
     if (key.ctrl && input === 'c') {
       exit();
-      onExit();
+      onExit({ kind: 'quit' });
       return;
     }
     if (u.prompt?.kind === 'send') {
@@ -201,7 +206,7 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
     };
     if (input === 'q') {
       exit();
-      onExit();
+      onExit({ kind: 'quit' });
     } else if (key.downArrow || input === 'j') move(1);
     else if (key.upArrow || input === 'k') move(-1);
     else if (key.tab) {
@@ -223,12 +228,16 @@ function Top({ options, onExit }: { options: TopOptions; onExit: (err?: unknown)
       if (!oldest) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
       else set({ prompt: { kind: 'approval', id: oldest.id, what: `${oldest.method} (${oldest.tier}, ${oldest.votes}/${oldest.needs})` } });
     }
-    else if (input === 'p' || input === 's' || input === 'r' || input === 'i') {
+    else if (input === 'p' || input === 's' || input === 'r' || input === 'i' || input === 'a') {
       if (agent === null) {
         set({ status: { text: 'no agent selected', tone: 'yellow' } });
         return;
       }
       if (input === 'p') act(`park/unpark ${agent}`, () => options.actions.togglePark(agent));
+      else if (input === 'a') {
+        onExit({ kind: 'attach', agent, ui: { ...u, prompt: null, detail: null } });
+        exit();
+      }
       else if (input === 's') set({ prompt: { kind: 'send', agent, text: '' } });
       else set({ prompt: { kind: 'confirm', action: input === 'r' ? 'restart' : 'interrupt', agent } });
     } else if (key.escape) set({ status: null, filter: '' });
@@ -251,28 +260,51 @@ const LEAVE_ALT = '\x1b[?25h\x1b[?1049l';
 
 /**
  * Runs the TUI until `q`, Ctrl-C or SIGTERM. The alternate screen is entered first and left on
- * every way out (quit, error, signal, process exit), so the shell's screen comes back.
+ * every way out (quit, error, signal, process exit), so the shell's screen comes back. `a` leaves
+ * it too: Ink unmounts, the terminal is the attach's until the operator detaches, then a new Ink
+ * app draws the same view state again.
  */
 export async function runTop(options: TopOptions): Promise<void> {
   const stdout = options.stdout ?? process.stdout;
-  let restored = false;
-  const restore = () => {
-    if (restored) return;
-    restored = true;
+  const stdin = options.stdin ?? process.stdin;
+  let onScreen = false;
+  const leaveScreen = () => {
+    if (!onScreen) return;
+    onScreen = false;
     try {
-      if (options.stdin?.isTTY ?? process.stdin.isTTY) (options.stdin ?? process.stdin).setRawMode?.(false);
+      if (stdin.isTTY) stdin.setRawMode?.(false);
     } catch {
       // stdin already closed
     }
     stdout.write(LEAVE_ALT);
   };
-  stdout.write(ENTER_ALT);
-  process.on('exit', restore);
-  let finish: (err?: unknown) => void = () => undefined;
-  const done = new Promise<void>((resolve, reject) => {
-    finish = (err?: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve());
+  process.on('exit', leaveScreen);
+  let ui = initialUi();
+  try {
+    for (;;) {
+      stdout.write(ENTER_ALT);
+      onScreen = true;
+      const leave = await drawUntilLeft(options, stdout, ui);
+      leaveScreen();
+      if (leave.kind === 'quit') return;
+      // `a`: Ink is gone and the terminal is the shell's again; the attach owns it until the
+      // operator detaches, then the view comes back where it was, with the attach's outcome.
+      const outcome = await options.actions.attach(leave.agent).catch((err: unknown): Outcome => ({ ok: false, text: err instanceof Error ? err.message : String(err) }));
+      ui = { ...leave.ui, status: { text: outcome.text, tone: outcome.ok ? 'green' : 'red' } };
+    }
+  } finally {
+    leaveScreen();
+    process.off('exit', leaveScreen);
+  }
+}
+
+/** One Ink app on the alternate screen, until `q`, Ctrl-C, SIGTERM/SIGHUP, an error or `a`. */
+async function drawUntilLeft(options: TopOptions, stdout: NodeJS.WriteStream, initial: UiState): Promise<Leave> {
+  let finish: (leave: Leave, err?: unknown) => void = () => undefined;
+  const done = new Promise<Leave>((resolve, reject) => {
+    finish = (leave, err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(leave));
   });
-  const instance = render(h(Top, { options, onExit: () => finish() }), {
+  const instance = render(h(Top, { options, initial, onExit: (leave: Leave) => finish(leave) }), {
     stdout,
     ...(options.stdin ? { stdin: options.stdin } : {}),
     exitOnCtrlC: false,
@@ -281,21 +313,19 @@ export async function runTop(options: TopOptions): Promise<void> {
     // (captured in the tmux test's first run); whole frames until that is understood.
     incrementalRendering: false,
   });
-  const onSignal = () => finish();
+  const onSignal = () => finish({ kind: 'quit' });
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
   instance.waitUntilExit().then(
-    () => finish(),
-    (err: unknown) => finish(err),
+    () => finish({ kind: 'quit' }),
+    (err: unknown) => finish({ kind: 'quit' }, err),
   );
   try {
-    await done;
+    return await done;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
     instance.unmount();
     instance.cleanup();
-    restore();
-    process.off('exit', restore);
   }
 }

@@ -439,6 +439,7 @@ const HELP: [string, string][] = [
   ['s', 'send the selected agent a message (sos send)'],
   ['r', 'restart the selected agent, after a confirmation (the lifecycle restart)'],
   ['i', 'interrupt the selected agent, after a confirmation (its kind\'s interrupt keys)'],
+  ['a', 'attach to the selected agent\'s session (sos attach); detaching comes back here'],
   ['A', 'approve (y) or deny (n) the oldest waiting approval (sos approvals approve|deny)'],
   ['Enter', 'the selected agent in detail: its evidence and its last screen lines (Esc closes)'],
   ['?', 'this help (any key closes it)'],
@@ -493,7 +494,7 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
     if (ui.prompt?.kind === 'approval') return fitLine([plain('y approve, n deny, other: cancel · ', 'yellow', true), plain(`${clean(ui.prompt.what)} ${ui.prompt.id}`)], columns);
     if (ui.filtering) return fitLine([plain('/', 'cyan', true), plain(clean(ui.filter)), plain('█'), plain('  Enter keeps, Esc clears', 'gray')], columns);
     if (ui.status) return fitLine([plain(clean(ui.status.text), ui.status.tone)], columns);
-    return fitLine([plain('j/k move  Tab panel  Enter detail  p park  s send  r restart  ? help  q quit', 'gray')], columns);
+    return fitLine([plain('j/k move  Tab panel  Enter detail  p park  s send  r restart  a attach  q quit', 'gray')], columns);
   })();
 
   const lines: Line[] = [header];

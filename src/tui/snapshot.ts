@@ -298,3 +298,38 @@ export async function loadSnapshot(parts: SnapshotParts, caller: Caller, now: nu
     deadTasks,
   };
 }
+
+/** What `--squad` and `--agent` narrow the view to; the squad's members are read with it. */
+export interface Narrowing {
+  squad?: { name: string; members: string[] };
+  agent?: string;
+}
+
+/** The event's agent-like fields (who acted, who it was for). */
+const EVENT_PEOPLE = ['agent', 'from', 'to', 'claimant', 'by'] as const;
+
+/**
+ * The snapshot seen through `--squad` / `--agent`: agents, their spend, queues, the ready top,
+ * dead tasks, overdue acks and events that concern them. Project-wide facts (the daemon, budgets,
+ * brain cycles, approvals, breakers, the project's spend totals) stay: they concern everyone.
+ */
+export function narrowSnapshot(s: Snapshot, n: Narrowing): Snapshot {
+  if (!n.squad && n.agent === undefined) return s;
+  const inScope = (name: string) => (n.agent === undefined || name === n.agent) && (!n.squad || n.squad.members.includes(name));
+  const squadOk = (squad: string | null) => !n.squad || squad === n.squad.name;
+  const eventOk = (e: BusEvent) => {
+    const people = EVENT_PEOPLE.map((k) => e.data[k]).filter((v): v is string => typeof v === 'string');
+    if (people.some(inScope)) return true;
+    return n.agent === undefined && n.squad !== undefined && e.data.squad === n.squad.name;
+  };
+  return {
+    ...s,
+    agents: s.agents.filter((a) => inScope(a.name)),
+    queues: s.queues.filter((q) => squadOk(q.squad === '-' ? null : q.squad)),
+    ready: s.ready.filter((t) => squadOk(t.squad)),
+    deadTasks: s.deadTasks.filter((t) => squadOk(t.squad)),
+    acksOverdue: s.acksOverdue.filter((a) => inScope(a.from) || a.unacked.some(inScope)),
+    events: s.events.filter(eventOk),
+    spend: { ...s.spend, byAgent: s.spend.byAgent.filter((r) => inScope(r.key)) },
+  };
+}

@@ -202,4 +202,40 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     await p.until('the shell back after SIGTERM', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
     expect(p.format('#{alternate_on}')).toBe('0');
   });
+
+  it('a attaches to the selected agent\'s tmux session and comes back where it was; --agent narrows the view', async (ctx) => {
+    const { dir, env, run } = await world(ctx);
+    // carol's session runs on a tmux server of its own, as an agent's would.
+    const agents = join(dir, 'agents.sock');
+    ctx.onTestFinished(() => killTmuxServer(agents));
+    execFileSync('tmux', ['-S', agents, 'new-session', '-d', '-s', 'carol', '-x', '80', '-y', '24', `PS1=${shellQuote('carol-shell$ ')} exec sh`], { env });
+    expect((await run(['agents', 'add', 'carol', '--kind', 'shell', '--session', 'tmux:carol', '--tmux-socket', agents])).code).toBe(0);
+    const size = { columns: 80, rows: 24 };
+    const p = pane(ctx, dir, env, size);
+    await p.until('the shell prompt', (s) => s.includes(PROMPT.trimEnd()));
+    p.type(`${shellQuote(process.execPath)} ${shellQuote(BIN)} top --agent carol`);
+    p.keys('Enter');
+    const screen = await p.until('the narrowed frame', (s) => s.includes('sos top ·') && /^> carol/m.test(s));
+    // --agent: only carol's row (ghost's problem line is narrowed away with its row).
+    expect(screen).not.toMatch(/^[ >] (alice|bob|ghost|lead) /m);
+    p.keys('a');
+    // (The nested tmux client draws on the alternate screen of its own, so the pane stays on one.)
+    await p.until("carol's shell in the pane", (s) => s.includes('carol-shell$') && !s.includes('sos top ·'));
+    // Typing reaches carol's session, not sos top.
+    p.type('echo typed-into-carol');
+    p.keys('Enter');
+    await p.until('the echo in carol', (s) => s.includes('typed-into-carol'));
+    expect(execFileSync('tmux', ['-S', agents, 'capture-pane', '-p', '-t', 'carol'], { encoding: 'utf8' })).toContain('typed-into-carol');
+    // Detaching (as carol's detach key would) brings sos top back, with the outcome in the footer.
+    execFileSync('tmux', ['-S', agents, 'detach-client', '-s', 'carol']);
+    const back = await p.until('sos top back', (s) => s.includes('sos top ·') && s.includes('back from carol'));
+    expect(selected(back)).toBe('carol');
+    expect(p.format('#{alternate_on}')).toBe('1');
+    // Keys work again after the attach.
+    p.keys('?');
+    await p.until('the help', (s) => s.includes("attach to the selected agent's session"));
+    p.keys('x');
+    p.keys('q');
+    await p.until('the shell back', (s) => !s.includes('sos top ·') && s.trimEnd().endsWith(PROMPT.trimEnd()));
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { age, cut, initialUi, lineText, type UiState, viewModel, width } from '../../src/tui/model.js';
-import type { AgentRow, Snapshot } from '../../src/tui/snapshot.js';
+import { type AgentRow, narrowSnapshot, type Snapshot } from '../../src/tui/snapshot.js';
 
 const NOW = Date.UTC(2026, 4, 17, 12, 0, 0);
 const STATES = ['warm', 'busy', 'idle', 'waiting', 'compacted', 'stuck', 'quota', 'parked', 'dead', 'unknown', 'unprobed'] as const;
@@ -248,5 +248,56 @@ describe('the selection', () => {
     expect(reading.some((l) => l.includes('reading the screen…'))).toBe(true);
     const none = text(s, { ...initialUi(), detail: { agent: 'kasra', screen: null, note: 'kasra has no session: no screen to show' } });
     expect(none.some((l) => l.includes('kasra has no session'))).toBe(true);
+  });
+});
+
+describe('narrowSnapshot (--squad, --agent)', () => {
+  const s = snapshot({
+    agents: [agent('alice'), agent('bob'), agent('carol')],
+    queues: [
+      { squad: 'ops', ready: 2, claimed: 1, blocked: 0, dead: 0, oldestReadyAt: NOW - 5_000 },
+      { squad: 'web', ready: 4, claimed: 0, blocked: 1, dead: 0, oldestReadyAt: NOW - 9_000 },
+      { squad: '-', ready: 1, claimed: 0, blocked: 0, dead: 0, oldestReadyAt: NOW - 1_000 },
+    ],
+    ready: [
+      { id: 't-1', title: 'ops work', priority: 0, squad: 'ops', createdAt: NOW - 5_000 },
+      { id: 't-2', title: 'web work', priority: 0, squad: 'web', createdAt: NOW - 9_000 },
+    ],
+    events: [
+      { type: 'task.completed', data: { agent: 'alice', id: 't-0' }, at: NOW - 3_000 },
+      { type: 'message.sent', data: { from: 'carol', to: 'bob' }, at: NOW - 2_000 },
+      { type: 'task.created', data: { id: 't-1', squad: 'ops' }, at: NOW - 1_000 },
+    ],
+    acksOverdue: [{ id: 'msg_1', from: 'carol', unacked: ['bob'], deadline: NOW - 500 }],
+    spend: { ...snapshot().spend, byAgent: [{ key: 'alice', today: { micros: 5, unpriced: 0 }, period: { micros: 5, unpriced: 0 } }, { key: 'bob', today: { micros: 7, unpriced: 0 }, period: { micros: 7, unpriced: 0 } }] },
+    budgets: [{ scope: 'project', unit: 'usd', limit: 10, spent: 11, warnAt: 0.8, state: 'exhausted', action: 'block', since: NOW, lifted: false }],
+  });
+
+  it('--squad keeps its members, its queue, its ready tasks and the events that concern them', () => {
+    const n = narrowSnapshot(s, { squad: { name: 'ops', members: ['alice', 'bob'] } });
+    expect(n.agents.map((a) => a.name)).toEqual(['alice', 'bob']);
+    expect(n.queues.map((q) => q.squad)).toEqual(['ops']);
+    expect(n.ready.map((t) => t.id)).toEqual(['t-1']);
+    expect(n.events.map((e) => e.type)).toEqual(['task.completed', 'message.sent', 'task.created']);
+    expect(n.acksOverdue).toHaveLength(1);
+    expect(n.spend.byAgent.map((r) => r.key)).toEqual(['alice', 'bob']);
+    // Project-wide facts stay.
+    expect(n.budgets).toHaveLength(1);
+  });
+
+  it('--agent keeps only that agent, its events and its acks; project totals stay', () => {
+    const n = narrowSnapshot(s, { agent: 'alice' });
+    expect(n.agents.map((a) => a.name)).toEqual(['alice']);
+    expect(n.events.map((e) => e.type)).toEqual(['task.completed']);
+    expect(n.acksOverdue).toEqual([]);
+    expect(n.spend.byAgent.map((r) => r.key)).toEqual(['alice']);
+    expect(n.queues).toHaveLength(3);
+    const lines = text(n);
+    expect(lines.some((l) => l.startsWith('> alice'))).toBe(true);
+    expect(lines.some((l) => /^[ >] bob /.test(l))).toBe(false);
+  });
+
+  it('no narrowing is the snapshot itself', () => {
+    expect(narrowSnapshot(s, {})).toBe(s);
   });
 });

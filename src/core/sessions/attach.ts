@@ -96,14 +96,55 @@ export async function attachPty(socketPath: string, options: AttachOptions = {})
   });
 }
 
-/** Runs `tmux [-S socket] attach-session -t <target>` on the operator's terminal; resolves with its exit code. */
+/** The socket path of the tmux server this process runs inside (from `$TMUX`), or null. */
+function enclosingTmuxServer(): string | null {
+  const value = process.env.TMUX;
+  return value ? (value.split(',')[0] ?? null) : null;
+}
+
+/** The socket path a `-S` value (or the default server, for null) names. */
+function tmuxSocketPath(socket: string | null): string {
+  if (socket) return socket;
+  return `${process.env.TMUX_TMPDIR ?? '/tmp'}/tmux-${process.getuid?.() ?? 0}/default`;
+}
+
+/**
+ * Runs `tmux [-S socket] attach-session -t <target>` on the operator's terminal; resolves with its
+ * exit code once the client detaches. Inside a pane of the same tmux server the client is
+ * switched instead (`switch-client`, which returns at once: the operator comes back with the
+ * client's last-session key), because tmux refuses to nest a server inside itself. Inside another
+ * server's pane it nests (`TMUX` dropped for the child; that server's prefix is typed twice).
+ */
 export function attachTmux(target: string, socket: string | null = null): Promise<number> {
+  const enclosing = enclosingTmuxServer();
+  const sameServer = enclosing !== null && enclosing === tmuxSocketPath(socket);
   return new Promise((resolve, reject) => {
-    const args = [...(socket ? ['-S', socket] : []), 'attach-session', '-t', target];
-    const child = spawn('tmux', args, { stdio: 'inherit' });
+    const args = [...(socket ? ['-S', socket] : []), sameServer ? 'switch-client' : 'attach-session', '-t', target];
+    const { TMUX: _nested, ...env } = process.env;
+    const child = spawn('tmux', args, { stdio: 'inherit', env: sameServer ? process.env : env });
     child.once('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'ENOENT' ? new Unavailable('tmux is not installed', { hint: 'install tmux', cause: err }) : err);
     });
     child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
   });
+}
+
+/** How an attach ended: the tmux client's exit code, or the pty host's end. */
+export type AgentAttachEnd = { via: 'tmux'; exitCode: number } | { via: 'pty'; end: AttachEnd };
+
+/**
+ * Attaches the operator's terminal to an agent's session, whatever its driver: `tmux:` runs
+ * `tmux attach-session` with the agent's socket (see attachTmux for inside tmux), `pty:` connects to its host's socket under `runDir`. Used by `sos attach` and by `a` in
+ * `sos top`; both check first that the caller may attach (operator or admin).
+ */
+export async function attachAgentSession(
+  agent: { name: string; project: string; session: string | null; tmuxSocket: string | null },
+  runDir: string,
+  options: AttachOptions = {},
+): Promise<AgentAttachEnd> {
+  if (!agent.session) throw new Unavailable(`agent "${agent.name}" has no session to attach to`);
+  if (agent.session.startsWith('tmux:')) return { via: 'tmux', exitCode: await attachTmux(agent.session.slice('tmux:'.length), agent.tmuxSocket) };
+  const { PtyDriver } = await import('./pty.js');
+  const driver = new PtyDriver(agent.session.slice('pty:'.length), { runDir, owner: { project: agent.project, agent: agent.name } });
+  return { via: 'pty', end: await attachPty(driver.socketPath, options) };
 }
