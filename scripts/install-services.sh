@@ -23,6 +23,11 @@
 #      SOS wire test (test/integration/upstream.wire.test.ts), and python3-pydantic when the
 #      release has pydantic 2 (bookworm has 1.10: there the test uses another python3's
 #      pydantic 2 of the same version, and fails under CI=true without one).
+#   0. promtool, for the `/metrics` tests (`promtool check metrics`): Debian and Ubuntu ship it
+#      only inside the `prometheus` package, which would also install and start a Prometheus
+#      server. So the package is fetched with `apt-get download` (from the machine's own apt
+#      sources), unpacked with `dpkg-deb -x` in a temp dir, and only usr/bin/promtool is copied
+#      to /usr/local/bin/promtool.
 #   4. Ensures role and database `sos_test` exist, runs
 #      `CREATE EXTENSION IF NOT EXISTS vector` there and prints its version.
 # `apt-get update` runs at most once, and only when something must be installed.
@@ -55,8 +60,11 @@ apt_install() {
 }
 wait_for() { local i; for i in $(seq 1 20); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
 
-SRC_LIST=/etc/apt/sources.list.d/sos-pgvector-src.sources; TMP=""
-cleanup() { [ -z "$TMP" ] || rm -rf "$TMP"; [ ! -e "$SRC_LIST" ] || $SUDO rm -f "$SRC_LIST"; }
+SRC_LIST=/etc/apt/sources.list.d/sos-pgvector-src.sources; TMP=""; PROM_TMP=""
+cleanup() {
+  [ -z "$TMP" ] || rm -rf "$TMP"; [ -z "$PROM_TMP" ] || rm -rf "$PROM_TMP"
+  [ ! -e "$SRC_LIST" ] || $SUDO rm -f "$SRC_LIST"
+}
 trap cleanup EXIT
 
 . /etc/os-release
@@ -145,6 +153,25 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   else
     log "Node.js headers: not found under $NODE_PREFIX/include/node; node-gyp will try to download them"
   fi
+fi
+
+# ---------------------------------------------------------------- promtool
+# Only the checker, never the server: the package is unpacked aside, not installed.
+if command -v promtool >/dev/null; then
+  log "promtool: installed ($(promtool --version 2>&1 | head -n1))"
+else
+  apt_update_once
+  PROM_TMP="$(mktemp -d)"
+  if [ -z "$SUDO" ] && id _apt >/dev/null 2>&1; then chown _apt "$PROM_TMP"; fi  # lets apt download sandboxed
+  log "promtool: apt-get download prometheus; copying its usr/bin/promtool to /usr/local/bin/promtool"
+  (cd "$PROM_TMP" && apt-get download -qq prometheus) >/dev/null 2>&1 || die "apt-get download prometheus failed"
+  DEB="$(find "$PROM_TMP" -maxdepth 1 -name 'prometheus_*.deb' | head -n1)"
+  [ -n "$DEB" ] || die "apt-get download prometheus left no prometheus_*.deb"
+  dpkg-deb -x "$DEB" "$PROM_TMP/root"
+  [ -x "$PROM_TMP/root/usr/bin/promtool" ] || die "$(basename "$DEB") has no usr/bin/promtool"
+  $SUDO install -m 0755 "$PROM_TMP/root/usr/bin/promtool" /usr/local/bin/promtool
+  command -v promtool >/dev/null || die "promtool copied to /usr/local/bin but not found on PATH"
+  log "promtool: $(promtool --version 2>&1 | head -n1)"
 fi
 
 # ---------------------------------------------------------------- Redis
