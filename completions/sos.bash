@@ -79,6 +79,7 @@ _sos_node() {
     daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
     'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
+    metrics) _sos_subs='' _sos_opts=--prometheus ;;
     top) _sos_subs='' _sos_opts='--interval --squad --agent --once' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac

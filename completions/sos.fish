@@ -617,6 +617,9 @@ complete -c sos -n '__sos_at daemon install-unit' -l sweep-interval -x -d 'lease
 complete -c sos -n '__sos_at daemon install-unit' -l wake-cooldown -x -d 'least time between two lines typed into one agent (default 5s)'
 complete -c sos -n '__sos_at daemon install-unit' -l detached-ptys -d 'leave pty agents it started running when it stops'
 
+# sos metrics
+complete -c sos -n '__sos_at metrics' -l prometheus -d 'print the Prometheus text exposition that /metrics serves (for promtool check metrics)'
+
 # sos top
 complete -c sos -n '__sos_at top' -l interval -x -d 'refresh at least this often, in milliseconds (default 1000); events refresh at once'
 complete -c sos -n '__sos_at top' -l squad -x -d 'only this squad: its members, its queue, its ready tasks and their events'

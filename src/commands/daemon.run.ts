@@ -1,7 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../core/errors.js';
 import type { DaemonStatus } from '../core/daemon/daemon.js';
-import type { Store } from '../core/store/port.js';
 import { duration } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -118,113 +117,22 @@ export async function installUnit(inv: Invocation): Promise<Output> {
   };
 }
 
-export function metrics(inv: Invocation): Promise<Output> {
+/**
+ * `sos metrics`: the project's figures as a table, `--json`, or with `--prometheus` the same
+ * exposition `/metrics` serves (so it can be checked with `promtool check metrics` offline).
+ */
+export async function metrics(inv: Invocation): Promise<Output> {
+  const prometheus = inv.options.prometheus === true;
+  if (prometheus && inv.globals.json) throw new UsageError('choose --json or --prometheus, not both');
   return withLifecycle(inv, async ({ life, caller, ctx }) => {
-    const { pendingAcks } = await import('../core/bus/service.js');
-    const { requireProject } = await import('../core/identity/projects.js');
-    const { MOTOR_OUTCOMES } = await import('../core/brain/motor.js');
-    await requireProject(life.store, caller.project);
-    const counters = await life.store.counters.all(caller.project);
-    const lifecycle = await life.repo.counters(caller.project);
-    const overdue = (await pendingAcks(ctx, caller, { overdue: true })).length;
-    const held = await life.store.sql.one<{ n: number }>("SELECT COUNT(*) AS n FROM wake_deliveries WHERE project = $1 AND state = 'held'", [caller.project]);
-    const data = {
-      messages_delivered: counters.messages_delivered ?? 0,
-      messages_held_now: Number(held?.n ?? 0),
-      messages_held_total: counters.messages_held ?? 0,
-      messages_failed: counters.messages_failed ?? 0,
-      messages_expired: counters.messages_expired ?? 0,
-      messages_not_typed: counters.messages_not_typed ?? 0,
-      bus_rows_skipped: counters.bus_rows_skipped ?? 0,
-      ack_overdue: overdue,
-      restarts: lifecycle.actions['restart.done'] ?? 0,
-      recoveries_succeeded: lifecycle.recoveries.succeeded,
-      recoveries_failed: lifecycle.recoveries.failed,
-      recoveries_pending: lifecycle.recoveries.pending,
-      leases_renewed: counters.leases_renewed ?? 0,
-      leases_expired: counters.leases_expired ?? 0,
-      duplicate_claims_refused: counters.duplicate_claims_refused ?? 0,
-      stale_fence_refused: counters.stale_fence_refused ?? 0,
-      budget_claims_refused: counters.budget_claims_refused ?? 0,
-      // ---- The paper's six observables (issue 14): recovery success, duplicate claims, blocked
-      // methods, stale enqueue attempts, cost per completed task, unclaimed routed tasks.
-      ...(await observables(life.store, caller.project, counters, lifecycle.recoveries)),
-      // ---- The motor's outcomes, one counter each (zero until the motor first decides so).
-      ...Object.fromEntries(MOTOR_OUTCOMES.map((o) => [`motor_${o}`, counters[`motor_${o}`] ?? 0])),
-      // ---- The brain: cycles, invalid answers, and each provider's circuit breaker as last saved
-      // (state 0 closed, 1 half-open, 2 open; the counters are the breaker's own since it was created).
-      brain_cycles: counters.brain_cycles ?? 0,
-      brain_dry_runs: counters.brain_dry_runs ?? 0,
-      brain_decisions_invalid: counters.brain_decisions_invalid ?? 0,
-      ...(await breakerMetrics(life.store)),
-      approvals_pending: Number((await life.store.sql.one<{ n: number | string }>("SELECT COUNT(*) AS n FROM approvals WHERE project = $1 AND status = 'pending'", [caller.project]))?.n ?? 0),
-    };
+    const parts = { store: life.store, bus: ctx, repo: life.repo };
+    if (prometheus) {
+      const { projectExposition } = await import('../core/http/metrics.js');
+      const text = await projectExposition(parts, caller);
+      return { data: text, human: text, quiet: text };
+    }
+    const { flatMetrics, projectMetrics } = await import('../core/metrics.js');
+    const data = flatMetrics(await projectMetrics(parts, caller));
     return { data, human: table(['counter', 'value'], Object.entries(data)) };
   });
-}
-
-/**
- * The six observables of `sos metrics`, each from where it is kept:
- * - `recovery_success_rate`: lifecycle recoveries that succeeded / (succeeded + failed); null when
- *   none has settled.
- * - `duplicate_claims`: (task, attempt) pairs with more than one `claimed` event. The claim
- *   statement bumps the attempt (the fence) in the same UPDATE that takes the task, and writes one
- *   `claimed` event with that fence in its transaction, so two claims of one attempt would show as
- *   two such events: this should always be 0 (`duplicate_claims_refused` counts the refused
- *   attempts). A handoff acceptance also takes ownership with a new fence, but it is a separate
- *   event (`handoff_accepted`) and not counted here.
- * - `blocked_methods`, `stale_enqueue_attempts`: the motor's counters (invented methods refused,
- *   stale directives skipped).
- * - `cost_per_completed_task_usd`: all priced spend in the project's ledger (the `usage_rollup`
- *   sums, unpriced events excluded) / the tasks now `done`; null when none is done. Numerator and
- *   denominator are their own keys.
- * - `unclaimed_routed_tasks`: tasks a `sos tasks route` run could give to no agent, once per run.
- */
-async function observables(
-  store: Store,
-  project: string,
-  counters: Record<string, number>,
-  recoveries: { succeeded: number; failed: number },
-): Promise<Record<string, number | null>> {
-  const db = store.sql;
-  const settled = recoveries.succeeded + recoveries.failed;
-  const fence = db.dialect === 'postgres' ? "(e.detail::json ->> 'fence')" : "json_extract(e.detail, '$.fence')";
-  const duplicates = await db.one<{ n: number | string }>(
-    `SELECT COUNT(*) AS n FROM (
-       SELECT e.task_seq FROM task_events e JOIN tasks t ON t.seq = e.task_seq
-        WHERE t.project = $1 AND e.event = 'claimed'
-        GROUP BY e.task_seq, ${fence} HAVING COUNT(*) > 1) d`,
-    [project],
-  );
-  const spend = await db.one<{ micros: number | string | null }>('SELECT SUM(cost_micros) AS micros FROM usage_rollup WHERE project = $1', [project]);
-  const done = await db.one<{ n: number | string }>("SELECT COUNT(*) AS n FROM tasks WHERE project = $1 AND status = 'done'", [project]);
-  const micros = Number(spend?.micros ?? 0);
-  const tasksDone = Number(done?.n ?? 0);
-  return {
-    recovery_success_rate: settled === 0 ? null : Math.round((recoveries.succeeded / settled) * 10_000) / 10_000,
-    duplicate_claims: Number(duplicates?.n ?? 0),
-    blocked_methods: counters.blocked_methods ?? 0,
-    stale_enqueue_attempts: counters.stale_enqueue_attempts ?? 0,
-    cost_per_completed_task_usd: tasksDone === 0 ? null : Math.round(micros / tasksDone) / 1_000_000,
-    priced_spend_usd: micros / 1_000_000,
-    tasks_done: tasksDone,
-    unclaimed_routed_tasks: counters.unclaimed_routed_tasks ?? 0,
-  };
-}
-
-/** `brain_breaker_<name>_state|opens|failures|rejections` for each saved breaker, and how many are open. */
-async function breakerMetrics(store: Store): Promise<Record<string, number>> {
-  const { savedBreakers } = await import('../core/brain/cycle.js');
-  const out: Record<string, number> = {};
-  const breakers = await savedBreakers(store.sql);
-  out.brain_breakers_open = breakers.filter((b) => b.state === 'open').length;
-  for (const b of breakers) {
-    const key = `brain_breaker_${b.name.replace(/[^a-z0-9]+/gi, '_')}`;
-    out[`${key}_state`] = b.state === 'closed' ? 0 : b.state === 'half-open' ? 1 : 2;
-    out[`${key}_opens`] = b.counters.opens;
-    out[`${key}_failures`] = b.counters.failures;
-    out[`${key}_timeouts`] = b.counters.timeouts;
-    out[`${key}_rejections`] = b.counters.rejections;
-  }
-  return out;
 }

@@ -34,5 +34,7 @@ export const metricsCommand: CommandSpec = {
   name: 'metrics',
   summary: 'operational counters: deliveries, restarts, recoveries, leases, refused claims and fences',
   group: 'Agents',
+  options: [{ flags: '--prometheus', summary: 'print the Prometheus text exposition that /metrics serves (for promtool check metrics)' }],
   handler: lazy(load, 'metrics'),
+  examples: ['sos metrics --json', 'sos metrics --prometheus | promtool check metrics'],
 };
