@@ -91,10 +91,11 @@ async function send(ctx: BusContext, caller: Caller, input: SendInput) {
 }
 
 /**
- * A task as the tools return it. `brief` (task_list) leaves out the long texts, description and
- * result; the fence and lease show only while someone holds the task.
+ * A task as the tools return it (and the REST API, which shares the shape). `brief` (task_list)
+ * leaves out the long texts, description and result; the fence and lease show only while someone
+ * holds the task.
  */
-function taskView(t: Task, brief = false) {
+export function taskView(t: Task, brief = false) {
   return {
     id: t.id,
     title: t.title,
