@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../core/errors.js';
 import type { DaemonStatus } from '../core/daemon/daemon.js';
+import type { HttpHandler } from '../core/http/types.js';
 import { duration } from './args.js';
 import type { Invocation, Output } from './define.js';
 import { fields, iso, table } from './format.js';
@@ -35,8 +36,14 @@ export async function run(inv: Invocation): Promise<Output> {
   const probeMs = duration(inv.options.probeInterval, '--probe-interval');
   const sweepMs = duration(inv.options.sweepInterval, '--sweep-interval');
   const cooldownMs = duration(inv.options.wakeCooldown, '--wake-cooldown');
+  const listen = inv.options.listen;
+  const values = typeof listen === 'string' ? { ...config.values, listen } : config.values;
+  const { packageVersion } = await import('./mcp.run.js');
   const daemon = await Daemon.start({
-    values: config.values,
+    values,
+    version: packageVersion(),
+    allowRemote: inv.options.allowRemote === true,
+    httpRoutes: await httpRoutes(),
     cwd: inv.cwd,
     intervals: { ...(probeMs ? { probeMs } : {}), ...(sweepMs ? { sweepMs } : {}) },
     wake: cooldownMs !== undefined ? { cooldownMs } : {},
@@ -68,6 +75,14 @@ export async function run(inv: Invocation): Promise<Output> {
   return { data: { stopped: true }, human: '' };
 }
 
+/**
+ * The route modules mounted under `/v1` and `/metrics` (src/core/http/rest.ts, metrics.ts).
+ * Loaded only by the daemon: nothing else needs them.
+ */
+async function httpRoutes(): Promise<{ rest?: HttpHandler; metrics?: HttpHandler }> {
+  return {};
+}
+
 const loopRows = (s: DaemonStatus) =>
   s.loops.map((l) => [l.name, l.state, l.runs, l.errors, iso(l.lastRunAt), l.lastDurationMs === null ? null : `${l.lastDurationMs}ms`, l.lastError]);
 
@@ -79,7 +94,8 @@ export function status(inv: Invocation): Promise<Output> {
       const lease = await readLease(store.sql);
       const running = lease !== undefined && leaseLive(lease, Date.now(), 6_000);
       const s = lease?.status as DaemonStatus | undefined;
-      const data = lease ? { running, pid: lease.pid, host: lease.host, startedAt: iso(lease.startedAt), heartbeatAt: iso(lease.heartbeatAt), loops: s?.loops ?? [] } : { running: false };
+      const http = s?.http?.url ?? null;
+      const data = lease ? { running, pid: lease.pid, host: lease.host, startedAt: iso(lease.startedAt), heartbeatAt: iso(lease.heartbeatAt), http, loops: s?.loops ?? [] } : { running: false };
       return {
         data,
         human: lease
@@ -89,6 +105,7 @@ export function status(inv: Invocation): Promise<Output> {
                 ['pid', `${lease.pid} on ${lease.host}`],
                 ['started', iso(lease.startedAt)],
                 ['heartbeat', iso(lease.heartbeatAt)],
+                ['http', http ?? 'off'],
               ]),
               s?.loops?.length ? table(['loop', 'state', 'runs', 'errors', 'last run', 'took', 'last error'], loopRows(s)) : '',
             ]

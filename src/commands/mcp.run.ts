@@ -27,7 +27,7 @@ const DRAIN_WARN_MS = 5_000;
  * Read at run time: importing package.json here would make the bundler move it into a chunk that
  * `sos --help` loads. Both src/commands/ and dist/chunks/ sit two levels below the package root.
  */
-function packageVersion(): string {
+export function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : '0.0.0';

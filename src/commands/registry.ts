@@ -1,4 +1,5 @@
 import { agentsCommand } from './agents.js';
+import { auditCommand } from './audit.js';
 import { completionCommand } from './completion.js';
 import { configCommand } from './config.js';
 import type { CommandSpec } from './define.js';
@@ -53,6 +54,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   mcpCommand,
   daemonCommand,
   metricsCommand,
+  auditCommand,
   topCommand,
   completionCommand,
 ];

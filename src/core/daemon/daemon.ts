@@ -3,6 +3,8 @@ import type { Caller } from '../auth/caller.js';
 import { sweepAcks } from '../bus/service.js';
 import type { Bus } from '../bus/port.js';
 import type { ConfigValues } from '../config/variables.js';
+import type { HttpServer, HttpTimeouts, ReadyCheck } from '../http/server.js';
+import type { HttpHandler } from '../http/types.js';
 import type { LifecycleContext } from '../lifecycle/context.js';
 import type { MemoryContext } from '../memory/service.js';
 import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
@@ -11,7 +13,7 @@ import { openStore, parseStoreTarget } from '../store/open.js';
 import { nextChange } from '../store/sql/driver.js';
 import type { Store } from '../store/port.js';
 import { heartbeatTask, sweepTasks } from '../tasks/service.js';
-import { DaemonLease } from './lock.js';
+import { DaemonLease, readLease } from './lock.js';
 import { Loop, type LoopStatus } from './loop.js';
 import { WakeDelivery, type WakeOptions } from './wake.js';
 
@@ -47,8 +49,16 @@ export interface DaemonOptions {
   /** Lifecycle readiness wait after a restart or an interrupt. */
   readyTimeoutMs?: number;
   log?: (event: Record<string, unknown>) => void;
-  /** Called once the lease is held and every loop runs (systemd readiness). */
+  /** Called once the lease is held, every loop runs and the HTTP server listens (systemd readiness). */
   onReady?: () => void | Promise<void>;
+  /** Reported by `/mcp` as the server's version. */
+  version?: string;
+  /** Allows SOS_LISTEN / --listen beyond loopback (`--allow-remote`). */
+  allowRemote?: boolean;
+  /** The HTTP route modules mounted under `/v1` and `/metrics`. */
+  httpRoutes?: { rest?: HttpHandler; metrics?: HttpHandler };
+  /** Overrides of the HTTP server's timeouts (tests use short ones). */
+  httpTimeouts?: Partial<HttpTimeouts>;
 }
 
 export interface DaemonStatus {
@@ -56,6 +66,8 @@ export interface DaemonStatus {
   host: string;
   startedAt: number;
   loops: LoopStatus[];
+  /** Where the HTTP surface listens (`http://host:port`); null with `--listen off`. */
+  http: { url: string } | null;
 }
 
 type Release = () => Promise<void> | void;
@@ -105,6 +117,7 @@ export class Daemon {
   private readonly log: (event: Record<string, unknown>) => void;
   private lastChange: number | undefined;
   private readonly ownedPtys = new Map<string, SessionDriver>();
+  private http: HttpServer | null = null;
   /** Resolves when the daemon has stopped (on its own, e.g. after losing its lease, or by stop()). */
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -130,6 +143,10 @@ export class Daemon {
   private async boot(): Promise<void> {
     const v = this.options.values;
     const intervals = { ...DEFAULT_INTERVALS, ...this.options.intervals };
+    // The listen address is judged before anything is opened: a refused one changes nothing.
+    const { checkExposure, parseListen } = await import('../http/limits.js');
+    const listen = parseListen(v.listen);
+    const exposure = listen ? checkExposure(listen, this.options.allowRemote === true) : null;
     const store: Store = await openStore({ target: parseStoreTarget(v.db, this.options.cwd), pgSchema: v.pgSchema, busyTimeoutMs: v.busyTimeoutMs });
     this.resources.defer('store', () => store.close());
     await store.assertReady();
@@ -266,7 +283,46 @@ export class Daemon {
       // Loops stop first (they were started last): the iteration in flight finishes.
       await Promise.all(this.loops.map((l) => l.stop()));
     });
-    this.log({ event: 'started', pid: process.pid, db: store.location, bus: busCtx.bus.capabilities.adapter });
+    if (listen) {
+      if (exposure) this.log({ event: 'http_remote', warning: exposure });
+      const { HttpServer } = await import('../http/server.js');
+      const { loadPrices } = await import('../economy/prices.js');
+      const ready = async (): Promise<Record<string, ReadyCheck>> => {
+        const check = async (work: () => Promise<unknown>): Promise<ReadyCheck> => {
+          try {
+            await work();
+            return { ok: true };
+          } catch (err) {
+            return { ok: false, detail: (err instanceof Error ? err.message : String(err)).slice(0, 300) };
+          }
+        };
+        return {
+          store: await check(() => store.sql.one('SELECT 1 AS ok')),
+          bus: await check(() => busCtx.bus.presence(v.project)),
+          lease: await check(async () => {
+            const row = await readLease(store.sql);
+            if (!row || row.owner !== lease.owner) throw new Error('another daemon holds the lease');
+            if (Date.now() - row.heartbeatAt > intervals.lockMs * 3) throw new Error('the lease has not been renewed in time');
+          }),
+        };
+      };
+      this.http = await HttpServer.start({
+        deps: { store, bus: busCtx, tasks: { store, bus: busCtx.bus, maxTextBytes: v.maxMessageBytes }, memory: memory.ctx, life, values: v, prices: await loadPrices(v.prices) },
+        address: listen,
+        version: this.options.version ?? '0.0.0',
+        ready,
+        ...(this.options.httpRoutes ? { routes: this.options.httpRoutes } : {}),
+        ...(this.options.httpTimeouts ? { timeouts: this.options.httpTimeouts } : {}),
+        log: this.log,
+      });
+      // Released first (last in): stop accepting, finish requests in flight, close MCP sessions;
+      // only then do the loops stop and the backends close.
+      this.resources.defer('http', () => this.http?.stop());
+      this.log({ event: 'http_listening', url: this.http.url });
+      await lease.renew(this.status()); // `sos daemon status` names the address at once
+
+    }
+    this.log({ event: 'started', pid: process.pid, db: store.location, bus: busCtx.bus.capabilities.adapter, http: this.http?.url ?? null });
     await this.options.onReady?.();
   }
 
@@ -445,7 +501,7 @@ export class Daemon {
   }
 
   status(): DaemonStatus {
-    return { pid: process.pid, host: hostname(), startedAt: this.startedAt, loops: this.loops.map((l) => l.status()) };
+    return { pid: process.pid, host: hostname(), startedAt: this.startedAt, loops: this.loops.map((l) => l.status()), http: this.http ? { url: this.http.url } : null };
   }
 
   /** Drains: loops finish their iteration in flight, then everything is released in reverse. Idempotent. */

@@ -1,13 +1,13 @@
-import { type CallToolResult, McpServer, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
+import { type AuthInfo, type CallToolResult, McpServer, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
 import type { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
-import { toSosError, UsageError } from '../errors.js';
+import { type ErrorCode, toSosError, UsageError } from '../errors.js';
 import { quote } from '../safe-text.js';
 import { type McpContext, type ToolSpec, TOOLS } from './tools.js';
 
 /**
  * The sos MCP server: the bus and task tools for one caller, over whatever transport the surface picks
- * (stdio for `sos mcp`; streamable HTTP in the daemon later). No CLI code here.
+ * (stdio for `sos mcp`; streamable HTTP in the daemon, src/core/http/mcp-http.ts). No CLI code here.
  */
 
 /** Tool calls still running; the owner waits for them before closing the bus and the Store. */
@@ -34,6 +34,12 @@ export interface McpServerOptions {
   signal?: AbortSignal;
   /** Called with each error that is not the caller's fault (code `internal`). */
   onInternalError?: (error: Error) => void;
+  /**
+   * Told of each tool call when it ends, before its result is sent: the tool, `ok` or the error
+   * code, and the auth info the HTTP request carrying it came with (none over stdio). The daemon's
+   * HTTP surface writes its audit rows here, so a row exists once the client has its answer.
+   */
+  onToolCall?: (call: { tool: string; outcome: 'ok' | ErrorCode; authInfo?: AuthInfo }) => void | Promise<void>;
 }
 
 const text = (value: unknown): CallToolResult['content'] => [{ type: 'text', text: JSON.stringify(value) }];
@@ -140,13 +146,25 @@ export function buildMcpServer(ctx: McpContext, caller: Caller, options: McpServ
     server.registerTool(tool.name, { description: tool.description, inputSchema: listedSchema(tool.input) }, async (args, request) => {
       const controller = linkedController([request.mcpReq.signal, options.signal]);
       const call = (async () => tool.run({ ...ctx, signal: controller.signal }, caller, parseArguments(tool, args)))();
+      let result: CallToolResult;
+      let outcome: 'ok' | ErrorCode = 'ok';
       try {
-        return { content: text(await (options.inFlight?.track(call) ?? call)) };
+        result = { content: text(await (options.inFlight?.track(call) ?? call)) };
       } catch (err) {
-        return errorResult(err, options);
+        outcome = toSosError(err).code;
+        result = errorResult(err, options);
       } finally {
         controller.abort();
       }
+      if (options.onToolCall) {
+        const authInfo = request.http?.authInfo;
+        try {
+          await options.onToolCall({ tool: tool.name, outcome, ...(authInfo ? { authInfo } : {}) });
+        } catch (err) {
+          options.onInternalError?.(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+      return result;
     });
   }
   return server;
