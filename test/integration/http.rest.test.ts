@@ -7,6 +7,8 @@ import { setBudget } from '../../src/core/economy/budgets.js';
 import { openApiDocument } from '../../src/core/http/openapi.js';
 import { OPERATIONS } from '../../src/core/http/operations/table.js';
 import { resolveRoute, restHandler } from '../../src/core/http/rest.js';
+import { parseListen } from '../../src/core/http/limits.js';
+import { HttpServer } from '../../src/core/http/server.js';
 import type { HttpDeps, HttpReply } from '../../src/core/http/types.js';
 import { createToken } from '../../src/core/identity/tokens.js';
 import { newId } from '../../src/core/ids.js';
@@ -76,8 +78,12 @@ async function restWorld(adapter: Adapter, ctx: TestContext) {
 
   /** A real token's caller, resolved as the server resolves it; `as` is an admin acting as another agent. */
   async function caller(agent: string, role: 'agent' | 'admin' | 'observer' = 'agent', as?: string): Promise<Caller> {
-    const { secret } = await createToken(w.store, operator, { agent, role });
-    return resolveCaller(w.store, { token: secret, project: w.project, projectExplicit: false, agent: as });
+    return resolveCaller(w.store, { token: await secret(agent, role), project: w.project, projectExplicit: false, agent: as });
+  }
+
+  /** A new token's secret, for requests over real HTTP. */
+  async function secret(agent: string, role: 'agent' | 'admin' | 'observer' = 'agent'): Promise<string> {
+    return (await createToken(w.store, operator, { agent, role })).secret;
   }
 
   /** Which operations answered 2xx and which answered an error, to prove every route saw both. */
@@ -113,7 +119,7 @@ async function restWorld(adapter: Adapter, ctx: TestContext) {
     return reply as HttpReply & { body: Json };
   }
 
-  return { w, deps, operator, caller, call, seen };
+  return { w, deps, operator, caller, secret, call, seen };
 }
 
 const codeOf = (r: HttpReply) => (r.body as Json).error?.code as string | undefined;
@@ -348,6 +354,71 @@ describe.each(TASK_ADAPTERS)('REST /v1: $name', (adapter) => {
       // The claim stops waiting and answers as a claim with nothing to take.
       expect(reply).toMatchObject({ status: 409, body: { error: { code: 'conflict', message: expect.stringContaining('nothing to claim for kasra') } } });
       expect(reply.audit).toEqual({ action: 'tasks.claim' });
+    });
+  });
+});
+
+describe.each(TASK_ADAPTERS)('REST /v1 over real HTTP (the daemon\'s server): $name', (adapter) => {
+  describe.skipIf(!adapter.available)(adapter.name, () => {
+    it('answers through the server: bearer tokens, X-Sos-Agent, 201 and 405, audit rows, observers refused, a waiting claim cut by stop', async (ctx) => {
+      const { w, deps, secret } = await restWorld(adapter, ctx);
+      const server = await HttpServer.start({ deps, address: parseListen('127.0.0.1:0')!, version: 'test', ready: async () => ({}), routes: { rest: restHandler }, log: () => {} });
+      let stopped = false;
+      ctx.onTestFinished(async () => {
+        if (!stopped) await server.stop();
+      });
+      const kasra = await secret('kasra');
+      const boss = await secret('boss', 'admin');
+      const watcher = await secret('lena', 'observer');
+      const request = (token: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+        fetch(`${server.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+
+      const who = await request(kasra, 'GET', '/v1/whoami');
+      expect(who.status).toBe(200);
+      expect(await who.json()).toEqual({ project: w.project, agent: 'kasra', role: 'agent', via: 'token' });
+
+      const sent = await request(kasra, 'POST', '/v1/messages', { to: 'lena', text: 'over the wire' });
+      expect(sent.status).toBe(201);
+      const sentBody = (await sent.json()) as Json;
+      expect(success.get('messages.send')!(sentBody)).toBe(true);
+      const requestId = sent.headers.get('x-request-id')!;
+      const rows = await w.store.sql.all<{ action: string; target: string; status: number | string; outcome: string; actor: string }>(
+        'SELECT action, target, status, outcome, actor FROM http_audit WHERE project = $1 AND request_id = $2',
+        [w.project, requestId],
+      );
+      expect(rows.map((r) => ({ ...r, status: Number(r.status) }))).toEqual([{ action: 'messages.send', target: sentBody.id, status: 201, outcome: 'ok', actor: 'kasra' }]);
+
+      // An admin token acting as lena (X-Sos-Agent) takes lena's inbox; kasra's token cannot.
+      expect((await request(kasra, 'POST', '/v1/inbox', {}, { 'x-sos-agent': 'lena' })).status).toBe(403);
+      const inbox = await request(boss, 'POST', '/v1/inbox', {}, { 'x-sos-agent': 'lena' });
+      expect(await inbox.json()).toMatchObject({ agent: 'lena', unread: [{ from: 'kasra', text: 'over the wire' }] });
+
+      const wrong = await request(kasra, 'GET', '/v1/tasks/claim');
+      expect(wrong.status).toBe(405);
+      expect(wrong.headers.get('allow')).toBe('POST');
+      expect(errorSchema(await wrong.json())).toBe(true);
+      expect((await request(kasra, 'GET', '/v1/nothing-here')).status).toBe(404);
+      const unknown = await request(kasra, 'POST', '/v1/tasks', { title: 'x', colour: 'red' });
+      expect(unknown.status).toBe(400);
+      expect(((await unknown.json()) as Json).error.message).toMatch(/^unknown field "colour" for tasks\.create/);
+      expect((await request(watcher, 'GET', '/v1/tasks')).status).toBe(200);
+      expect((await request(watcher, 'POST', '/v1/tasks', { title: 'not from an observer' })).status).toBe(403);
+      const served = await request(kasra, 'GET', '/v1/openapi.json');
+      expect(await served.json()).toEqual(doc);
+
+      // A claim waiting for work is told to stop when the server stops; stop does not wait out the 20 s.
+      const waiting = request(kasra, 'POST', '/v1/tasks/claim', { wait_seconds: 20 });
+      await new Promise((r) => setTimeout(r, 300));
+      const started = Date.now();
+      await server.stop();
+      stopped = true;
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const cut = await waiting;
+      expect(cut.status).toBe(409);
     });
   });
 });
