@@ -289,13 +289,51 @@ export async function runTop(options: TopOptions): Promise<void> {
       if (leave.kind === 'quit') return;
       // `a`: Ink is gone and the terminal is the shell's again; the attach owns it until the
       // operator detaches, then the view comes back where it was, with the attach's outcome.
+      stopReading(stdin);
       const outcome = await options.actions.attach(leave.agent).catch((err: unknown): Outcome => ({ ok: false, text: err instanceof Error ? err.message : String(err) }));
+      // Whatever reached this process's buffer was typed for the session, not for the view.
+      while (stdin.read() !== null) continue;
       ui = { ...leave.ui, status: { text: outcome.text, tone: outcome.ok ? 'green' : 'red' } };
     }
   } finally {
     leaveScreen();
     process.off('exit', leaveScreen);
   }
+}
+
+/**
+ * Makes Node stop reading the terminal. Ink's unmount only drops its listener; a paused stdin
+ * still reads while its buffer has room, so keys typed into an attached session would be split
+ * between the session and this process (and replayed as commands to the next view). Node stops
+ * reading a TTY stdin on the 'pause' event, which `pause()` emits only when leaving flowing mode.
+ */
+function stopReading(stdin: NodeJS.ReadStream): void {
+  stdin.resume();
+  stdin.pause();
+}
+
+const HOME = '\x1b[H';
+
+/**
+ * The terminal as Ink is given it: every write starts at the top-left cell. The live area is
+ * one row shorter than the screen (a full-height frame makes Ink clear the whole terminal on
+ * every repaint), so Ink writes it with a trailing newline, and Ink 6.8's incremental renderer
+ * then moves the cursor up one row too few before each frame: every repaint drew one row lower
+ * than the last (seen in a tmux pane: the old header stayed on row 1). On the alternate screen
+ * the frame always begins at the top, so homing the cursor first makes Ink's relative move a
+ * no-op (the cursor cannot go above row 1) and each frame lands where the last one was.
+ */
+function homed(stdout: NodeJS.WriteStream): NodeJS.WriteStream {
+  return new Proxy(stdout, {
+    get(target, prop) {
+      if (prop === 'write') {
+        return (chunk: unknown, ...rest: unknown[]) =>
+          (target.write as (...a: unknown[]) => boolean)(typeof chunk === 'string' && chunk !== '' ? HOME + chunk : chunk, ...rest);
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 /** One Ink app on the alternate screen, until `q`, Ctrl-C, SIGTERM/SIGHUP, an error or `a`. */
@@ -305,13 +343,12 @@ async function drawUntilLeft(options: TopOptions, stdout: NodeJS.WriteStream, in
     finish = (leave, err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(leave));
   });
   const instance = render(h(Top, { options, initial, onExit: (leave: Leave) => finish(leave) }), {
-    stdout,
+    stdout: homed(stdout),
     ...(options.stdin ? { stdin: options.stdin } : {}),
     exitOnCtrlC: false,
     patchConsole: false,
-    // Ink 6.8's incremental mode drew each frame one row lower than the last in a tmux pane
-    // (captured in the tmux test's first run); whole frames until that is understood.
-    incrementalRendering: false,
+    // Only changed lines are rewritten (a clock tick rewrites one line, not the screen).
+    incrementalRendering: true,
   });
   const onSignal = () => finish({ kind: 'quit' });
   process.on('SIGTERM', onSignal);

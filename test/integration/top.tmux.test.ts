@@ -50,6 +50,12 @@ function pane(ctx: TestContext, dir: string, env: NodeJS.ProcessEnv, size: { col
   return p;
 }
 
+/** One frame where it belongs: the header on the first row, once (a drifting repaint leaves old rows behind). */
+function oneFrame(screen: string) {
+  expect(screen.split('\n')[0]).toMatch(/^sos top · /);
+  expect(screen.split('sos top · ').length - 1, screen).toBe(1);
+}
+
 const selected = (screen: string) => /^> (\S+)/m.exec(screen)?.[1] ?? null;
 
 async function world(ctx: TestContext) {
@@ -114,7 +120,10 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     p.keys('j');
     await p.until('the selection on bob', (s) => selected(s) === 'bob');
     p.keys('k');
-    await p.until('the selection back on alice', (s) => selected(s) === 'alice');
+    oneFrame(await p.until('the selection back on alice', (s) => selected(s) === 'alice'));
+    // Repaints (the clock ticks every second, the moves above) rewrite lines in place.
+    await new Promise((r) => setTimeout(r, 1_200));
+    oneFrame(p.screen());
 
     // p parks the selected agent, p again unparks it; the Store says so each time.
     p.keys('p');
@@ -218,6 +227,15 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     const screen = await p.until('the narrowed frame', (s) => s.includes('sos top ·') && /^> carol/m.test(s));
     // --agent: only carol's row (ghost's problem line is narrowed away with its row).
     expect(screen).not.toMatch(/^[ >] (alice|bob|ghost|lead) /m);
+    // A repaint where only the clock changes rewrites the header in place (Ink 6.8 alone wrote
+    // it one row lower on every repaint: the homed stdout in app.ts).
+    await new Promise((r) => setTimeout(r, 2_100));
+    oneFrame(p.screen());
+    // Keys are read once Ink has the terminal in raw mode: the help shows, then any key closes it.
+    p.keys('?');
+    await p.until('the help', (s) => s.includes("attach to the selected agent's session"));
+    p.keys('x');
+    await p.until('the help closed', (s) => /^> carol/m.test(s));
     p.keys('a');
     // (The nested tmux client draws on the alternate screen of its own, so the pane stays on one.)
     await p.until("carol's shell in the pane", (s) => s.includes('carol-shell$') && !s.includes('sos top ·'));
@@ -230,6 +248,7 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
     execFileSync('tmux', ['-S', agents, 'detach-client', '-s', 'carol']);
     const back = await p.until('sos top back', (s) => s.includes('sos top ·') && s.includes('back from carol'));
     expect(selected(back)).toBe('carol');
+    oneFrame(back);
     expect(p.format('#{alternate_on}')).toBe('1');
     // Keys work again after the attach.
     p.keys('?');
