@@ -59,6 +59,9 @@ describe('the /v1 OpenAPI document', () => {
     const broken = structuredClone(doc);
     broken.paths['/v1/tasks'].get.parameters[0].in = 'body';
     await expect(SwaggerParser.validate(broken as never)).rejects.toThrow();
+    const dangling = structuredClone(doc);
+    dangling.paths['/v1/tasks'].get.responses['404'] = { $ref: '#/components/responses/Nope' };
+    await expect(SwaggerParser.validate(dangling as never)).rejects.toThrow();
   });
 
   it('has schemas that compile as JSON Schema 2020-12 under ajv strict mode (the OpenAPI validator does not look inside them)', () => {
@@ -102,7 +105,9 @@ describe('the /v1 OpenAPI document', () => {
       expect(ok.content['application/json'].schema, op.id).toEqual(expect.objectContaining({}));
       expect(ok.content['application/json'].schema.$schema).toBeUndefined();
       for (const status of ['400', '401', '403', '404', '409', '413', '429']) {
-        expect(o.responses[status].content['application/json'].schema, `${op.id} ${status}`).toEqual({ $ref: '#/components/schemas/Error' });
+        const ref = o.responses[status].$ref as string;
+        expect(ref, `${op.id} ${status}`).toMatch(/^#\/components\/responses\/\w+$/);
+        expect(doc.components.responses[ref.split('/').pop()!].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Error' });
       }
       expect(o['x-sos-mutates']).toBe(op.mutates);
       expect(op.mutates, op.id).toBe(op.method !== 'GET');
@@ -147,6 +152,7 @@ describe('routing /v1', () => {
     expect(resolveRoute('POST', '/v1/tasks/tsk_1/claim').op.id).toBe('tasks.claim_one');
     expect(resolveRoute('POST', '/v1/tasks/claim').op.id).toBe('tasks.claim');
     expect(resolveRoute('POST', '/v1/messages/msg%2F1/ack').params).toEqual({ id: 'msg/1' });
+    expect(resolveRoute('HEAD', '/v1/tasks/board').op.id).toBe('tasks.board');
   });
 
   it('refuses an unknown path (not found) and a known path with another method (the allowed ones listed)', () => {

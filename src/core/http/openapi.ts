@@ -16,31 +16,34 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
   return rest;
 }
 
-/** The error statuses every operation may answer, with what each means here. */
-const ERRORS: Record<string, string> = {
-  '400': 'usage: the input is malformed (an unknown field, a bad value); the message says which',
-  '401': 'no bearer token, or one that is not valid here',
-  '403': 'permission_denied: the token may not do this (another agent, another project, an observer writing)',
-  '404': 'not_found: no such task, message, approval or agent in this project',
-  '409': 'conflict: nothing to claim, a stale fence, a duplicate',
-  '413': 'the request body is over the limit',
-  '422': 'failed: the operation was attempted and did not succeed',
-  '429': 'too many requests for this token; retry after the Retry-After header',
-  '500': 'internal: an unexpected error',
-  '503': 'unavailable: a backend (database, Redis) cannot be reached',
-};
+/** The error statuses every operation may answer: the status, its response's name, and what it means here. */
+const ERRORS: readonly [status: string, name: string, description: string][] = [
+  ['400', 'BadRequest', 'usage: the input is malformed (an unknown field, a bad value); the message says which'],
+  ['401', 'Unauthorized', 'no bearer token, or one that is not valid here'],
+  ['403', 'Forbidden', 'permission_denied: the token may not do this (another agent, another project, an observer writing)'],
+  ['404', 'NotFound', 'not_found: no such task, message, approval or agent in this project'],
+  ['409', 'Conflict', 'conflict: nothing to claim, a stale fence, a duplicate'],
+  ['413', 'TooLarge', 'the request body is over the limit'],
+  ['422', 'Failed', 'failed: the operation was attempted and did not succeed'],
+  ['429', 'TooManyRequests', 'too many requests for this token; retry after the Retry-After header'],
+  ['500', 'Internal', 'internal: an unexpected error'],
+  ['503', 'Unavailable', 'unavailable: a backend (database, Redis) cannot be reached, or the daemon is stopping'],
+];
 
-const errorResponses = (): Json =>
+/** Each error response once, in components; operations refer to them. */
+const errorComponents = (): Json =>
   Object.fromEntries(
-    Object.entries(ERRORS).map(([status, description]) => [
-      status,
+    ERRORS.map(([status, name, description]) => [
+      name,
       {
         description,
         content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-        ...(status === '429' ? { headers: { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer', minimum: 0 } } } } : {}),
+        ...(status === '429' || status === '503' ? { headers: { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer', minimum: 0 } } } } : {}),
       },
     ]),
   );
+
+const errorResponses = (): Json => Object.fromEntries(ERRORS.map(([status, name]) => [status, { $ref: `#/components/responses/${name}` }]));
 
 /** Path and query parameters, each with its own schema, description and whether it is required. */
 function parameters(op: Operation): Json[] {
@@ -111,6 +114,7 @@ export function openApiDocument(operations: readonly Operation[]): Json {
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an sos token (`sos tokens create`); it decides the project, agent and role' } },
       schemas: { Error: jsonSchema(errorOut, 'output') },
+      responses: errorComponents(),
     },
   };
 }

@@ -83,7 +83,9 @@ export function resolveRoute(method: string, path: string): { op: Operation; par
   if (matches.length === 0) throw new NotFound(`no route ${quote(path)} in /v1`, { hint: 'GET /v1/openapi.json lists every route' });
   const most = Math.max(...matches.map((m) => m.route.literals));
   const owners = matches.filter((m) => m.route.literals === most);
-  const found = owners.find((m) => m.route.op.method === method);
+  // HEAD is GET without the body (the server leaves it out), so every GET route answers it.
+  const wanted = method === 'HEAD' ? 'GET' : method;
+  const found = owners.find((m) => m.route.op.method === wanted);
   if (!found) throw new MethodNotAllowed(method, [...new Set(owners.map((m) => m.route.op.method))].sort());
   return { op: found.route.op, params: found.params };
 }
