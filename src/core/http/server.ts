@@ -195,16 +195,23 @@ export class HttpServer {
     const requestId = newId('req');
     res.setHeader('x-request-id', requestId);
     this.active += 1;
+    let counted = true;
+    // An MCP GET is a stream that lasts as long as its session: it is not a request to wait for.
+    const detach = () => {
+      if (!counted) return;
+      counted = false;
+      this.active -= 1;
+      if (this.active === 0) this.idle?.();
+    };
     try {
-      await this.route(req, res, requestId);
+      await this.route(req, res, requestId, detach);
     } catch (err) {
       const error = toSosError(err);
       if (error.code === 'internal') this.options.log({ event: 'http_error', path: req.url?.slice(0, 200), request: requestId, error: error.message.slice(0, 2_000) });
       if (!res.headersSent) this.write(res, req, { status: HTTP_STATUS[error.code], body: errorBody(error) });
       else if (!res.writableEnded) res.end();
     } finally {
-      this.active -= 1;
-      if (this.active === 0) this.idle?.();
+      detach();
     }
   }
 
@@ -222,7 +229,7 @@ export class HttpServer {
     res.end(req.method === 'HEAD' ? undefined : payload);
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, detach: () => void): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://sos.invalid');
     const path = url.pathname;
     const method = req.method ?? 'GET';
@@ -274,6 +281,11 @@ export class HttpServer {
       return;
     }
     try {
+      if (path === '/mcp' && method === 'GET') {
+        // The session's notification stream: it holds no slot of the token's concurrency.
+        release();
+        detach();
+      }
       await this.authenticated(req, res, { requestId, caller, path, method, query: url.searchParams });
     } finally {
       release();
