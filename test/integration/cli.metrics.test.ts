@@ -142,5 +142,26 @@ describe.each(ADAPTERS)('sos metrics on $name', (adapter) => {
       expect(human.stdout).toMatch(/recovery_success_rate\s+0\.75/);
       expect(human.stdout).toMatch(/unclaimed_routed_tasks\s+2/);
     });
+
+    it('prints the Prometheus exposition with --prometheus: the same figures, null ones left out; not with --json', async (ctx) => {
+      const { run, metrics } = await setup(ctx, adapter);
+      await run(['agents', 'add', 'kasra']);
+      const id = (await run(['tasks', 'create', 'one'])).stdout.trim();
+      expect((await run(['tasks', 'claim', '--id', id, '--as', 'kasra'])).code).toBe(0);
+      expect((await run(['tasks', 'claim', '--id', id, '--as', 'kasra'])).code).toBe(4);
+      const json = await metrics();
+      const r = await run(['metrics', '--prometheus']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('# TYPE sos_duplicate_claims_refused_total counter\n');
+      expect(r.stdout).toContain(`sos_duplicate_claims_refused_total{project="default"} ${json.duplicate_claims_refused}\n`);
+      expect(json.duplicate_claims_refused).toBe(1);
+      expect(r.stdout).toContain('sos_tasks{project="default",status="claimed"} 1\n');
+      expect(r.stdout).toContain('sos_agents{project="default",state="unprobed"} 1\n');
+      expect(json.recovery_success_rate).toBeNull();
+      expect(r.stdout).not.toContain('recovery_success_rate');
+      const both = await run(['metrics', '--prometheus', '--json']);
+      expect(both.code).toBe(2);
+      expect(both.json<{ error: { code: string } }>().error.code).toBe('usage');
+    });
   });
 });
