@@ -287,6 +287,17 @@ describe.each(TASK_ADAPTERS)('REST /v1: $name', (adapter) => {
       expect((await call(boss, 'POST', `/v1/approvals/${a2}/deny`, { body: {} })).status).toBe(400);
       expect((await call(boss, 'POST', `/v1/approvals/${a2}/deny`, { body: { note: 7 } })).status).toBe(400);
 
+      // squads (workspaces): a coordinator creates one by joining; for a worker it does not exist yet
+      expect(codeOf(await call(kasra, 'POST', '/v1/squads/release/join', { body: {} }))).toBe('not_found');
+      expect(await call(boss, 'POST', '/v1/squads/release/join', { body: { summary: 'cutting 1.0' } })).toMatchObject({
+        status: 200,
+        body: { workspace_id: 'release', agent: 'boss', joined: true, created: true },
+        audit: { action: 'squads.join', target: 'release' },
+      });
+      expect((await call(kasra, 'POST', '/v1/squads/release/join', { body: {} })).body).toEqual({ workspace_id: 'release', agent: 'kasra', joined: true });
+      expect((await call(kasra, 'POST', '/v1/squads/release/leave', { body: {} })).body).toEqual({ workspace_id: 'release', agent: 'kasra', left: true });
+      expect((await call(kasra, 'POST', '/v1/squads/Not%20A%20Name/leave', { body: {} })).status).toBe(400);
+
       // the document, and a known path with the wrong method
       expect((await call(kasra, 'GET', '/v1/openapi.json')).body).toEqual(doc);
       expect((await call(kasra, 'GET', '/v1/openapi.json', { query: { format: 'yaml' } })).status).toBe(400);

@@ -26,6 +26,8 @@ const EXPECTED = [
   'POST /v1/inbox',
   'POST /v1/messages/{id}/ack',
   'GET /v1/peers',
+  'POST /v1/squads/{workspace_id}/join',
+  'POST /v1/squads/{workspace_id}/leave',
   'POST /v1/tasks',
   'GET /v1/tasks',
   'GET /v1/tasks/board',

@@ -173,7 +173,8 @@ function bodyArgs(op: Operation, body: unknown): Record<string, unknown> {
 
 /** What an audit row names: the path's id, else what the operation made or read (a task, a message, an inbox's agent). */
 function targetOf(input: OperationInput | undefined, result: unknown): string | undefined {
-  if (typeof input?.params.id === 'string') return input.params.id;
+  const inPath = Object.values(input?.params ?? {}).find((v) => typeof v === 'string');
+  if (inPath !== undefined) return inPath as string;
   if (result !== null && typeof result === 'object' && !Array.isArray(result)) {
     const r = result as { id?: unknown; agent?: unknown };
     if (typeof r.id === 'string') return r.id;

@@ -131,6 +131,8 @@ export const OPERATIONS: readonly Operation[] = [
   fromTool('broadcast', { id: 'messages.broadcast', method: 'POST', path: '/v1/messages/broadcast', summary: "Send a message to a squad's members, or to every agent of the project", tag: 'messages', from: 'body', output: out.sendOut, created: true, mutates: true }),
   fromTool('inbox', { id: 'messages.inbox', method: 'POST', path: '/v1/inbox', summary: 'Take your unread messages (marks them read; a POST because it does)', tag: 'messages', from: 'body', output: out.inboxOut, mutates: true }),
   fromTool('ack', { id: 'messages.ack', method: 'POST', path: '/v1/messages/{id}/ack', summary: 'Acknowledge a message (by message or request id); its sender gets an ack reply', tag: 'messages', from: 'body', output: out.ackOut, mutates: true }),
+  fromTool('workspace_join', { id: 'squads.join', method: 'POST', path: '/v1/squads/{workspace_id}/join', summary: 'Join a squad (workspace); a coordinator creates it on first join', tag: 'messages', from: 'body', output: out.joinOut, mutates: true }),
+  fromTool('workspace_leave', { id: 'squads.leave', method: 'POST', path: '/v1/squads/{workspace_id}/leave', summary: 'Leave a squad (workspace)', tag: 'messages', from: 'body', output: out.leaveOut, mutates: true }),
   fromTool('peers', { id: 'messages.peers', method: 'GET', path: '/v1/peers', summary: "The project's agents: role, online, unread count", tag: 'messages', from: 'query', output: out.peersOut, mutates: false }),
 
   // tasks

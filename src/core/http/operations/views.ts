@@ -65,6 +65,9 @@ export const whoamiOut = z.object({
   via: z.enum(['token', 'local']),
 });
 
+export const joinOut = z.object({ workspace_id: z.string(), agent: z.string(), joined: z.boolean().describe('false: already a member'), created: z.literal(true).optional() });
+export const leaveOut = z.object({ workspace_id: z.string(), agent: z.string(), left: z.boolean().describe('false: not a member') });
+
 // --- tasks --------------------------------------------------------------------------------------
 
 /** `taskView` in src/core/mcp/tools.ts. */
