@@ -1,3 +1,6 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client, type ClientOptions, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { describe, expect, it, type TestContext } from 'vitest';
@@ -109,7 +112,89 @@ async function everyTool(kasra: Side, codex: Side): Promise<unknown[]> {
   return out.map(normalise);
 }
 
+const CLAUDE = join(ROOT, 'node_modules', '.bin', 'claude');
+const CLAUDE_VERSION = '2.1.332';
+
+const fake = (await import(new URL('../helpers/fake-models.mjs', import.meta.url).href)) as {
+  startAnthropic(script: { turns: { text?: string; tool?: { name: string; input: Record<string, unknown> }; usage: Record<string, number> }[]; idPrefix?: string }): Promise<{
+    url: string;
+    requests: { kind?: string; exhausted?: boolean; body?: { messages?: { role: string; content: string | { type: string; is_error?: boolean; content?: unknown }[] }[] } }[];
+    close(): Promise<void>;
+  }>;
+};
+
+/** Claude Code's environment: its own HOME and config, offline but for the fake on 127.0.0.1. */
+function claudeEnv(home: string, anthropic: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH ?? '',
+    LANG: 'C.UTF-8',
+    TERM: 'dumb',
+    HOME: home,
+    CLAUDE_CONFIG_DIR: join(home, 'config'),
+    ANTHROPIC_BASE_URL: anthropic,
+    ANTHROPIC_API_KEY: 'dummy',
+    DISABLE_AUTOUPDATER: '1',
+    DISABLE_TELEMETRY: '1',
+    DISABLE_ERROR_REPORTING: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    HTTPS_PROXY: 'http://127.0.0.1:9',
+    HTTP_PROXY: 'http://127.0.0.1:9',
+    NO_PROXY: '127.0.0.1,localhost',
+  };
+}
+
 describe('MCP over streamable HTTP', () => {
+  it(`Claude Code ${CLAUDE_VERSION}, added with \`claude mcp add --transport http\`, sends a message that lands in the Store`, { timeout: 120_000 }, async (ctx) => {
+    if (!existsSync(CLAUDE)) throw new Error(`${CLAUDE} is missing: @anthropic-ai/claude-code is a devDependency, run \`npm ci\``);
+    const w = await httpWorld(ctx);
+    const tokens = await team(w);
+    const { url } = await w.serve();
+    const usage = { input_tokens: 100, output_tokens: 20 };
+    const anthropic = await fake.startAnthropic({
+      idPrefix: 'http',
+      turns: [
+        { tool: { name: 'ToolSearch', input: { query: 'select:mcp__sos__send,mcp__sos__whoami' } }, usage },
+        { tool: { name: 'mcp__sos__whoami', input: {} }, usage },
+        { tool: { name: 'mcp__sos__send', input: { to: 'kasra', text: 'sent by Claude Code over HTTP' } }, usage },
+        { text: 'done.', usage },
+      ],
+    });
+    ctx.onTestFinished(() => anthropic.close());
+    const home = join(w.dir, 'claude-home');
+    mkdirSync(join(home, 'config'), { recursive: true });
+    const env = claudeEnv(home, anthropic.url);
+
+    // The README's line, as a user types it.
+    const added = spawnSync(CLAUDE, ['mcp', 'add', '--transport', 'http', 'sos', `${url}/mcp`, '--header', `Authorization: Bearer ${tokens.codex}`], { cwd: home, env, encoding: 'utf8', timeout: 30_000 });
+    expect(added.status, `${added.stdout}${added.stderr}`).toBe(0);
+
+    const child = spawn(CLAUDE, ['-p', 'Tell kasra over sos.', '--allowedTools', 'mcp__sos__*', '--output-format', 'json'], { cwd: home, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    const report = `claude exited ${code}\nstdout: ${stdout}\nstderr: ${stderr}`;
+    expect(code, report).toBe(0);
+    expect(JSON.parse(stdout), report).toMatchObject({ is_error: false, result: 'done.' });
+    expect(anthropic.requests.filter((r) => r.exhausted || r.kind === 'unrouted')).toEqual([]);
+
+    // Each tool result came back without an error; whoami names the token's agent.
+    const history = anthropic.requests.filter((r) => r.kind === 'main').at(-1)!.body!.messages!;
+    const results = history.flatMap((m) => (typeof m.content === 'string' ? [] : m.content.filter((b) => b.type === 'tool_result')));
+    expect(results).toHaveLength(3);
+    expect(results.every((r) => r.is_error !== true), JSON.stringify(results)).toBe(true);
+    expect(JSON.stringify(results[1])).toContain('\\"agent\\":\\"codex\\"');
+
+    const inbox = (await w.run(['--as', 'kasra', '--json', 'inbox'])).json<{ unread: { from: string; text: string }[] }>();
+    expect(inbox.unread).toEqual([expect.objectContaining({ from: 'codex', text: 'sent by Claude Code over HTTP' })]);
+    const audit = (await w.run(['--json', 'audit'])).json<{ actor: string; action: string; outcome: string }[]>();
+    expect(audit.map((r) => [r.actor, r.action, r.outcome])).toEqual([['codex', 'mcp.send', 'ok']]);
+  });
+
+
   it('lists the same tools as stdio and answers every tool call as stdio does', { timeout: 90_000 }, async (ctx) => {
     const overHttpWorld = await httpWorld(ctx);
     const overStdioWorld = await httpWorld(ctx);
