@@ -139,6 +139,11 @@ describe('the /v1 OpenAPI document', () => {
     expect(doc.paths['/v1/tasks/claim'].post.requestBody.required).toBe(false);
   });
 
+  it('has an operation for every MCP tool, running the tool itself', () => {
+    const covered = new Set(OPERATIONS.flatMap((op) => (op.tool ? [op.tool] : [])));
+    expect([...covered].sort()).toEqual(TOOLS.map((t) => t.name).sort());
+  });
+
   it('serves itself as GET /v1/openapi.json', async () => {
     const op = OPERATIONS.find((o) => o.id === 'openapi')!;
     const served = (await op.run({} as never, { project: 'p', agent: null, role: 'operator', via: 'local' }, { params: {}, query: {}, body: {} })) as Json;
