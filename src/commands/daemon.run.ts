@@ -79,8 +79,9 @@ export async function run(inv: Invocation): Promise<Output> {
  * The route modules mounted under `/v1` and `/metrics` (src/core/http/rest.ts, metrics.ts).
  * Loaded only by the daemon: nothing else needs them.
  */
-async function httpRoutes(): Promise<{ rest?: HttpHandler; metrics?: HttpHandler }> {
-  return {};
+async function httpRoutes(): Promise<{ rest: HttpHandler; metrics: HttpHandler }> {
+  const [{ restHandler }, { metricsHandler }] = await Promise.all([import('../core/http/rest.js'), import('../core/http/metrics.js')]);
+  return { rest: restHandler, metrics: metricsHandler };
 }
 
 const loopRows = (s: DaemonStatus) =>
