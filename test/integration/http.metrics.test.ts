@@ -12,6 +12,7 @@ import { openMemoryContext } from '../../src/core/memory/open.js';
 import { metricFamilies, projectMetrics } from '../../src/core/metrics.js';
 import { openStore, parseStoreTarget } from '../../src/core/store/open.js';
 import { isolatedEnv, sos } from '../helpers/cli.js';
+import { call, httpWorld } from '../helpers/http.js';
 import { ADAPTERS, type AdapterFixture, tempDir } from '../helpers/isolation.js';
 
 /**
@@ -240,6 +241,35 @@ describe.each(ADAPTERS)('/metrics on $name', (adapter) => {
       const after = parseExposition((await scrape(caller)).body as string);
       expect(after.get('sos_messages_held_total{project="default"}')).toBe(4);
       expect(after.get('sos_budget_claims_refused_total{project="default"}')).toBe(2);
+    });
+
+    it.skipIf(!PROMTOOL && !CI)('is served by sos daemon at GET /metrics: a token needed, promtool-valid, counters moving with work', { timeout: 60_000 }, async (ctx) => {
+      expect(PROMTOOL, 'CI=true and promtool is missing: run scripts/install-services.sh').toBe(true);
+      const w = await httpWorld(ctx, adapter);
+      const token = await w.token('boss');
+      await w.run(['agents', 'add', 'kasra']);
+      await w.run(['projects', 'create', 'other']);
+      const otherToken = await w.token('spy', { project: 'other' });
+      const { url } = await w.serve();
+
+      expect((await call(`${url}/metrics`)).status).toBe(401);
+      const first = await call(`${url}/metrics`, { token });
+      expect(first.status, first.text).toBe(200);
+      expect(first.headers.get('content-type')).toBe(EXPOSITION_CONTENT_TYPE);
+      expect(await promtool(first.text)).toEqual({ code: 0, output: '' });
+      expect(parseExposition(first.text).get('sos_duplicate_claims_refused_total{project="default"}')).toBe(0);
+
+      const id = (await w.run(['tasks', 'create', 'one'])).stdout.trim();
+      expect((await w.run(['tasks', 'claim', '--id', id, '--as', 'kasra'])).code).toBe(0);
+      expect((await w.run(['tasks', 'claim', '--id', id, '--as', 'kasra'])).code).toBe(4);
+      const second = parseExposition((await call(`${url}/metrics`, { token })).text);
+      expect(second.get('sos_duplicate_claims_refused_total{project="default"}')).toBe(1);
+      expect(second.get('sos_tasks{project="default",status="claimed"}')).toBe(1);
+
+      const other = await call(`${url}/metrics`, { token: otherToken });
+      expect(other.status).toBe(200);
+      expect(other.text).toContain('sos_tasks{project="other",status="claimed"} 0\n');
+      expect(other.text).not.toContain('project="default"');
     });
 
     it('answers only GET and HEAD, and an error as the CLI error object with its status', async (ctx) => {
