@@ -183,6 +183,12 @@ function targetOf(input: OperationInput | undefined, result: unknown): string | 
   return undefined;
 }
 
+const opt = (target: string | undefined) => (target === undefined ? {} : { target });
+
+/**
+ * The `/v1` route module the server mounts. A mutating operation's reply carries `audit` even
+ * when it is refused, so the audit table also records what was tried.
+ */
 export const restHandler: HttpHandler = async (deps, request: HttpRequest): Promise<HttpReply> => {
   let op: Operation | undefined;
   let input: OperationInput | undefined;
@@ -204,5 +210,3 @@ export const restHandler: HttpHandler = async (deps, request: HttpRequest): Prom
     return { ...errorReply(err), ...audit() };
   }
 };
-
-const opt = (target: string | undefined) => (target === undefined ? {} : { target });
