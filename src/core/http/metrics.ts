@@ -1,5 +1,6 @@
+import type { Caller } from '../auth/caller.js';
 import { OperationFailed, UsageError } from '../errors.js';
-import { type MetricFamily, metricFamilies, projectMetrics } from '../metrics.js';
+import { type MetricFamily, type MetricsParts, metricFamilies, projectMetrics } from '../metrics.js';
 import { errorBody, errorReply } from './status.js';
 import type { HttpHandler } from './types.js';
 
@@ -73,7 +74,7 @@ export function renderExposition(families: readonly MetricFamily[]): string {
 }
 
 /** The caller's project as exposition text: what `/metrics` serves and `sos metrics --prometheus` prints. */
-export async function projectExposition(parts: Parameters<typeof projectMetrics>[0], caller: Parameters<typeof projectMetrics>[1]): Promise<string> {
+export async function projectExposition(parts: MetricsParts, caller: Caller): Promise<string> {
   return renderExposition(metricFamilies(await projectMetrics(parts, caller)));
 }
 
