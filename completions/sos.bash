@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics top completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics audit top completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -76,10 +76,11 @@ _sos_node() {
     'approvals approve') _sos_subs='' _sos_opts='--note --all' ;;
     'approvals deny') _sos_subs='' _sos_opts=--note ;;
     mcp) _sos_subs='' _sos_opts=--agent ;;
-    daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
-    'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
-    'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys' ;;
+    daemon) _sos_subs='status install-unit' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys --listen --allow-remote' ;;
+    'daemon status') _sos_subs='' _sos_opts='--probe-interval --sweep-interval --wake-cooldown --detached-ptys --listen --allow-remote' ;;
+    'daemon install-unit') _sos_subs='' _sos_opts='--user --system --print --probe-interval --sweep-interval --wake-cooldown --detached-ptys --listen --allow-remote' ;;
     metrics) _sos_subs='' _sos_opts=--prometheus ;;
+    audit) _sos_subs='' _sos_opts='--since --action --limit' ;;
     top) _sos_subs='' _sos_opts='--interval --squad --agent --once' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
@@ -253,12 +254,18 @@ _sos_takes_value() {
     'daemon|--probe-interval') return 0 ;;
     'daemon|--sweep-interval') return 0 ;;
     'daemon|--wake-cooldown') return 0 ;;
+    'daemon|--listen') return 0 ;;
     'daemon status|--probe-interval') return 0 ;;
     'daemon status|--sweep-interval') return 0 ;;
     'daemon status|--wake-cooldown') return 0 ;;
+    'daemon status|--listen') return 0 ;;
     'daemon install-unit|--probe-interval') return 0 ;;
     'daemon install-unit|--sweep-interval') return 0 ;;
     'daemon install-unit|--wake-cooldown') return 0 ;;
+    'daemon install-unit|--listen') return 0 ;;
+    'audit|--since') return 0 ;;
+    'audit|--action') return 0 ;;
+    'audit|--limit') return 0 ;;
     'top|--interval') return 0 ;;
     'top|--squad') return 0 ;;
     'top|--agent') return 0 ;;
