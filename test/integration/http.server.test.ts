@@ -137,6 +137,45 @@ describe('the daemon HTTP server', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
   });
 
+  it('SIGTERM while 50 clients send: each request is stored and answered, or refused with a status; none is half-applied', { timeout: 60_000 }, async (ctx) => {
+    const w = await httpWorld(ctx);
+    await w.token('kasra');
+    const codex = await w.token('codex');
+    const { daemon, url } = await w.serve({ env: { SOS_HTTP_RATE: '1000000', SOS_HTTP_BURST: '1000000', SOS_HTTP_CONCURRENCY: '64' } });
+    const answered = new Map<string, number>();
+    const failed: string[] = [];
+    let stop = false;
+    const client = async (c: number) => {
+      for (let n = 0; !stop; n++) {
+        const text = `c${c}-${n}`;
+        try {
+          const r = await call(`${url}/v1/messages`, { token: codex, body: { to: 'kasra', text } });
+          answered.set(text, r.status);
+          if (r.status !== 201) return;
+        } catch {
+          failed.push(text); // no answer: the connection was refused or closed before a request was read
+          return;
+        }
+      }
+    };
+    const clients = Array.from({ length: 50 }, (_, c) => client(c));
+    await new Promise((r) => setTimeout(r, 1_000));
+    const exit = daemon.stop(10_000);
+    await Promise.race([Promise.all(clients), new Promise((r) => setTimeout(r, 8_000))]);
+    stop = true;
+    expect(await exit).toEqual({ code: 0, signal: null });
+    await Promise.all(clients);
+
+    const statuses = new Set(answered.values());
+    const stored = (await w.run(['--as', 'kasra', '--json', 'inbox', '--limit', '10000'])).json<{ unread: { text: string }[] }>().unread.map((m) => m.text);
+    const created = [...answered].filter(([, status]) => status === 201).map(([text]) => text);
+    console.info(`stop under load: ${created.length} sent, ${answered.size - created.length} refused with ${[...statuses].filter((s) => s !== 201).join(',') || 'no status'}, ${failed.length} not connected`);
+    expect(created.length).toBeGreaterThan(50);
+    // Exactly the answered sends are stored: nothing stored without its answer, nothing answered and lost.
+    expect(stored.sort()).toEqual(created.sort());
+    for (const status of statuses) expect([201, 503]).toContain(status);
+  });
+
   it('cuts a client that trickles its headers or its body; stop finishes requests in flight and refuses new connections', { timeout: 60_000 }, async (ctx) => {
     const w = await httpWorld(ctx);
     const kasra = await w.token('kasra');
