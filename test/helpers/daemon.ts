@@ -134,7 +134,9 @@ export async function daemonWorld(ctx: TestContext, adapter: AdapterFixture = AD
   const target = adapter.target(ctx);
   const dir = tempDir(ctx);
   const socket = join(dir, 'tmux.sock');
-  const env = isolatedEnv(join(dir, 'home'), { ...target.env, SOS_DB: target.db });
+  // No HTTP unless a test asks for it (`--listen`): daemons of tests running at once would all
+  // want the default port.
+  const env = isolatedEnv(join(dir, 'home'), { ...target.env, SOS_DB: target.db, SOS_LISTEN: 'off' });
   // Registered first, so it runs last (onTestFinished hooks run in reverse): after every daemon stopped.
   ctx.onTestFinished(() => {
     try {

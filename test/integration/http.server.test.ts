@@ -28,7 +28,7 @@ describe('the daemon HTTP server', () => {
       const revoked = (await w.run(['--json', 'tokens', 'create', '--agent', 'kasra'])).json<{ id: string; secret: string }>();
       expect((await w.run(['tokens', 'revoke', revoked.id])).code).toBe(0);
       expect((await w.run(['projects', 'create', 'other'])).code).toBe(0);
-      const { url } = await w.serve();
+      const { url, daemon } = await w.serve();
       const store = await w.store();
       const count = async (kind: string) => ((await store.security.count()) as Record<string, number>)[kind] ?? 0;
 
@@ -93,11 +93,28 @@ describe('the daemon HTTP server', () => {
       expect(rows[1]!.action).toBe('tasks.create');
       // The reads and the refusals before a caller existed left no row.
       expect(rows).toHaveLength(3);
+
+      // `sos daemon status` names the address; /readyz fails on the check that fails (the lease
+      // taken away), and the daemon, having lost its lease, stops.
+      expect((await w.run(['daemon', 'status', '--json'])).json()).toMatchObject({ running: true, http: url });
+      await store.sql.run('DELETE FROM daemon_lease');
+      const unready = await call(`${url}/readyz`);
+      expect(unready).toMatchObject({ status: 503, body: { ok: false, checks: { store: { ok: true }, bus: { ok: true }, lease: { ok: false, detail: 'another daemon holds the lease' } } } });
+      expect(await daemon.exited).toEqual({ code: 0, signal: null });
     });
   }
 
   it('bounds bodies (413), rates (429 with Retry-After) and requests in flight per token; a long claim wait still works', { timeout: 60_000 }, async (ctx) => {
     const w = await httpWorld(ctx);
+    // The address is judged before anything opens: beyond loopback needs --allow-remote.
+    const remote = await w.run(['daemon', '--listen', '0.0.0.0:6070']);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:6070: it is reachable from other machines/);
+    expect((await w.run(['daemon', '--listen', 'everywhere'])).code).toBe(2);
+    const off = await w.daemon(['--listen', 'off']);
+    expect((await w.run(['daemon', 'status', '--json'])).json()).toMatchObject({ running: true, http: null });
+    expect(await off.stop()).toEqual({ code: 0, signal: null });
+
     const kasra = await w.token('kasra');
     const codex = await w.token('codex');
     const boss = await w.token('boss', { add: false });
@@ -210,6 +227,11 @@ describe('the daemon HTTP server', () => {
     const body = await slow(`POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${kasra}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{`, '"'.repeat(150));
     expect(body.ms).toBeLessThan(4_000);
     expect(body.reply).toMatch(/^HTTP\/1.1 408/);
+
+    // A claim that waits longer than a request may take to arrive (1.2 s) still ends on its own bound.
+    const began = Date.now();
+    expect(await call(`${url}/v1/tasks/claim`, { token: kasra, body: { wait_seconds: 2 } })).toMatchObject({ status: 409, body: { error: { code: 'conflict' } } });
+    expect(Date.now() - began).toBeGreaterThanOrEqual(2_000);
 
     // A claim waits for work; the daemon is told to stop meanwhile: the request is answered (the
     // wait ends: nothing to claim), then nothing new connects.
