@@ -221,19 +221,22 @@ function toWebRequest(req: IncomingMessage, signal: AbortSignal): Request {
 }
 
 /**
- * Writes a Web `Response` to the Node one, streaming its body (an SSE stream stays open until
- * either side ends it) with backpressure; a client that leaves cancels the stream.
+ * Writes a Web `Response` to the Node one. A JSON answer is sent whole, with its length, in one
+ * write (streamed in pieces it costs a round of TCP segments per answer); an SSE stream is piped
+ * with backpressure and stays open until either side ends it; a client that leaves cancels it.
  */
 async function sendWebResponse(res: ServerResponse, response: Response): Promise<void> {
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => {
     headers[name] = value;
   });
-  res.writeHead(response.status, headers);
-  if (response.body === null) {
-    res.end();
+  if (response.body === null || !(headers['content-type'] ?? '').startsWith('text/event-stream')) {
+    const body = response.body === null ? Buffer.alloc(0) : Buffer.from(await response.arrayBuffer());
+    res.writeHead(response.status, { ...headers, 'content-length': String(body.length) });
+    res.end(body);
     return;
   }
+  res.writeHead(response.status, headers);
   const reader = response.body.getReader();
   const onClose = () => void reader.cancel().catch(() => undefined);
   res.once('close', onClose);
