@@ -238,6 +238,8 @@ describe('MCP over streamable HTTP', () => {
     expect(sent).toMatchObject({ isError: false, body: { to: 'kasra', recipients: ['kasra'] } });
     const inbox = (await w.run(['--as', 'kasra', '--json', 'inbox'])).json<{ unread: { text: string; from: string }[] }>();
     expect(inbox.unread).toEqual([expect.objectContaining({ from: 'codex', text: 'over the per-request leg' })]);
+    const audit = (await w.run(['--json', 'audit'])).json<{ actor: string; action: string; outcome: string }[]>();
+    expect(audit.map((r) => [r.actor, r.action, r.outcome])).toEqual([['codex', 'mcp.send', 'ok']]);
   });
 
   for (const adapter of ADAPTERS) {
