@@ -20,8 +20,9 @@ import { WakeDelivery, type WakeOptions } from './wake.js';
 /**
  * `sos daemon`: one process running every loop that needs time (docs/ARCHITECTURE.md, "Daemon"): wake
  * delivery into sessions, the lifecycle probe and its actions, lease renewal from observed
- * activity, the lease and ack sweeps, and presence for supervised agents. Resources are released
- * in reverse order of acquisition; loops share one shape (loop.ts).
+ * activity, the lease and ack sweeps, and presence for supervised agents; and the HTTP surface
+ * (http/server.ts: MCP, /v1, /metrics, health), started once the loops run and stopped before them.
+ * Resources are released in reverse order of acquisition; loops share one shape (loop.ts).
  */
 
 export interface DaemonIntervals {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/server';
 import { type Caller, deny, resolveCaller } from '../auth/caller.js';
-import { type ErrorCode, toSosError, Unavailable } from '../errors.js';
+import { type ErrorCode, PermissionDenied, toSosError, Unavailable } from '../errors.js';
 import { newId } from '../ids.js';
 import { InFlight } from '../mcp/server.js';
 import { auditCaller, isMutatingTool, writeAudit } from './audit.js';
@@ -263,10 +263,9 @@ export class HttpServer {
     try {
       caller = await this.authenticate(req, token);
     } catch (err) {
-      const reply = errorReply(err);
       // Not a valid token: authentication failed (401). Valid but not for this: forbidden (403).
-      const status = err instanceof AuthFailed ? 401 : reply.status;
-      this.write(res, req, { status, body: errorBody(toSosError(err instanceof AuthFailed ? err.cause : err)), headers: status === 401 ? { 'www-authenticate': 'Bearer realm="sos", error="invalid_token"' } : {} });
+      if (err instanceof AuthFailed) this.write(res, req, { status: 401, body: errorBody(err.cause), headers: { 'www-authenticate': 'Bearer realm="sos", error="invalid_token"' } });
+      else this.write(res, req, errorReply(err));
       return;
     }
     const key = caller.tokenId ?? 'local';
@@ -301,7 +300,7 @@ export class HttpServer {
     try {
       caller = await resolveCaller(store, { token, project: this.options.deps.values.project, projectExplicit: false, agent: undefined });
     } catch (err) {
-      throw new AuthFailed(err);
+      throw err instanceof PermissionDenied ? new AuthFailed(err) : err;
     }
     if (project === undefined && agent === undefined) return caller;
     // The token is valid: what it asks for beyond itself is judged (and refusals counted) as on the CLI.
@@ -462,8 +461,8 @@ export class HttpServer {
 
 /** resolveCaller refused the token itself (unknown, revoked): 401, not 403. */
 class AuthFailed extends Error {
-  constructor(override readonly cause: unknown) {
-    super(cause instanceof Error ? cause.message : String(cause));
+  constructor(override readonly cause: PermissionDenied) {
+    super(cause.message);
   }
 }
 
