@@ -284,9 +284,15 @@ describe('MCP over streamable HTTP', () => {
       // Idle past 1.5 s (no request touches it meanwhile): kasra's raw session is closed, which
       // makes room for a new one, and its id is unknown from then on (404: initialize again).
       await new Promise((r) => setTimeout(r, 1_700));
-      expect((await call(`${url}/mcp`, { token: tokens.codex, body: INITIALIZE, headers: MCP_HEADERS })).status).toBe(200);
+      const fresh = await call(`${url}/mcp`, { token: tokens.codex, body: INITIALIZE, headers: MCP_HEADERS });
+      expect(fresh.status).toBe(200);
       const expired = await call(`${url}/mcp`, { token: tokens.kasra, body: { jsonrpc: '2.0', id: 4, method: 'tools/list' }, headers: { ...MCP_HEADERS, 'mcp-session-id': sid } });
       expect(expired.status).toBe(404);
+      // DELETE ends a session, for its own token only.
+      const ending = { ...MCP_HEADERS, 'mcp-session-id': fresh.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
+      expect((await call(`${url}/mcp`, { method: 'DELETE', token: tokens.kasra, headers: ending })).status).toBe(403);
+      expect((await call(`${url}/mcp`, { method: 'DELETE', token: tokens.codex, headers: ending })).status).toBe(200);
+      expect((await call(`${url}/mcp`, { token: tokens.codex, body: { jsonrpc: '2.0', id: 5, method: 'tools/list' }, headers: ending })).status).toBe(404);
 
       // Audit: one row per mutating call (refused ones too), none for reads.
       const kasra = await overHttp(ctx, url, tokens.kasra);
