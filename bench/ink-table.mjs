@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global clearInterval */
 // The baseline of bench/top.mjs: the plainest Ink program that draws what `sos top` draws at the
 // same rate, with nothing behind it. A 30-row table (name, kind, state, age, task, count, spend)
 // on the alternate screen, with the same Ink options as `sos top` (incremental rendering), one

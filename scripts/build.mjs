@@ -21,8 +21,11 @@ await build({
     'pg',
     'pg-native',
     'ioredis',
-    'ink',
-    'react',
+    // Ink and React are bundled into `sos top`'s chunks: loaded from node_modules they were
+    // ~500 ms of module loading (es-toolkit alone is hundreds of files) before the first frame.
+    // Ink loads its devtools (and so these) only with DEV=true.
+    'react-devtools-core',
+    'ws',
     'node-pty',
     '@modelcontextprotocol/*',
   ],

@@ -42,6 +42,9 @@ export function top(inv: Invocation): Promise<Output> {
     // this process forgets them before Ink loads.
     delete process.env.CI;
     delete process.env.CONTINUOUS_INTEGRATION;
+    // React picks its build from NODE_ENV when it loads: the development build checks every
+    // element and fiber, and was most of sos top's CPU time in bench/top.mjs.
+    process.env.NODE_ENV ??= 'production';
     const { runTop } = await import('../tui/app.js');
     const act = { life, bus: ctx, caller };
     await runTop({

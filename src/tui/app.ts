@@ -6,7 +6,7 @@
 import React from 'react';
 import { Box, render, Text, useApp, useInput, useStdout } from 'ink';
 import type { Outcome } from './actions.js';
-import { initialUi, type Line, PANELS, SORTS, type UiState, viewModel, type ViewModel } from './model.js';
+import { initialUi, type Line, PANELS, SORTS, type Tone, type UiState, viewModel, type ViewModel } from './model.js';
 import type { Snapshot } from './snapshot.js';
 
 const h = React.createElement;
@@ -46,16 +46,28 @@ interface Key {
   delete: boolean;
 }
 
-function LineView({ line, color }: { line: Line; color: boolean }) {
-  return h(
-    Text,
-    { wrap: 'truncate' },
-    ...line.segments.map((s, i) =>
-      h(Text, { key: i, ...(color && s.tone ? { color: s.tone } : {}), ...(s.bold ? { bold: true } : {}), ...(s.inverse ? { inverse: true } : {}) }, s.text),
-    ),
-    line.segments.length === 0 ? ' ' : '',
-  );
+/** SGR foreground codes of the tones the view model uses. */
+const TONE_SGR: Record<Tone, number> = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90 };
+
+/**
+ * One row as a single styled string (SGR codes around each styled segment). One Ink `Text` per
+ * row rather than one per segment: a 160x50 frame is ~50 nodes for React and Yoga, not ~400,
+ * which was most of a repaint's cost in bench/top.mjs. Without colour, bold and inverse stay
+ * (state is also a word, so nothing is lost).
+ */
+export function styledLine(line: Line, color: boolean): string {
+  let out = '';
+  for (const s of line.segments) {
+    const codes = [...(color && s.tone ? [TONE_SGR[s.tone]] : []), ...(s.bold ? [1] : []), ...(s.inverse ? [7] : [])];
+    out += codes.length ? `\x1b[${codes.join(';')}m${s.text}\x1b[0m` : s.text;
+  }
+  return out === '' ? ' ' : out;
 }
+
+/** A row; React skips it when its text is unchanged since the last frame. */
+const LineView = React.memo(function LineView({ text }: { text: string }) {
+  return h(Text, { wrap: 'truncate' }, text);
+});
 
 /** Why the Ink app ended: quit, or leave for a while to attach to an agent's session. */
 type Leave = { kind: 'quit' } | { kind: 'attach'; agent: string; ui: UiState };
@@ -251,7 +263,7 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
   return h(
     Box,
     { flexDirection: 'column', width: size.columns, height: Math.max(1, size.rows - 1) },
-    ...vm.lines.map((line, i) => h(LineView, { key: i, line, color: options.color })),
+    ...vm.lines.map((line, i) => h(LineView, { key: i, text: styledLine(line, options.color) })),
   );
 }
 

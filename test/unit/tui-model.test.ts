@@ -301,3 +301,13 @@ describe('narrowSnapshot (--squad, --agent)', () => {
     expect(narrowSnapshot(s, {})).toBe(s);
   });
 });
+
+describe('styledLine (one Ink Text per row)', () => {
+  it('wraps styled segments in SGR codes, keeps bold and inverse without colour, and never draws an empty row', async () => {
+    const { styledLine } = await import('../../src/tui/app.js');
+    const line = { segments: [{ text: 'dead', tone: 'red' as const, bold: true }, { text: ' alice' }, { text: '>', inverse: true }] };
+    expect(styledLine(line, true)).toBe('\x1b[31;1mdead\x1b[0m alice\x1b[7m>\x1b[0m');
+    expect(styledLine(line, false)).toBe('\x1b[1mdead\x1b[0m alice\x1b[7m>\x1b[0m');
+    expect(styledLine({ segments: [] }, true)).toBe(' ');
+  });
+});
