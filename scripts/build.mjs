@@ -29,6 +29,9 @@ await build({
     'node-pty',
     '@modelcontextprotocol/*',
   ],
+  // React (bundled into sos top's chunk) picks its build from NODE_ENV: the production build is
+  // the one a CLI ships, and fixing it here drops the development build from the chunk.
+  define: { 'process.env.NODE_ENV': '"production"' },
   // Bundled CommonJS dependencies (commander) call require() for Node built-ins.
   banner: {
     js: "import { createRequire as __sosCreateRequire } from 'node:module'; const require = __sosCreateRequire(import.meta.url);",

@@ -42,10 +42,7 @@ export function top(inv: Invocation): Promise<Output> {
     // this process forgets them before Ink loads.
     delete process.env.CI;
     delete process.env.CONTINUOUS_INTEGRATION;
-    // React picks its build from NODE_ENV when it loads: the development build checks every
-    // element and fiber, and was most of sos top's CPU time in bench/top.mjs.
-    process.env.NODE_ENV ??= 'production';
-    const { runTop } = await import('../tui/app.js');
+    const { runTop } = await withoutFetch(() => import('../tui/app.js'));
     const act = { life, bus: ctx, caller };
     await runTop({
       load,
@@ -64,4 +61,21 @@ export function top(inv: Invocation): Promise<Output> {
     });
     return { data: { exited: true }, human: '' };
   });
+}
+
+/**
+ * Runs `load` with `globalThis.fetch` hidden. Yoga's WebAssembly loader (inside Ink) asks
+ * `typeof fetch` once while it loads, and on Node that first touch of `fetch` loads undici:
+ * ~40 ms before `sos top`'s first frame, for a fetch nobody makes (the WebAssembly is inline).
+ * Node's lazy `fetch` property is put back untouched afterwards.
+ */
+async function withoutFetch<T>(load: () => Promise<T>): Promise<T> {
+  const own = Object.getOwnPropertyDescriptor(globalThis, 'fetch');
+  if (!own?.configurable) return load();
+  Object.defineProperty(globalThis, 'fetch', { value: undefined, configurable: true, writable: true });
+  try {
+    return await load();
+  } finally {
+    Object.defineProperty(globalThis, 'fetch', own);
+  }
 }

@@ -69,6 +69,13 @@ const LineView = React.memo(function LineView({ text }: { text: string }) {
   return h(Text, { wrap: 'truncate' }, text);
 });
 
+/** The approval prompt on the waiting approval at `position` (wrapping), oldest first. */
+function approvalPrompt(waiting: Snapshot['approvals'], position: number): Extract<UiState['prompt'], { kind: 'approval' }> {
+  const i = ((position % waiting.length) + waiting.length) % waiting.length;
+  const a = waiting[i]!;
+  return { kind: 'approval', id: a.id, what: `${a.method} (${a.tier}, ${a.votes}/${a.needs})`, position: i, count: waiting.length };
+}
+
 /** Why the Ink app ended: quit, or leave for a while to attach to an agent's session. */
 type Leave = { kind: 'quit' } | { kind: 'attach'; agent: string; ui: UiState };
 
@@ -187,6 +194,11 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
     }
     if (u.prompt?.kind === 'approval') {
       const prompt = u.prompt;
+      if (input === 'j' || input === 'k' || key.downArrow || key.upArrow) {
+        const waiting = snapshotRef.current?.approvals ?? [];
+        if (waiting.length > 0) set({ prompt: approvalPrompt(waiting, prompt.position + (input === 'k' || key.upArrow ? -1 : 1)) });
+        return;
+      }
       set({ prompt: null });
       if (input === 'y' || input === 'Y') act(`approving ${prompt.id}`, () => options.actions.decide(prompt.id, 'approve'));
       else if (input === 'n' || input === 'N') act(`denying ${prompt.id}`, () => options.actions.decide(prompt.id, 'deny'));
@@ -236,9 +248,9 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
         );
       }
     } else if (input === 'A') {
-      const oldest = snapshotRef.current?.approvals[0];
-      if (!oldest) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
-      else set({ prompt: { kind: 'approval', id: oldest.id, what: `${oldest.method} (${oldest.tier}, ${oldest.votes}/${oldest.needs})` } });
+      const waiting = snapshotRef.current?.approvals ?? [];
+      if (waiting.length === 0) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
+      else set({ prompt: approvalPrompt(waiting, 0) });
     }
     else if (input === 'p' || input === 's' || input === 'r' || input === 'i' || input === 'a') {
       if (agent === null) {

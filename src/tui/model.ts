@@ -30,7 +30,8 @@ export interface Line {
 export type Prompt =
   | { kind: 'send'; agent: string; text: string }
   | { kind: 'confirm'; action: 'restart' | 'interrupt'; agent: string }
-  | { kind: 'approval'; id: string; what: string };
+  /** `position` of `count` waiting approvals, oldest first; j/k move through them. */
+  | { kind: 'approval'; id: string; what: string; position: number; count: number };
 
 export interface UiState {
   panel: Panel;
@@ -440,7 +441,7 @@ const HELP: [string, string][] = [
   ['r', 'restart the selected agent, after a confirmation (the lifecycle restart)'],
   ['i', 'interrupt the selected agent, after a confirmation (its kind\'s interrupt keys)'],
   ['a', 'attach to the selected agent\'s session (sos attach); detaching comes back here'],
-  ['A', 'approve (y) or deny (n) the oldest waiting approval (sos approvals approve|deny)'],
+  ['A', 'approve (y) or deny (n) a waiting approval, the oldest first; j/k pick another (sos approvals approve|deny)'],
   ['Enter', 'the selected agent in detail: its evidence and its last screen lines (Esc closes)'],
   ['?', 'this help (any key closes it)'],
   ['q, Ctrl-C', 'quit'],
@@ -491,7 +492,10 @@ export function viewModel(s: Snapshot, ui: UiState, size: Size): ViewModel {
   const footer: Line = (() => {
     if (ui.prompt?.kind === 'send') return fitLine([plain(`send to ${ui.prompt.agent}: `, 'cyan', true), plain(clean(ui.prompt.text)), plain('█'), plain('  Enter sends, Esc cancels', 'gray')], columns);
     if (ui.prompt?.kind === 'confirm') return fitLine([plain(`${ui.prompt.action} ${ui.prompt.agent}? `, 'yellow', true), plain('y to confirm, any other key cancels')], columns);
-    if (ui.prompt?.kind === 'approval') return fitLine([plain('y approve, n deny, other: cancel · ', 'yellow', true), plain(`${clean(ui.prompt.what)} ${ui.prompt.id}`)], columns);
+    if (ui.prompt?.kind === 'approval') {
+      const of = ui.prompt.count > 1 ? `${ui.prompt.position + 1}/${ui.prompt.count} j/k other, ` : '';
+      return fitLine([plain(`${of}y approve, n deny, other: cancel · `, 'yellow', true), plain(`${clean(ui.prompt.what)} ${ui.prompt.id}`)], columns);
+    }
     if (ui.filtering) return fitLine([plain('/', 'cyan', true), plain(clean(ui.filter)), plain('█'), plain('  Enter keeps, Esc clears', 'gray')], columns);
     if (ui.status) return fitLine([plain(clean(ui.status.text), ui.status.tone)], columns);
     return fitLine([plain('j/k move  Tab panel  Enter detail  p park  s send  r restart  a attach  q quit', 'gray')], columns);

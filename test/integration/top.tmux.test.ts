@@ -172,12 +172,29 @@ describe.skipIf(!TMUX_ADAPTER.available())('sos top in a tmux pane', () => {
       at: Date.now(),
     });
     await p.until('the approval in the band', (s) => s.includes(`approval waiting: ${gated.id}`) && s.includes('[A approve/deny]'));
+    // A second one, newer: A starts on the oldest, j moves to the other, n denies that one.
+    const second = await enqueueApproval(store.sql, config.values.project, {
+      cycleId: 'cyc_top2',
+      method: 'post_content',
+      tier: 'human_gate',
+      proposal: { method: 'post_content', agent: null, goal_id: null, details: { title: 'Announce it twice' } },
+      at: Date.now() + 1,
+    });
+    await p.until('both approvals in the band', (s) => s.includes(`approval waiting: ${second.id}`));
     p.keys('A');
-    await p.until('the approval prompt', (s) => s.includes('y approve, n deny') && s.includes('post_content (human_gate, 0/1)'));
+    await p.until('the approval prompt on the oldest', (s) => s.includes('1/2 j/k other, y approve, n deny') && s.includes(gated.id));
+    p.keys('j');
+    await p.until('the prompt on the second', (s) => s.includes('2/2 j/k other') && s.includes(second.id));
+    p.keys('n');
+    await p.until('the denial', (s) => s.includes(`approval ${second.id} denied`));
+    p.keys('A');
+    await p.until('the approval prompt', (s) => s.includes('y approve, n deny') && s.includes('post_content (human_gate, 0/1)') && s.includes(gated.id));
     p.keys('y');
     await p.until('the approval outcome', (s) => s.includes(`approval ${gated.id}: executed`));
     const listed = await run(['tasks', 'list', '--json']);
-    expect(listed.json<{ title: string }[]>().map((t) => t.title)).toContain('Announce the release');
+    const titles = listed.json<{ title: string }[]>().map((t) => t.title);
+    expect(titles).toContain('Announce the release');
+    expect(titles).not.toContain('Announce it twice');
     p.keys('A');
     await p.until('nothing left to approve', (s) => s.includes('no approvals waiting'));
 
