@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 
 rmSync('dist', { recursive: true, force: true });
 await build({
-  entryPoints: { cli: 'src/cli.ts', index: 'src/index.ts', 'pty-host': 'src/core/sessions/pty-host-main.ts' },
+  entryPoints: { cli: 'src/cli.ts', index: 'src/index.ts', 'pty-host': 'src/core/sessions/pty-host-main.ts', 'sim-agent': 'src/core/sim/agent-main.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true,

@@ -23,6 +23,7 @@ import { governanceCommand } from './governance.js';
 import { approvalsCommand } from './approvals.js';
 import { whoamiCommand } from './whoami.js';
 import { topCommand } from './top.js';
+import { demoCommand, simCommand } from './sim.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -56,5 +57,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   metricsCommand,
   auditCommand,
   topCommand,
+  simCommand,
+  demoCommand,
   completionCommand,
 ];

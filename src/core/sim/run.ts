@@ -1,0 +1,391 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Caller } from '../auth/caller.js';
+import { openBusContext } from '../bus/context.js';
+import { type BusContext, sendMessage } from '../bus/service.js';
+import { resolveConfig } from '../config/resolve.js';
+import { setBudget } from '../economy/budgets.js';
+import { OperationFailed, Unavailable } from '../errors.js';
+import { createSquad, joinSquad } from '../identity/squads.js';
+import { openStore, parseStoreTarget } from '../store/open.js';
+import type { Store } from '../store/port.js';
+import { createTask, type TaskContext } from '../tasks/service.js';
+import { agentPidPath, crashFile, sendControl } from './agent.js';
+import { startModelServer } from './model-server.js';
+import { SIM_PATTERNS } from './patterns.js';
+import { buildReport, type SimLogEntry, type SimReport } from './report.js';
+import { agentNames, planSchedule, type Scenario, type SimEvent } from './scenario.js';
+
+const run = promisify(execFile);
+
+/**
+ * `sos sim`: a throwaway sos installation driven through failures. It creates a data dir (and a
+ * fresh PostgreSQL schema, or a Redis project of its own), registers simulated agents on a tmux
+ * server of its own (`-S <dir>/tmux.sock`), starts a real `sos daemon` process (so the supervisor,
+ * wake delivery, sweeps and the brain loop are the real ones, the brain talking to the local
+ * model server of `model-server.ts`), injects the scenario's failures on its seeded schedule, lets
+ * the installation settle, and reports (`report.ts`). It stops everything it started — the
+ * daemon by its PID, the agents by killing its own tmux server — unless `keep`.
+ */
+
+export interface SimOptions {
+  scenario: Scenario;
+  backend: 'sqlite' | 'postgres';
+  /** For postgres: the server URL (a fresh schema is made in it). */
+  pgUrl?: string;
+  redisUrl?: string;
+  keep: boolean;
+  /** The `sos` launcher (bin/sos) the daemon and setup commands run as. */
+  sosBin: string;
+  /** The built simulated agent (dist/sim-agent.js). */
+  agentScript: string;
+  /** The parent's environment, from which the children's is made (SOS_* dropped). */
+  env: NodeJS.ProcessEnv;
+  /** Longest settling time after the scenario's minutes. */
+  drainMs?: number;
+  progress?: (line: string) => void;
+  /** Ends the scenario early (what is left of the schedule is skipped); the run still settles and reports. */
+  signal?: AbortSignal;
+  /** `sos demo`: called when the run is set up and going; the run goes on while it runs. */
+  whileRunning?: (world: SimWorld) => Promise<void>;
+}
+
+/** What a run set up: enough to open `sos top` on it or to keep it for inspection. */
+export interface SimWorld {
+  dir: string;
+  project: string;
+  env: NodeJS.ProcessEnv;
+  socket: string;
+}
+
+interface Daemon {
+  child: ChildProcess;
+  exited: Promise<void>;
+  stderr: () => string;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Sleeps until the moment `t`, or until the signal aborts. */
+async function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
+  while (!signal?.aborted && Date.now() < t) await sleep(Math.min(250, t - Date.now()));
+}
+const random6 = () => Math.random().toString(36).slice(2, 8);
+
+/** The children's environment: the parent's without any SOS_* (so a user's config never leaks in). */
+function childEnv(parent: NodeJS.ProcessEnv, dir: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(parent)) if (!k.startsWith('SOS_') && k !== 'TMUX' && k !== 'TMUX_PANE') env[k] = v;
+  return { ...env, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), SOS_DATA_DIR: join(dir, 'data'), ...extra };
+}
+
+async function sosCli(o: SimOptions, env: NodeJS.ProcessEnv, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(process.execPath, [o.sosBin, ...args], { env, timeout: 60_000, maxBuffer: 16 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new OperationFailed(`sos sim: \`sos ${args.join(' ')}\` failed: ${(e.stderr ?? e.message).trim().slice(0, 500)}`);
+  }
+}
+
+function startDaemon(o: SimOptions, env: NodeJS.ProcessEnv, dir: string, n: number): Promise<Daemon> {
+  const child = spawn(process.execPath, [o.sosBin, 'daemon', '--probe-interval', '1s', '--sweep-interval', '1s', '--wake-cooldown', '1s', '--listen', 'off'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const logFile = join(dir, `daemon-${n}.log`);
+  return new Promise<Daemon>((resolve, reject) => {
+    let started = false;
+    const exited = new Promise<void>((done) => child.on('close', () => done()));
+    const timer = setTimeout(() => reject(new Unavailable(`sos sim: the daemon did not start within 30 s:\n${err.slice(-2_000)}`)), 30_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      err = (err + text).slice(-200_000);
+      appendFileSync(logFile, text);
+      if (!started && /"event":"started"|\bstarted\b/.test(text)) {
+        started = true;
+        clearTimeout(timer);
+        resolve({ child, exited, stderr: () => err });
+      }
+    });
+    child.on('close', (code) => {
+      if (!started) {
+        clearTimeout(timer);
+        reject(new Unavailable(`sos sim: the daemon exited (${code}) before it started:\n${err.slice(-2_000)}`));
+      }
+    });
+  });
+}
+
+async function stopDaemon(d: Daemon | null): Promise<void> {
+  if (!d || d.child.exitCode !== null || d.child.signalCode !== null) return;
+  d.child.kill('SIGTERM');
+  const timer = setTimeout(() => d.child.kill('SIGKILL'), 10_000);
+  await d.exited;
+  clearTimeout(timer);
+}
+
+/** The pid in an agent's pid file, only when that process is this run's simulated agent. */
+function agentPid(dir: string, name: string): number | null {
+  try {
+    const pid = Number.parseInt(readFileSync(agentPidPath(dir, name), 'utf8'), 10);
+    if (!Number.isInteger(pid) || pid <= 1) return null;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes('sim-agent') && cmdline.includes(dir) && cmdline.includes(name) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runSimulation(o: SimOptions): Promise<SimReport> {
+  const s = o.scenario;
+  const say = o.progress ?? (() => undefined);
+  const dir = mkdtempSync(join(tmpdir(), 'sos-sim-'));
+  const socket = join(dir, 'tmux.sock');
+  const project = o.redisUrl || o.backend === 'postgres' ? `sim-${random6()}` : 'sim';
+  const schema = `sos_sim_${random6()}`;
+  const db = o.backend === 'postgres' ? (o.pgUrl ?? 'postgres://postgres@127.0.0.1:5432/postgres') : join(dir, 'sos.db');
+  const durationMs = Math.round(s.minutes * 60_000);
+  const names = agentNames(s.agents);
+  const schedule = planSchedule(s, names, durationMs);
+  const model = await startModelServer(s.brain);
+  const simLog: SimLogEntry[] = [];
+  const note = (entry: Omit<SimLogEntry, 'at'>) => {
+    const e = { at: Date.now(), ...entry } as SimLogEntry;
+    simLog.push(e);
+    appendFileSync(join(dir, 'sim.jsonl'), `${JSON.stringify(e)}\n`);
+  };
+  const env = childEnv(o.env, dir, {
+    SOS_DB: db,
+    SOS_PG_SCHEMA: schema,
+    SOS_PROJECT: project,
+    SOS_LISTEN: 'off',
+    SOS_IMPORT: '0',
+    SOS_STUCK_AFTER_MS: '10000',
+    SOS_RESTART_LIMIT: '4',
+    SOS_RESTART_WINDOW_MS: '60000',
+    SOS_RESTART_COOLDOWN_MS: '2000',
+    SOS_BRAIN_PROVIDER: 'anthropic',
+    SOS_BRAIN_URL: model.url,
+    SOS_BRAIN_KEY: 'sim-local-no-key',
+    SOS_BRAIN_DEBOUNCE_MS: '5000',
+    SOS_SIM_TASK_MS: `${Math.round(s.taskSeconds[0] * 1000)}-${Math.round(s.taskSeconds[1] * 1000)}`,
+    SOS_SIM_FAIL_RATE: String(s.failRate),
+    ...(o.redisUrl ? { SOS_REDIS_URL: o.redisUrl } : {}),
+  });
+  const world: SimWorld = { dir, project, env, socket };
+  let store: Store | null = null;
+  let bus: BusContext | null = null;
+  let daemon: Daemon | null = null;
+  let daemons = 0;
+  try {
+    say(`sim: ${s.name} scenario, ${s.agents} agents, ${s.tasks} tasks, ${s.minutes} min, seed ${s.seed}, ${o.backend}${o.redisUrl ? ' + Redis' : ''}; data in ${dir}`);
+    await sosCli(o, env, ['init']);
+    const config = await resolveConfig({ env, flags: {} });
+    store = await openStore({ target: parseStoreTarget(config.values.db, dir), pgSchema: config.values.pgSchema, busyTimeoutMs: config.values.busyTimeoutMs });
+    bus = await openBusContext(config.values, store);
+    const tasks: TaskContext = { store, bus: bus.bus, maxTextBytes: config.values.maxMessageBytes };
+    const operator: Caller = { project, agent: null, role: 'operator', via: 'local' };
+    const boss: Caller = { project, agent: 'boss', role: 'operator', via: 'local' };
+
+    // Agents: a coordinator without a session, then the simulated agents the daemon starts.
+    const patterns = join(dir, 'sim-agent.patterns.json');
+    writeFileSync(patterns, JSON.stringify(SIM_PATTERNS));
+    await sosCli(o, env, ['agents', 'add', 'boss', '--role', 'coordinator']);
+    mkdirSync(join(dir, 'ctl'), { recursive: true });
+    for (let i = 0; i < names.length; i += 4) {
+      await Promise.all(
+        names.slice(i, i + 4).map((name) =>
+          sosCli(o, env, [
+            'agents', 'add', name, '--kind', 'custom', '--cap', 'code',
+            '--session', `tmux:${name}`, '--tmux-socket', socket,
+            '--start-cmd', `${process.execPath} ${o.agentScript} --dir ${dir} --name ${name}`,
+            '--workdir', dir, '--patterns', patterns, '--policy', 'warm', '--wake', 'text',
+          ]),
+        ),
+      );
+    }
+    for (const squad of s.squads) await createSquad(store, operator, squad);
+    for (const [i, name] of names.entries()) if (s.squads.length > 0) await joinSquad(store, operator, s.squads[i % s.squads.length]!, name);
+
+    // Work: the tasks (spread over the squads and none), and the stale fixtures nobody can take.
+    const lanes: (string | undefined)[] = [...s.squads, undefined];
+    for (let i = 0; i < s.tasks; i++) {
+      const squad = lanes[i % lanes.length];
+      const { task } = await createTask(tasks, operator, { title: `sim task ${i + 1}: ${TOPICS[i % TOPICS.length]}`, ...(squad ? { squad } : {}), leaseMs: 15_000, maxAttempts: 6 });
+      note({ kind: 'task_created', task: task.id });
+    }
+    for (let i = 0; i < s.staleFixtures; i++) {
+      const { task } = await createTask(tasks, operator, { title: `test quest ${i + 1}`, requires: ['fixture-only'], priority: 'low' });
+      note({ kind: 'fixture_created', task: task.id });
+    }
+
+    daemon = await startDaemon(o, env, dir, ++daemons);
+    const started = Date.now();
+    note({ kind: 'run_started' });
+    say(`sim: daemon ${daemon.child.pid} started; ${schedule.length} scheduled events`);
+    let seq = 0;
+    const running = o.whileRunning ? o.whileRunning(world) : null;
+    for (const ev of schedule) {
+      await sleepUntil(started + ev.at, o.signal);
+      if (o.signal?.aborted) break;
+      const restarted = await inject(ev, { o, env, dir, socket, store, bus, boss, operator, note, seq: () => ++seq, restartDaemon: async () => {
+        daemon = await startDaemon(o, env, dir, ++daemons);
+        return daemon.child.pid ?? 0;
+      }, daemon: () => daemon });
+      if (restarted) say(`sim: ${restarted}`);
+    }
+    await sleepUntil(started + durationMs, o.signal);
+    note({ kind: 'run_ended' });
+    say('sim: scenario over; letting the installation settle');
+    const drainUntil = Date.now() + (o.drainMs ?? 60_000);
+    const settled = await settle(store, bus, project, names, dir, simLog, drainUntil);
+    note({ kind: 'settled', ok: settled });
+    const report = await buildReport({ store, bus, project, dir, agents: names, simLog, scenario: s, backend: o.backend, redis: Boolean(o.redisUrl), model, durationMs, load: { loadavg: loadavg(), cpus: cpus().length }, settled });
+    if (running) await running;
+    return report;
+  } finally {
+    await stopDaemon(daemon);
+    if (!o.keep) {
+      await run('tmux', ['-S', socket, 'kill-server']).catch(() => undefined);
+    }
+    await bus?.bus.close().catch(() => undefined);
+    await store?.close().catch(() => undefined);
+    await model.close();
+    if (!o.keep) {
+      await dropBackends(o, schema, project).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    } else say(`sim: kept ${dir} (tmux -S ${socket}; SOS_DB=${db}${o.backend === 'postgres' ? ` SOS_PG_SCHEMA=${schema}` : ''} SOS_PROJECT=${project})`);
+  }
+}
+
+const TOPICS = ['fix the flaky login test', 'review the deploy script', 'update the API docs', 'profile the slow query', 'triage new issues', 'bump a dependency', 'write a migration'];
+
+interface InjectCtx {
+  o: SimOptions;
+  env: NodeJS.ProcessEnv;
+  dir: string;
+  socket: string;
+  store: Store;
+  bus: BusContext;
+  boss: Caller;
+  operator: Caller;
+  note: (e: Omit<SimLogEntry, 'at'>) => void;
+  seq: () => number;
+  restartDaemon: () => Promise<number>;
+  daemon: () => Daemon | null;
+}
+
+/** Does one scheduled event and logs it; returns a line worth printing, if any. */
+async function inject(ev: SimEvent, c: InjectCtx): Promise<string | null> {
+  const agent = ev.agent ?? '';
+  switch (ev.kind) {
+    case 'kill_process': {
+      const pid = agentPid(c.dir, agent);
+      if (pid === null) {
+        c.note({ kind: 'skipped', what: ev.kind, agent, why: 'no live process' });
+        return null;
+      }
+      process.kill(pid, 'SIGKILL');
+      c.note({ kind: 'kill', how: 'kill -9 process', agent, pid });
+      return `kill -9 ${agent} (pid ${pid})`;
+    }
+    case 'kill_pane': {
+      if (agentPid(c.dir, agent) === null) {
+        c.note({ kind: 'skipped', what: ev.kind, agent, why: 'no live process' });
+        return null;
+      }
+      await run('tmux', ['-S', c.socket, 'kill-pane', '-t', agent]).catch(() => undefined);
+      c.note({ kind: 'kill', how: 'kill-pane', agent });
+      return `killed the tmux pane of ${agent}`;
+    }
+    case 'crash_loop': {
+      writeFileSync(crashFile(c.dir, agent), String(Math.max(0, (ev.n ?? 1) - 1)));
+      sendControl(c.dir, agent, 'crash', c.seq());
+      c.note({ kind: 'kill', how: `crash loop (${ev.n} crashes)`, agent });
+      return `crash loop: ${agent} crashes on its next ${ev.n} starts`;
+    }
+    case 'hang':
+    case 'compact':
+    case 'quota':
+    case 'ask':
+      sendControl(c.dir, agent, ev.kind, c.seq());
+      c.note({ kind: ev.kind, agent });
+      return null;
+    case 'daemon_kill': {
+      const d = c.daemon();
+      if (d?.child.pid) {
+        d.child.kill('SIGKILL');
+        await d.exited;
+      }
+      c.note({ kind: 'daemon_kill', pid: d?.child.pid ?? 0 });
+      await sleep(2_000);
+      const pid = await c.restartDaemon();
+      c.note({ kind: 'daemon_restart', pid });
+      return `kill -9 the daemon; restarted as ${pid}`;
+    }
+    case 'message':
+    case 'burst': {
+      const n = ev.kind === 'burst' ? (ev.n ?? 1) : 1;
+      for (let i = 0; i < n; i++) {
+        const ack = ev.kind === 'message' && ev.n === 1;
+        const sent = await sendMessage(c.bus, c.boss, { to: agent, text: `note ${c.seq()} from the coordinator: keep going`, ...(ack ? { ack: true } : {}) });
+        c.note({ kind: 'message', agent, id: sent.id, ack, burst: ev.kind === 'burst' });
+      }
+      return null;
+    }
+    case 'budget': {
+      await setBudget(c.store, c.operator, { scope: `agent:${agent}`, limit: `$${c.o.scenario.budget?.agentUsd ?? 0.04}`, period: 'day', action: 'block' });
+      c.note({ kind: 'budget', agent });
+      return `block budget set on ${agent}`;
+    }
+  }
+}
+
+/** Waits until every sent message was read, no task sits on a dead agent and every killed agent is back. */
+async function settle(store: Store, bus: BusContext, project: string, names: string[], dir: string, simLog: SimLogEntry[], until: number): Promise<boolean> {
+  const { settledNow } = await import('./report.js');
+  for (;;) {
+    if (await settledNow({ store, bus, project, dir, agents: names, simLog })) return true;
+    if (Date.now() >= until) return false;
+    await sleep(2_000);
+  }
+}
+
+async function dropBackends(o: SimOptions, schema: string, project: string): Promise<void> {
+  if (o.backend === 'postgres') {
+    const pg = (await import('pg')).default;
+    const client = new pg.Client({ connectionString: o.pgUrl ?? 'postgres://postgres@127.0.0.1:5432/postgres' });
+    await client.connect();
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } finally {
+      await client.end();
+    }
+  }
+  if (o.redisUrl) {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
+    redis.on('error', () => undefined);
+    try {
+      await redis.connect();
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+    } finally {
+      redis.disconnect();
+    }
+  }
+}
+
+/** The built simulated agent next to the running CLI (`bin/sos` → `dist/sim-agent.js`). */
+export function builtAgentScript(sosBin: string): string {
+  const candidate = join(sosBin, '..', '..', 'dist', 'sim-agent.js');
+  if (!existsSync(candidate)) throw new Unavailable(`the simulated agent is not built: ${candidate} is missing`, { hint: 'run `npm run build`' });
+  return candidate;
+}
