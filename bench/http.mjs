@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(root, 'bin', 'sos');
+const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const TEXT = 'deploy fixed: the release build passed every check and is live on the canary hosts';
 
 if (process.argv[2] === '--bare-server') await bareServer(process.argv[3]);
@@ -118,17 +119,20 @@ async function main() {
       const lat = [];
       const end = now() + seconds * 1000;
       let i = 0;
+      const cpu0 = process.cpuUsage();
       while (now() < end) {
         const t = now();
         await sos.sendMessage(ctx, caller, { to: 'sink', text: `${TEXT} ${i++}` });
         lat.push(now() - t);
       }
-      return { rate: lat.length / seconds, lat, errors: 0 };
+      const cpu = process.cpuUsage(cpu0);
+      return { rate: lat.length / seconds, lat, errors: 0, cpuPerRequest: (cpu.user + cpu.system) / 1000 / lat.length };
     }
 
     /** C connections, each sending as soon as its last answer came, for `seconds`. */
-    async function closedLoop(port, seconds, connections) {
+    async function closedLoop(port, seconds, connections, pid) {
       const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+      const cpu0 = cpuMs(pid);
       const lat = [];
       let errors = 0;
       let i = 0;
@@ -144,7 +148,7 @@ async function main() {
         }),
       );
       agent.destroy();
-      return { rate: lat.length / seconds, lat, errors };
+      return { rate: lat.length / seconds, lat, errors, cpuPerRequest: (cpuMs(pid) - cpu0) / lat.length };
     }
 
     /**
@@ -195,17 +199,17 @@ async function main() {
     }
 
     // Warm-up: JIT, prepared statements, connection set-up.
-    await closedLoop(daemonPort, 2, CONNECTIONS);
-    await closedLoop(barePort, 1, CONNECTIONS);
+    await closedLoop(daemonPort, 2, CONNECTIONS, daemon.pid);
+    await closedLoop(barePort, 1, CONNECTIONS, bare.pid);
     await inProcess(1);
 
     const results = { sos: [], inproc: [], bare: [] };
     for (let round = 1; round <= ROUNDS; round++) {
-      results.sos.push(await closedLoop(daemonPort, SECONDS, CONNECTIONS));
+      results.sos.push(await closedLoop(daemonPort, SECONDS, CONNECTIONS, daemon.pid));
       log(`round ${round}: sos ${summary(results.sos.at(-1))}`);
       results.inproc.push(await inProcess(Math.min(SECONDS, 10)));
       log(`round ${round}: in-process ${summary(results.inproc.at(-1))}`);
-      results.bare.push(await closedLoop(barePort, Math.min(SECONDS, 10), CONNECTIONS));
+      results.bare.push(await closedLoop(barePort, Math.min(SECONDS, 10), CONNECTIONS, bare.pid));
       log(`round ${round}: bare node ${summary(results.bare.at(-1))}`);
     }
     const mcp = [];
@@ -233,7 +237,10 @@ async function main() {
     figure('  the same: req/s', results.sos, (x) => x.rate, rate, 'bare node', results.bare);
     figure('  p50', results.sos, (x) => pct(x.lat, 50), ms, 'bare node', results.bare);
     figure('  p99', results.sos, (x) => pct(x.lat, 99), ms, 'bare node', results.bare);
+    figure('  max', results.sos, (x) => Math.max(...x.lat), ms, 'bare node', results.bare);
     figure('  errors', results.sos, (x) => x.errors, String);
+    figure('  CPU per request (server process)', results.sos, (x) => x.cpuPerRequest, ms, 'in-process', results.inproc);
+    figure('  the same', results.sos, (x) => x.cpuPerRequest, ms, 'bare node', results.bare);
     figure('in-process sendMessage p50', results.inproc, (x) => pct(x.lat, 50), ms);
     figure('in-process sendMessage p99', results.inproc, (x) => pct(x.lat, 99), ms);
     figure(`MCP tools/call send, 1 session, ${MCP_CALLS} calls: p50`, mcp, (x) => pct(x.lat, 50), ms);
@@ -299,11 +306,17 @@ function pct(xs, p) {
 }
 
 function ms(x) {
-  return `${x.toFixed(x < 10 ? 2 : 1)} ms`;
+  return `${x.toFixed(x < 1 ? 3 : x < 10 ? 2 : 1)} ms`;
+}
+
+/** CPU time (user + system) a process has used, in ms, from /proc. */
+function cpuMs(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / TICK;
 }
 
 function summary(r) {
-  return `${Math.round(r.rate)}/s p50 ${ms(pct(r.lat, 50))} p99 ${ms(pct(r.lat, 99))} errors ${r.errors}`;
+  return `${Math.round(r.rate)}/s p50 ${ms(pct(r.lat, 50))} p99 ${ms(pct(r.lat, 99))} errors ${r.errors}${r.cpuPerRequest === undefined ? '' : ` CPU ${(r.cpuPerRequest * 1000).toFixed(0)} µs/request`}`;
 }
 
 /** Self time per function (and per source file) over the daemon's whole run, from its .cpuprofile. */
