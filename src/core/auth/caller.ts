@@ -1,6 +1,6 @@
 import { PermissionDenied, UsageError } from '../errors.js';
 import type { Store } from '../store/port.js';
-import type { TokenRole } from '../store/types.js';
+import type { TokenRecord, TokenRole } from '../store/types.js';
 import { hashTokenSecret } from './secrets.js';
 
 /**
@@ -27,11 +27,24 @@ export interface CallerRequest {
   agent: string | undefined;
 }
 
-export async function resolveCaller(store: Store, request: CallerRequest): Promise<Caller> {
+/** A token as the Store finds it by the hash of its secret. */
+export type FoundToken = TokenRecord & { projectExists: boolean };
+
+/**
+ * The caller a request stands for. `find` is how the token is looked up: the Store by default;
+ * the daemon's HTTP server passes its short-lived cache of valid tokens (auth/token-cache.ts), so
+ * a burst of requests does not look the same token up once each. Whatever finds it, the rules
+ * below judge it, and every refusal is recorded.
+ */
+export async function resolveCaller(
+  store: Store,
+  request: CallerRequest,
+  find: (hash: string) => Promise<FoundToken | undefined> = (hash) => store.tokens.findByHash(hash),
+): Promise<Caller> {
   if (request.token === undefined) {
     return { project: request.project, agent: request.agent ?? null, role: 'operator', via: 'local' };
   }
-  const token = await store.tokens.findByHash(hashTokenSecret(request.token));
+  const token = await find(hashTokenSecret(request.token));
   if (!token || token.revokedAt !== null || !token.projectExists) {
     await store.security.record({
       project: token?.project ?? request.project,

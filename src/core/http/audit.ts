@@ -2,7 +2,7 @@ import { type Caller, describeCaller, requireAdmin } from '../auth/caller.js';
 import { UsageError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { Store } from '../store/port.js';
-import type { SqlExecutor } from '../store/sql/driver.js';
+import type { SqlDriver, SqlExecutor } from '../store/sql/driver.js';
 
 /**
  * The audit log of the daemon's HTTP surface (`http_audit`, migrations `sqlite/0016`,
@@ -51,6 +51,11 @@ export function auditCaller(caller: Caller): Pick<AuditEntry, 'project' | 'actor
 
 export async function writeAudit(db: SqlExecutor, entry: AuditEntry): Promise<string> {
   const id = newId('aud', entry.at);
+  await insertAudit(db, id, entry);
+  return id;
+}
+
+async function insertAudit(db: SqlExecutor, id: string, entry: AuditEntry): Promise<void> {
   await db.run(
     `INSERT INTO http_audit (project, id, at, actor, token_id, role, method, path, action, target, status, outcome, request_id, remote)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
@@ -71,7 +76,64 @@ export async function writeAudit(db: SqlExecutor, entry: AuditEntry): Promise<st
       entry.remote,
     ],
   );
-  return id;
+}
+
+interface Waiting {
+  id: string;
+  entry: AuditEntry;
+  resolve: (id: string) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Writes audit rows with group commit. Each row on its own was a transaction of its own, and on
+ * SQLite a commit costs as much as the send it audits. Here the rows that wait while the database
+ * is busy go in together: a batch starts when the one before it ends (on SQLite, when the write
+ * queue reaches it), takes every row queued by then, and inserts them in one transaction. `write`
+ * resolves once its row is committed, so a caller that answers after it still answers only with
+ * its row stored. A failed batch is retried row by row, so one bad row loses only itself.
+ */
+export class AuditLog {
+  private queue: Waiting[] = [];
+  private flushing: Promise<void> | null = null;
+
+  constructor(private readonly db: SqlDriver) {}
+
+  write(entry: AuditEntry): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      this.queue.push({ id: newId('aud', entry.at), entry, resolve, reject });
+      this.flushing ??= this.flush();
+    });
+  }
+
+  /** Resolves when every row written so far is committed or has failed. */
+  async settled(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      let batch: Waiting[] = [];
+      try {
+        await this.db.transaction(async (tx) => {
+          // Taken when the transaction starts, not when it was asked for: every row that queued
+          // meanwhile rides along.
+          batch = this.queue;
+          this.queue = [];
+          for (const w of batch) await insertAudit(tx, w.id, w.entry);
+        });
+        for (const w of batch) w.resolve(w.id);
+      } catch {
+        // The batch's transaction failed (or never began: then its rows are still queued).
+        if (batch.length === 0) {
+          batch = this.queue;
+          this.queue = [];
+        }
+        for (const w of batch) await insertAudit(this.db, w.id, w.entry).then(() => w.resolve(w.id), w.reject);
+      }
+    }
+    this.flushing = null;
+  }
 }
 
 interface AuditRow {

@@ -2,10 +2,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/server';
 import { type Caller, deny, resolveCaller } from '../auth/caller.js';
+import { TokenCache } from '../auth/token-cache.js';
 import { type ErrorCode, PermissionDenied, toSosError, Unavailable } from '../errors.js';
 import { newId } from '../ids.js';
 import { InFlight } from '../mcp/server.js';
-import { auditCaller, isMutatingTool, writeAudit } from './audit.js';
+import { type AuditEntry, AuditLog, auditCaller, isMutatingTool } from './audit.js';
 import { ConcurrencyLimiter, type ListenAddress, maxBodyBytes, RateLimiter } from './limits.js';
 import { McpHttp, type McpRequestFacts } from './mcp-http.js';
 import { errorBody, errorReply, HTTP_STATUS } from './status.js';
@@ -35,6 +36,8 @@ export interface HttpServerOptions {
   routes?: { rest?: HttpHandler; metrics?: HttpHandler };
   log: (event: Record<string, unknown>) => void;
   timeouts?: Partial<HttpTimeouts>;
+  /** How long a valid token is trusted before it is looked up again; TOKEN_CACHE_MS unless set. */
+  tokenCacheMs?: number;
 }
 
 export interface HttpTimeouts {
@@ -49,6 +52,12 @@ export interface HttpTimeouts {
 }
 
 export const DEFAULT_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000, stopGraceMs: 10_000 };
+
+/**
+ * How long a valid token is taken on trust before it is looked up again: the longest a revoked
+ * token still works here after `sos tokens revoke`.
+ */
+export const TOKEN_CACHE_MS = 1_000;
 
 /** Paths answered without a token. */
 const HEALTH = new Set(['/healthz', '/readyz']);
@@ -106,6 +115,8 @@ export class HttpServer {
   private readonly concurrency: ConcurrencyLimiter;
   private readonly bodyMax: number;
   private readonly inFlightTools = new InFlight();
+  private readonly tokens: TokenCache;
+  private readonly auditLog: AuditLog;
   private readonly shutdown = new AbortController();
   private readonly timeouts: HttpTimeouts;
   /** Requests being answered (not counting open MCP streams, which end when their session does). */
@@ -121,6 +132,9 @@ export class HttpServer {
     this.rate = new RateLimiter(v.httpRate, v.httpBurst);
     this.concurrency = new ConcurrencyLimiter(v.httpConcurrency);
     this.bodyMax = maxBodyBytes(v, STDIO_DEFAULT_MAX_BUFFER_SIZE);
+    const store = options.deps.store;
+    this.tokens = new TokenCache((hash) => store.tokens.findByHash(hash), options.tokenCacheMs ?? TOKEN_CACHE_MS);
+    this.auditLog = new AuditLog(store.sql);
     this.mcp = new McpHttp({
       ctx: { bus: options.deps.bus, tasks: options.deps.tasks, memory: options.deps.memory, ...(options.deps.prices ? { prices: options.deps.prices } : {}) },
       store: options.deps.store,
@@ -296,15 +310,16 @@ export class HttpServer {
     const store = this.options.deps.store;
     const project = single(req.headers['x-sos-project']);
     const agent = single(req.headers['x-sos-agent']);
+    const find = (hash: string) => this.tokens.findByHash(hash);
     let caller: Caller;
     try {
-      caller = await resolveCaller(store, { token, project: this.options.deps.values.project, projectExplicit: false, agent: undefined });
+      caller = await resolveCaller(store, { token, project: this.options.deps.values.project, projectExplicit: false, agent: undefined }, find);
     } catch (err) {
       throw err instanceof PermissionDenied ? new AuthFailed(err) : err;
     }
     if (project === undefined && agent === undefined) return caller;
     // The token is valid: what it asks for beyond itself is judged (and refusals counted) as on the CLI.
-    return resolveCaller(store, { token, project: project ?? caller.project, projectExplicit: project !== undefined, agent });
+    return resolveCaller(store, { token, project: project ?? caller.project, projectExplicit: project !== undefined, agent }, find);
   }
 
   private async authenticated(
@@ -354,7 +369,11 @@ export class HttpServer {
       reply = await deny(this.options.deps.store, caller, `${method} ${path.slice(0, 200)}`, 'is not allowed with an observer token').catch((err: unknown) => errorReply(err));
     } else {
       const abort = new AbortController();
-      res.once('close', () => abort.abort());
+      // Only a client that leaves before its answer aborts the work: aborting after every answer
+      // built a DOMException per request for nobody.
+      res.once('close', () => {
+        if (!res.writableFinished) abort.abort();
+      });
       const onStop = () => abort.abort();
       this.shutdown.signal.addEventListener('abort', onStop, { once: true });
       const request: HttpRequest = { method, path, query: r.query, body, caller, requestId, signal: abort.signal };
@@ -413,9 +432,9 @@ export class HttpServer {
     });
   }
 
-  private async audit(entry: Parameters<typeof writeAudit>[1]): Promise<void> {
+  private async audit(entry: AuditEntry): Promise<void> {
     try {
-      await writeAudit(this.options.deps.store.sql, entry);
+      await this.auditLog.write(entry);
     } catch (err) {
       // The answer still goes out; a lost audit row is logged, loudly.
       this.options.log({ event: 'audit_failed', request: entry.requestId, action: entry.action, error: String(err).slice(0, 500) });
@@ -451,6 +470,7 @@ export class HttpServer {
       if (late) this.options.log({ event: 'http_stop_slow', detail: `${this.active} requests still open after ${this.timeouts.stopGraceMs} ms: closing them` });
       await this.mcp.close();
       await this.inFlightTools.settled();
+      await this.auditLog.settled();
       this.server.closeAllConnections();
       for (const socket of this.sockets) socket.destroy();
       await closed;
