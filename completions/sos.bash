@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics audit top completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics audit top sim demo completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -82,6 +82,8 @@ _sos_node() {
     metrics) _sos_subs='' _sos_opts=--prometheus ;;
     audit) _sos_subs='' _sos_opts='--since --action --limit' ;;
     top) _sos_subs='' _sos_opts='--interval --squad --agent --once' ;;
+    sim) _sos_subs='' _sos_opts='--agents --tasks --minutes --seed --backend --redis --scenario --keep' ;;
+    demo) _sos_subs='' _sos_opts='--minutes --no-top' ;;
     *) _sos_subs='' _sos_opts='' ;;
   esac
   _sos_opts+=' --db --project --as --token --json -q --quiet -h --help'
@@ -269,6 +271,14 @@ _sos_takes_value() {
     'top|--interval') return 0 ;;
     'top|--squad') return 0 ;;
     'top|--agent') return 0 ;;
+    'sim|--agents') return 0 ;;
+    'sim|--tasks') return 0 ;;
+    'sim|--minutes') return 0 ;;
+    'sim|--seed') return 0 ;;
+    'sim|--backend') return 0 ;;
+    'sim|--redis') return 0 ;;
+    'sim|--scenario') return 0 ;;
+    'demo|--minutes') return 0 ;;
     *'|--db') return 0 ;;
     *'|--project') return 0 ;;
     *'|--as') return 0 ;;
@@ -335,6 +345,8 @@ _sos_value() {
     'brain cycles|--outcome') _sos_words executed dry_run rejected_schema rejected_unsupported skipped_stale skipped_duplicate skipped_unroutable blocked_budget gated failed ;;
     'approvals list|--status') _sos_words pending approved denied executed failed skipped ;;
     'mcp|--agent') _sos_list agents ;;
+    'sim|--backend') _sos_words sqlite postgres ;;
+    'sim|--scenario') _sos_files ;;
     *'|--db') _sos_files ;;
     *'|--project') _sos_list projects ;;
     *'|--as') _sos_list agents ;;
