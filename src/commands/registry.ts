@@ -24,6 +24,7 @@ import { approvalsCommand } from './approvals.js';
 import { whoamiCommand } from './whoami.js';
 import { topCommand } from './top.js';
 import { demoCommand, simCommand } from './sim.js';
+import { workerCommand } from './worker.js';
 
 /** Every top-level command, in help order. Adding a noun means adding it here, nowhere else. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -44,6 +45,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   peersCommand,
   heartbeatCommand,
   tasksCommand,
+  workerCommand,
   memoryCommand,
   usageCommand,
   budgetsCommand,

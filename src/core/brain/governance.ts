@@ -296,6 +296,10 @@ export async function approve(ctx: MotorContext, caller: Caller, id: string, opt
     return true;
   });
   if (!decided) return { approval: (await load(store.sql, project, id))!, verdict: null };
+  // A method the motor does not run (a worker's `shell` gate, workers/gate.ts) stays approved:
+  // the worker that asked runs it when it next claims the task.
+  const decidedApproval = (await load(store.sql, project, id))!;
+  if (!(MOTOR_METHODS as readonly string[]).includes(decidedApproval.method)) return { approval: decidedApproval, verdict: null };
   const verdict = await executeApproved(ctx, project, id);
   return { approval: (await load(store.sql, project, id))!, verdict };
 }
