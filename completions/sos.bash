@@ -6,7 +6,7 @@
 # _sos_node PATH: sets _sos_subs and _sos_opts, the subcommands and options valid at a command path.
 _sos_node() {
   case $1 in
-    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks memory usage budgets statusline goals brain governance approvals mcp daemon metrics audit top sim demo completion' _sos_opts='-V --version' ;;
+    '') _sos_subs='init migrate config doctor projects agents squads tokens whoami hook send inbox ack messages peers heartbeat tasks worker memory usage budgets statusline goals brain governance approvals mcp daemon metrics audit top sim demo completion' _sos_opts='-V --version' ;;
     migrate) _sos_subs='' _sos_opts=--status ;;
     projects) _sos_subs='create acl list' _sos_opts='' ;;
     'projects create') _sos_subs='' _sos_opts=--redis-acl ;;
@@ -50,6 +50,7 @@ _sos_node() {
     'tasks accept') _sos_subs='' _sos_opts=--idempotency-key ;;
     'tasks reject') _sos_subs='' _sos_opts='--reason --idempotency-key' ;;
     'tasks route') _sos_subs='' _sos_opts='--squad --dry-run' ;;
+    worker) _sos_subs='' _sos_opts='--agent --repo --exec --program --cli-arg --concurrency --squad --once --keep-worktrees --task-timeout --drain' ;;
     memory) _sos_subs='remember recall show forget list reindex context' _sos_opts='' ;;
     'memory remember') _sos_subs='' _sos_opts='--stdin --kind --scope --tag --task --supersedes' ;;
     'memory recall') _sos_subs='' _sos_opts='--limit --scope --agent --tag --kind --since --mode' ;;
@@ -186,6 +187,15 @@ _sos_takes_value() {
     'tasks reject|--reason') return 0 ;;
     'tasks reject|--idempotency-key') return 0 ;;
     'tasks route|--squad') return 0 ;;
+    'worker|--agent') return 0 ;;
+    'worker|--repo') return 0 ;;
+    'worker|--exec') return 0 ;;
+    'worker|--program') return 0 ;;
+    'worker|--cli-arg') return 0 ;;
+    'worker|--concurrency') return 0 ;;
+    'worker|--squad') return 0 ;;
+    'worker|--task-timeout') return 0 ;;
+    'worker|--drain') return 0 ;;
     'memory remember|--kind') return 0 ;;
     'memory remember|--scope') return 0 ;;
     'memory remember|--tag') return 0 ;;
@@ -322,6 +332,11 @@ _sos_value() {
     'tasks claim|--squad') _sos_list squads ;;
     'tasks handoff|--to') _sos_list agents ;;
     'tasks route|--squad') _sos_list squads ;;
+    'worker|--agent') _sos_list agents ;;
+    'worker|--repo') _sos_files ;;
+    'worker|--exec') _sos_words claude codex gemini shell ;;
+    'worker|--program') _sos_files ;;
+    'worker|--squad') _sos_list squads ;;
     'memory remember|--kind') _sos_words observation decision handoff finding checkpoint cycle ;;
     'memory recall|--agent') _sos_list agents ;;
     'memory recall|--mode') _sos_words hybrid vector text ;;

@@ -31,14 +31,7 @@ const ref = z
 const schema = z
   .object({
     base: ref.optional(),
-    command: z
-      .union([
-        z.array(z.string().min(1, 'an empty argument').max(8_000)).min(1, 'command is empty').max(500),
-        z.string().transform((_, ctx) => {
-          ctx.addIssue({ code: 'custom', message: 'command must be a JSON array of arguments: a string would need a shell to split it' });
-          return z.NEVER;
-        }),
-      ])
+    command: z.array(z.string().min(1, 'an empty argument').max(8_000)).min(1, 'command is empty').max(500)
       .optional(),
   })
   .strict();
@@ -51,6 +44,9 @@ export function workerSpec(task: Pick<Task, 'id' | 'description'>): WorkerSpec {
     json = JSON.parse(m[1]!);
   } catch (err) {
     throw new UsageError(`task ${task.id}: the sos-worker block is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof (json as { command?: unknown } | null)?.command === 'string') {
+    throw new UsageError(`task ${task.id}: sos-worker command must be a JSON array of arguments: a string would need a shell to split it`);
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
