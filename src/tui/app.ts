@@ -92,6 +92,9 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
   snapshotRef.current = snapshot;
   const vmRef = React.useRef<ViewModel | null>(null);
   const reloadRef = React.useRef<() => void>(() => undefined);
+  // Approvals decided here: left out of the A prompt until a reload has caught up with the decision.
+  const decidedRef = React.useRef(new Set<string>());
+  const waitingApprovals = () => (snapshotRef.current?.approvals ?? []).filter((a) => !decidedRef.current.has(a.id));
 
   React.useEffect(() => {
     const onResize = () => setSize({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
@@ -195,13 +198,18 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
     if (u.prompt?.kind === 'approval') {
       const prompt = u.prompt;
       if (input === 'j' || input === 'k' || key.downArrow || key.upArrow) {
-        const waiting = snapshotRef.current?.approvals ?? [];
+        const waiting = waitingApprovals();
         if (waiting.length > 0) set({ prompt: approvalPrompt(waiting, prompt.position + (input === 'k' || key.upArrow ? -1 : 1)) });
         return;
       }
       set({ prompt: null });
-      if (input === 'y' || input === 'Y') act(`approving ${prompt.id}`, () => options.actions.decide(prompt.id, 'approve'));
-      else if (input === 'n' || input === 'N') act(`denying ${prompt.id}`, () => options.actions.decide(prompt.id, 'deny'));
+      const decide = (verdict: 'approve' | 'deny') => async () => {
+        const outcome = await options.actions.decide(prompt.id, verdict);
+        if (outcome.ok) decidedRef.current.add(prompt.id);
+        return outcome;
+      };
+      if (input === 'y' || input === 'Y') act(`approving ${prompt.id}`, decide('approve'));
+      else if (input === 'n' || input === 'N') act(`denying ${prompt.id}`, decide('deny'));
       else set({ prompt: null, status: { text: `approval ${prompt.id} left waiting` } });
       return;
     }
@@ -248,7 +256,7 @@ function Top({ options, onExit, initial }: { options: TopOptions; onExit: (leave
         );
       }
     } else if (input === 'A') {
-      const waiting = snapshotRef.current?.approvals ?? [];
+      const waiting = waitingApprovals();
       if (waiting.length === 0) set({ status: { text: 'no approvals waiting', tone: 'yellow' } });
       else set({ prompt: approvalPrompt(waiting, 0) });
     }
