@@ -1,12 +1,17 @@
 // Bundles src/cli.ts into dist/ with code splitting, so `sos --help` loads only commander and the
 // command definitions; every handler and backend is a lazily imported chunk.
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { build } from 'esbuild';
 
-rmSync('dist', { recursive: true, force: true });
+// Built into a directory of its own, then moved into dist/ file by file (each rename atomic): a
+// process already running from dist/ (a test's daemon, `sos top`) keeps finding the chunks it
+// lazily imports, which removing dist/ before building broke.
+const out = `dist.build-${process.pid}`;
+rmSync(out, { recursive: true, force: true });
 await build({
   entryPoints: { cli: 'src/cli.ts', index: 'src/index.ts', 'pty-host': 'src/core/sessions/pty-host-main.ts', 'sim-agent': 'src/core/sim/agent-main.ts' },
-  outdir: 'dist',
+  outdir: out,
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -39,4 +44,21 @@ await build({
   logLevel: 'warning',
 });
 // Migrations are read at run time from `<dir of the running module>/migrations/<dialect>`.
-cpSync('src/core/store/migrations', 'dist/chunks/migrations', { recursive: true });
+cpSync('src/core/store/migrations', join(out, 'chunks/migrations'), { recursive: true });
+
+function files(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
+}
+const built = new Set();
+for (const file of files(out)) {
+  const target = join('dist', relative(out, file));
+  mkdirSync(dirname(target), { recursive: true });
+  renameSync(file, target);
+  built.add(target);
+}
+rmSync(out, { recursive: true, force: true });
+// Chunks of earlier builds stay a while for processes still running from them, then go.
+const stale = Date.now() - 30 * 60_000;
+for (const file of files('dist')) {
+  if (!built.has(file) && statSync(file).mtimeMs < stale) rmSync(file, { force: true });
+}
