@@ -341,6 +341,28 @@ describe.each(TASK_ADAPTERS)('Task conformance: $name', (adapter) => {
       expect(budgeted).toMatchObject({ budgetMicros: 2_500_000, budgetTokens: null });
     });
 
+    it('claim --wait of a named task waits out its retry backoff; one outlasting the wait is refused at once', async (ctx) => {
+      const w = await adapter.open(ctx, { backoff: () => 600 });
+      await team(w);
+      const t = (await createTask(w.tasks, w.as('boss'), { title: 'flaky' })).task;
+      await claimTask(w.tasks, w.as('kasra'), { id: t.id });
+      await failTask(w.tasks, w.as('kasra'), { id: t.id, fence: 1, error: 'flaky network', retryable: true });
+      await fails(claimTask(w.tasks, w.as('kasra'), { id: t.id }), Conflict, /backing off/);
+      const t0 = Date.now();
+      await fails(claimTask(w.tasks, w.as('kasra'), { id: t.id, waitMs: 200 }), Conflict, /backing off/);
+      expect(Date.now() - t0).toBeLessThan(150); // the backoff ends after the wait: no point waiting
+      const again = await claimTask(w.tasks, w.as('kasra'), { id: t.id, waitMs: 5_000 });
+      expect(again.task).toMatchObject({ id: t.id, attempt: 2, claimant: 'kasra' });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+      expect(Date.now() - t0).toBeLessThan(3_000);
+      // Held by another: waited for while the wait lasts, then refused and counted once.
+      const before = (await w.store.counters.all(w.project)).duplicate_claims_refused ?? 0;
+      const t1 = Date.now();
+      await fails(claimTask(w.tasks, w.as('codex'), { id: t.id, waitMs: 300 }), Conflict, /cannot be claimed twice/);
+      expect(Date.now() - t1).toBeGreaterThanOrEqual(290);
+      expect((await w.store.counters.all(w.project)).duplicate_claims_refused).toBe(before + 1);
+    });
+
     it('wakes a waiting claimer when work arrives', async (ctx) => {
       const w = await adapter.open(ctx);
       await team(w);

@@ -317,15 +317,25 @@ export async function claimTask(ctx: TaskContext, caller: Caller, input: ClaimIn
     if (!(await ctx.store.agents.exists(caller.project, agent))) {
       throw new NotFound(`agent "${agent}" does not exist in project "${caller.project}"`, { hint: 'list agents with `sos agents list`' });
     }
-    if (input.id !== undefined) await explainUnclaimable(ctx, caller, agent, input.id);
     const left = deadline - Date.now();
-    if (left <= 0 || input.signal?.aborted) {
+    const ended = left <= 0 || input.signal?.aborted === true;
+    let wake = 1_000;
+    if (input.id !== undefined) {
+      // A named task: what only time can change (a backoff, dependencies, another holder) is
+      // waited out while the wait lasts; anything else is refused at once.
+      const why = await unclaimable(ctx, caller, agent, input.id);
+      if (ended || !why.waitable || (why.retryAt !== undefined && why.retryAt > deadline)) {
+        if (why.duplicate) await ctx.store.counters.add(caller.project, 'duplicate_claims_refused');
+        throw why.error;
+      }
+      if (why.retryAt !== undefined) wake = Math.max(1, why.retryAt - Date.now());
+    } else if (ended) {
       throw new Conflict(`nothing to claim for ${agent} in project "${caller.project}"${input.squad ? ` (squad ${input.squad})` : ''}`, {
         hint: 'see `sos tasks board`; --wait <duration> blocks until work arrives',
       });
     }
-    // Woken by the next task.* event; the 1 s cap catches retry backoffs running out.
-    await ctx.bus.waitForEvent(caller.project, { timeoutMs: Math.min(left, 1_000), ...(input.signal ? { signal: input.signal } : {}) });
+    // Woken by the next task.* event; the cap catches retry backoffs running out.
+    await ctx.bus.waitForEvent(caller.project, { timeoutMs: Math.min(left, wake), ...(input.signal ? { signal: input.signal } : {}) });
   }
 }
 
@@ -345,22 +355,25 @@ async function refuseBlocked(ctx: TaskContext, caller: Caller, blocks: ClaimBloc
   throw budgetRefusal(mark.scope, caller.project, mark.action);
 }
 
-/** Why a named task cannot be claimed: each reason its own clear error. */
-async function explainUnclaimable(ctx: TaskContext, caller: Caller, agent: string, id: string): Promise<never> {
+/**
+ * Why a named task cannot be claimed by `agent` now. `waitable`: time alone may change it (a
+ * retry backoff ending at `retryAt`, dependencies finishing, the holder letting go); `duplicate`:
+ * the refusal is a duplicate claim, counted when it is final.
+ */
+async function unclaimable(ctx: TaskContext, caller: Caller, agent: string, id: string): Promise<{ error: Conflict; waitable: boolean; duplicate?: boolean; retryAt?: number }> {
   const task = await getTask(ctx, caller, id);
   if (HELD.includes(task.status) || task.status === 'review') {
-    await ctx.store.counters.add(caller.project, 'duplicate_claims_refused');
-    throw new Conflict(`task ${id} is ${task.status} by ${task.claimant}; it cannot be claimed twice`);
+    return { error: new Conflict(`task ${id} is ${task.status} by ${task.claimant}; it cannot be claimed twice`), waitable: true, duplicate: true };
   }
-  if (task.status !== 'queued') throw new Conflict(`task ${id} is ${task.status}, not queued`);
-  if (task.unmetDeps > 0) throw new Conflict(`task ${id} waits on ${task.unmetDeps} unfinished dependenc${task.unmetDeps === 1 ? 'y' : 'ies'}`);
-  if (task.availableAt > now(ctx)) throw new Conflict(`task ${id} is backing off until ${momentText(task.availableAt)}`);
-  if (task.assignee !== null && task.assignee !== agent) throw new Conflict(`task ${id} is assigned to ${task.assignee}`);
+  if (task.status !== 'queued') return { error: new Conflict(`task ${id} is ${task.status}, not queued`), waitable: false };
+  if (task.unmetDeps > 0) return { error: new Conflict(`task ${id} waits on ${task.unmetDeps} unfinished dependenc${task.unmetDeps === 1 ? 'y' : 'ies'}`), waitable: true };
+  if (task.availableAt > now(ctx)) return { error: new Conflict(`task ${id} is backing off until ${momentText(task.availableAt)}`), waitable: true, retryAt: task.availableAt };
+  if (task.assignee !== null && task.assignee !== agent) return { error: new Conflict(`task ${id} is assigned to ${task.assignee}`), waitable: false };
   const agentRecord = await getAgent(ctx.store, caller, agent);
   const missing = task.requires.filter((c) => !agentRecord.capabilities.includes(c));
-  if (missing.length) throw new Conflict(`${agent} lacks the capabilities task ${id} requires: ${missing.join(', ')}`);
-  if (task.squad !== null && !(await mySquads(ctx, caller)).has(task.squad)) throw new Conflict(`task ${id} belongs to squad ${task.squad}, which ${agent} is not in`);
-  throw new Conflict(`task ${id} was just claimed by someone else`);
+  if (missing.length) return { error: new Conflict(`${agent} lacks the capabilities task ${id} requires: ${missing.join(', ')}`), waitable: false };
+  if (task.squad !== null && !(await mySquads(ctx, caller)).has(task.squad)) return { error: new Conflict(`task ${id} belongs to squad ${task.squad}, which ${agent} is not in`), waitable: false };
+  return { error: new Conflict(`task ${id} was just claimed by someone else`), waitable: true };
 }
 
 /** Turns a refused change into the error the user should see, counting stale fences. */
