@@ -364,7 +364,7 @@ complete -c sos -n '__sos_at tasks board' -l limit -x -d 'at most n (default 50)
 # sos tasks claim
 complete -c sos -n '__sos_at tasks claim' -l id -x -d 'claim this task only'
 complete -c sos -n '__sos_at tasks claim' -l squad -x -a '(__sos_list squads)' -d squad
-complete -c sos -n '__sos_at tasks claim' -l wait -x -d 'block until something is claimable'
+complete -c sos -n '__sos_at tasks claim' -l wait -x -d 'block until something is claimable (with --id: until its backoff, dependencies or holder let it)'
 complete -c sos -n '__sos_at tasks claim' -l lease -x -d 'lease for this claim'
 complete -c sos -n '__sos_at tasks claim' -l idempotency-key -x -d 'a repeat with the same key returns the first result and changes nothing'
 

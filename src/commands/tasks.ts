@@ -58,7 +58,7 @@ export const tasksCommand: CommandSpec = {
       options: [
         { flags: '--id <id>', summary: 'claim this task only' },
         squad,
-        { flags: '--wait <duration>', summary: 'block until something is claimable' },
+        { flags: '--wait <duration>', summary: 'block until something is claimable (with --id: until its backoff, dependencies or holder let it)' },
         { flags: '--lease <duration>', summary: 'lease for this claim' },
         idem,
       ],
