@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
@@ -12,6 +12,8 @@ import { ADAPTERS, tempDir } from '../helpers/isolation.js';
  */
 
 const CLAUDE = join(ROOT, 'node_modules', '.bin', 'claude');
+const CODEX = join(ROOT, 'node_modules', '.bin', 'codex');
+const CCUSAGE_CODEX = join(ROOT, 'node_modules', '.bin', 'ccusage-codex');
 const sqlite = ADAPTERS.find((a) => a.name === 'sqlite')!;
 
 interface FakeServer {
@@ -21,6 +23,7 @@ interface FakeServer {
 }
 const fake = (await import(new URL('../helpers/fake-models.mjs', import.meta.url).href)) as {
   startAnthropic(script: { turns: unknown[]; idPrefix?: string }): Promise<FakeServer>;
+  startOpenAI(script: { turns: unknown[]; idPrefix?: string; model?: string }): Promise<FakeServer>;
 };
 
 interface Report {
@@ -37,7 +40,7 @@ interface TaskJson {
   error: string | null;
   artifacts: string[];
   attempt: number;
-  usage: { events: number; inputTokens: number; outputTokens: number };
+  usage: { events: number; inputTokens: number; outputTokens: number; cacheReadTokens: number };
 }
 
 function git(cwd: string, ...args: string[]): string {
@@ -49,6 +52,8 @@ async function world(ctx: TestContext) {
   const env = isolatedEnv(join(dir, 'home'), {
     SOS_DB: join(dir, 'sos.db'),
     CLAUDE_CONFIG_DIR: join(dir, 'claude'),
+    CODEX_HOME: join(dir, 'codex'),
+    SOS_FAKE_OPENAI_KEY: 'dummy',
     ANTHROPIC_API_KEY: 'dummy',
     DISABLE_AUTOUPDATER: '1',
     DISABLE_TELEMETRY: '1',
@@ -60,6 +65,7 @@ async function world(ctx: TestContext) {
     TERM: 'dumb',
   });
   mkdirSync(join(dir, 'claude'), { recursive: true });
+  mkdirSync(join(dir, 'codex'), { recursive: true });
   const run = async (args: string[], extra: Record<string, string> = {}) => sos(args, { ...env, ...extra });
   for (const a of [['init'], ['agents', 'add', 'kasra', '--cap', 'code']]) expect((await run(a)).code).toBe(0);
   const repo = join(dir, 'repo');
@@ -131,6 +137,62 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
     // A handoff engram says what was done.
     const memories = await w.run(['--json', 'memory', 'recall', `task ${id} b.txt`]);
     expect(memories.stdout).toContain(`Task ${id}`);
+  });
+
+  it('Codex edits a file and commits in the task’s worktree with its shell tool: task done with the commit, usage once (the rollout’s, as ccusage-codex counts it), worktree removed', { timeout: 120_000 }, async (ctx) => {
+    expect(existsSync(CODEX), 'node_modules/.bin/codex: run `npm ci`').toBe(true);
+    const w = await world(ctx);
+    const id = (await w.run(['tasks', 'create', 'add c.txt', '--description', 'Create c.txt saying "made by codex" and commit it.', '-q'])).stdout.trim();
+    const server = await fake.startOpenAI({
+      idPrefix: 'cx',
+      model: 'gpt-5-codex',
+      turns: [
+        { tool: { name: ['exec_command', 'shell_command', 'shell'], input: { cmd: 'printf "made by codex\\n" > c.txt && git add c.txt && git commit -qm "add c.txt"' } }, usage: { input_tokens: 1_000, cached_tokens: 200, output_tokens: 40 } },
+        { text: 'Added c.txt and committed it.', usage: { input_tokens: 1_300, cached_tokens: 1_000, output_tokens: 15, reasoning_tokens: 5 } },
+      ],
+    });
+    ctx.onTestFinished(() => server.close());
+    // Codex's model provider: the fake server, speaking the Responses API over SSE.
+    const config = [
+      'model = "gpt-5-codex"',
+      'model_provider = "fake"',
+      '[model_providers.fake]',
+      'name = "fake"',
+      `base_url = "${server.url}/v1"`,
+      'wire_api = "responses"',
+      'env_key = "SOS_FAKE_OPENAI_KEY"',
+      '',
+    ].join('\n');
+    writeFileSync(join(w.dir, 'codex', 'config.toml'), config);
+    const r = await w.worker(['--exec', 'codex', '--program', CODEX, '--task-timeout', '90s']);
+    expect(r.code, r.stderr).toBe(0);
+    const [report] = (JSON.parse(r.stdout) as { tasks: Report[] }).tasks;
+    expect(report, r.stderr).toMatchObject({ task: id, status: 'done', end: 'exited', branch: `sos/${id}` });
+    expect(server.requests.filter((q) => q.kind === 'main' && !q.exhausted)).toHaveLength(2);
+    expect(report!.commits, JSON.stringify(server.requests.at(-1)).slice(-3000)).toHaveLength(1);
+    expect(git(w.repo, 'show', `sos/${id}:c.txt`)).toBe('made by codex');
+    expect(git(w.repo, 'log', '-1', '--format=%s', `sos/${id}`)).toBe('add c.txt');
+    expect(existsSync(join(w.repo, 'c.txt'))).toBe(false);
+    expect(git(w.repo, 'worktree', 'list')).not.toContain(id);
+    expect(existsSync(join(w.worktrees, id))).toBe(false);
+    const task = await w.show(id);
+    expect(task).toMatchObject({ status: 'done', result: 'Added c.txt and committed it.' });
+    expect(task.artifacts).toContain(`commit:${report!.commits[0]}`);
+    expect(task.artifacts.find((a) => a.startsWith('diffstat:'))).toMatch(/c\.txt \| 1 \+/);
+    // Two model responses, once each: OpenAI's input includes the cached part, stored apart.
+    expect(task.usage).toMatchObject({ events: 2, inputTokens: 2_300 - 1_200, cacheReadTokens: 1_200, outputTokens: 55 });
+    // The oracle: ccusage-codex over the same CODEX_HOME counts the same tokens.
+    const oracle = JSON.parse(execFileSync(CCUSAGE_CODEX, ['session', '--json', '--offline'], { env: { ...w.env, CODEX_HOME: join(w.dir, 'codex') }, encoding: 'utf8' })) as {
+      sessions: { inputTokens: number; cachedInputTokens: number; outputTokens: number }[];
+    };
+    expect(oracle.sessions).toHaveLength(1);
+    expect(oracle.sessions[0]).toMatchObject({ inputTokens: task.usage.inputTokens + task.usage.cacheReadTokens, cachedInputTokens: task.usage.cacheReadTokens, outputTokens: task.usage.outputTokens });
+    // The Codex importer over the same rollouts adds nothing.
+    const imported = await w.run(['--json', 'usage', 'import', '--source', 'codex', '--path', join(w.dir, 'codex')]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect((await w.show(id)).usage.events).toBe(2);
+    const ledger = (await w.run(['--json', 'usage', '--by', 'project'])).stdout;
+    expect(ledger, imported.stdout).toMatch(/"events":\s*2\b/);
   });
 
   it('a shell task is refused (not retryable) until its shell execution is approved, then runs its argv in the worktree', { timeout: 60_000 }, async (ctx) => {

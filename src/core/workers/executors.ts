@@ -19,6 +19,11 @@ export interface Launch {
   stdin: string;
 }
 
+/** Whether Codex arguments already name a sandbox (`codex exec` refuses a second `--sandbox`). */
+function chosesSandbox(args: readonly string[]): boolean {
+  return args.some((a) => a === '-s' || a === '--sandbox' || a.startsWith('--sandbox=') || a.startsWith('-s=') || a === '--dangerously-bypass-approvals-and-sandbox');
+}
+
 export function launchFor(
   executor: ExecutorName,
   input: { program?: string; prompt: string; cliArgs: readonly string[]; command: readonly string[] | null; mcpConfig: string | null },
@@ -42,8 +47,11 @@ export function launchFor(
         stdin: input.prompt,
       };
     case 'codex':
-      // `-` reads the prompt from stdin; --full-auto lets it edit inside the worktree (its sandbox).
-      return { program: input.program ?? 'codex', args: ['exec', '--json', '--full-auto', ...input.cliArgs, '-'], stdin: input.prompt };
+      // `-` reads the prompt from stdin. Codex's own `workspace-write` sandbox keeps a worktree's
+      // git directory (under the repository's `.git/worktrees/`) read-only, even with `--add-dir`,
+      // so nothing could be committed: the worker runs it without that sandbox unless the task's
+      // `--cli-arg`s choose one (the worktree is then still where it edits, not what it may reach).
+      return { program: input.program ?? 'codex', args: ['exec', '--json', ...(chosesSandbox(input.cliArgs) ? [] : ['--sandbox', 'danger-full-access']), ...input.cliArgs, '-'], stdin: input.prompt };
     case 'gemini':
       return { program: input.program ?? 'gemini', args: ['--output-format', 'stream-json', '--approval-mode', 'auto_edit', ...input.cliArgs, '-p', input.prompt], stdin: '' };
     case 'shell': {
