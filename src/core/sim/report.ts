@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Caller } from '../auth/caller.js';
 import type { BusContext } from '../bus/service.js';
 import { SqlLifecycleRepo } from '../lifecycle/sql-lifecycle.js';
@@ -33,6 +34,8 @@ export interface Figure {
   value: number | null;
   numerator?: number;
   denominator?: number;
+  /** What the figure leaves out of the Store's raw value, and how many (e.g. the first starts). */
+  excluded?: number;
 }
 
 export interface KillRecovery {
@@ -57,16 +60,63 @@ export interface SimReport {
     unclaimed_routed_tasks: Figure;
   };
   messages: { sent: number; read: number; lost: number; deliveredTwice: number; acksAsked: number; acked: number; wakeLinesTyped: number; heldTotal: number };
-  tasks: { created: number; fixtures: number; byBrain: number; done: number; dead: number; failed: number; queued: number; held: number; strandedOnDeadAgent: number; staleFenceRefused: number; leasesExpired: number };
+  tasks: { created: number; fixtures: number; byBrain: number; done: number; dead: number; failed: number; queued: number; held: number; strandedOnDeadAgent: number; staleFenceRefused: number; leasesExpired: number; routingRuns: number; routedAssigned: number; routedStillQueued: number };
   budget: { claimsRefused: number; refusalsLogged: number };
-  recovery: { killed: number; recovered: number; p50Ms: number | null; p95Ms: number | null; restarts: number; escalations: number; kills: KillRecovery[] };
+  recovery: { killed: number; recovered: number; p50Ms: number | null; p95Ms: number | null; restarts: number; firstStarts: number; escalations: number; cascadeEscalated: number; operatorRestarts: number; pending: number; kills: KillRecovery[] };
   daemon: { kills: number; restarts: number };
+  redis: { restarts: number; skipped: number };
   brain: { cycles: number; modelCalls: number; answered: Record<string, number>; motor: Record<string, number> };
   injected: Record<string, number>;
   metrics: Record<string, number | null>;
   load: { loadavg: number[]; cpus: number };
   durationMs: number;
 }
+
+const figure = z.object({ value: z.number().nullable(), numerator: z.number().optional(), denominator: z.number().optional(), excluded: z.number().optional() }).strict();
+const count = z.number().int().min(0);
+const counts = z.record(z.string(), count);
+
+/** The JSON shape of `sos sim --json` (and of `SimReport`), for tests and for tools that read it. */
+export const SIM_REPORT_SCHEMA = z
+  .object({
+    scenario: z.object({ name: z.string(), agents: count, tasks: count, minutes: z.number().positive(), seed: count, backend: z.enum(['sqlite', 'postgres']), redis: z.boolean() }).strict(),
+    ok: z.boolean(),
+    failures: z.array(z.string()),
+    settled: z.boolean(),
+    observables: z
+      .object({
+        recovery_success_rate: figure,
+        duplicate_claims: figure,
+        blocked_methods: figure,
+        stale_enqueue_attempts: figure,
+        cost_per_completed_task_usd: figure,
+        unclaimed_routed_tasks: figure,
+      })
+      .strict(),
+    messages: z.object({ sent: count, read: count, lost: count, deliveredTwice: count, acksAsked: count, acked: count, wakeLinesTyped: count, heldTotal: count }).strict(),
+    tasks: z
+      .object({
+        created: count, fixtures: count, byBrain: count, done: count, dead: count, failed: count, queued: count, held: count, strandedOnDeadAgent: count,
+        staleFenceRefused: count, leasesExpired: count, routingRuns: count, routedAssigned: count, routedStillQueued: count,
+      })
+      .strict(),
+    budget: z.object({ claimsRefused: count, refusalsLogged: count }).strict(),
+    recovery: z
+      .object({
+        killed: count, recovered: count, p50Ms: z.number().nullable(), p95Ms: z.number().nullable(), restarts: count, firstStarts: count, escalations: count,
+        cascadeEscalated: count, operatorRestarts: count, pending: count,
+        kills: z.array(z.object({ agent: z.string(), how: z.string(), at: z.number(), recoveredMs: z.number().nullable() }).strict()),
+      })
+      .strict(),
+    daemon: z.object({ kills: count, restarts: count }).strict(),
+    redis: z.object({ restarts: count, skipped: count }).strict(),
+    brain: z.object({ cycles: count, modelCalls: count, answered: counts, motor: counts }).strict(),
+    injected: counts,
+    metrics: z.record(z.string(), z.number().nullable()),
+    load: z.object({ loadavg: z.array(z.number()), cpus: count }).strict(),
+    durationMs: count,
+  })
+  .strict();
 
 export interface ReportInput {
   store: Store;
@@ -78,6 +128,9 @@ export interface ReportInput {
 }
 
 const num = (v: unknown) => Number(v ?? 0);
+
+/** Simulator log kinds that take an agent away from its work (its first start comes before any). */
+const DISRUPTIONS = ['kill', 'hang', 'compact', 'quota', 'ask'];
 
 /** The p-th percentile (nearest rank) of sorted values; null for none. */
 export function percentile(sorted: readonly number[], p: number): number | null {
@@ -218,11 +271,47 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
 
   // Recovery: each kill of the simulator's log, the restarts the Store recorded after it.
   const kills = killRecoveries(simLog, logs);
+  const t0 = simLog.find((e) => e.kind === 'run_started')?.at ?? simLog[0]?.at ?? 0;
   const actions = await store.sql.all<{ agent: string; action: string; at: number | string }>("SELECT agent, action, at FROM lifecycle_actions WHERE project = $1 AND action IN ('restart', 'escalate')", [project]);
   for (const k of kills) {
-    if (k.recoveredMs === null) failures.push(`${k.agent} (${k.how} at +${Math.round((k.at - (simLog[0]?.at ?? k.at)) / 1000)} s): never came back`);
-    if (!actions.some((a) => a.agent === k.agent && a.action === 'restart' && num(a.at) >= k.at)) failures.push(`${k.agent} (${k.how}): no restart recorded by the supervisor after the kill`);
+    if (k.recoveredMs === null) failures.push(`${k.agent} (${k.how} at +${Math.round((k.at - t0) / 1000)} s): never came back`);
+    // A cascade's agents are not restarted by the supervisor (its guard escalates; the operator restarts them).
+    if (k.how !== 'cascade kill -9' && !actions.some((a) => a.agent === k.agent && a.action === 'restart' && num(a.at) >= k.at)) failures.push(`${k.agent} (${k.how}): no restart recorded by the supervisor after the kill`);
   }
+  const cascades = simLog.filter((e) => e.kind === 'cascade');
+  for (const e of cascades) if (e.escalated !== true) failures.push(`cascade at +${Math.round((e.at - t0) / 1000)} s: the supervisor did not escalate within 30 s`);
+  const operatorRestarts = simLog.filter((e) => e.kind === 'operator_restart').reduce((n, e) => n + (Array.isArray(e.agents) ? e.agents.length : 0), 0);
+
+  // Recovery success: the lifecycle's recoveries, less each agent's first start. The daemon brings
+  // a never-started agent up with the same restart action (recovery pending, then succeeded), which
+  // is no recovery from anything: the earliest restart of an agent before any failure injected on it.
+  const recs = await store.sql.all<{ agent: string; action: string; at: number | string; recovery: string }>(
+    'SELECT agent, action, at, recovery FROM lifecycle_actions WHERE project = $1 AND recovery IS NOT NULL ORDER BY at',
+    [project],
+  );
+  const firstDisruption = new Map<string, number>();
+  for (const e of simLog) if (e.agent && DISRUPTIONS.includes(e.kind) && !firstDisruption.has(e.agent)) firstDisruption.set(e.agent, e.at);
+  const firstStart = new Set<number>();
+  const seenAgent = new Set<string>();
+  recs.forEach((r, i) => {
+    if (r.action !== 'restart' || seenAgent.has(r.agent)) return;
+    seenAgent.add(r.agent);
+    if (num(r.at) < (firstDisruption.get(r.agent) ?? Number.POSITIVE_INFINITY)) firstStart.add(i);
+  });
+  const counted = recs.filter((_, i) => !firstStart.has(i));
+  const recSucceeded = counted.filter((r) => r.recovery === 'succeeded').length;
+  const recFailed = counted.filter((r) => r.recovery === 'failed').length;
+  const recPending = counted.filter((r) => r.recovery === 'pending').length;
+  const rawSettled = recs.filter((r) => r.recovery !== 'pending').length;
+  if (rawSettled !== m.fixed.recoveries_succeeded! + m.fixed.recoveries_failed!) failures.push(`recoveries: the lifecycle rows settle ${rawSettled}, the metrics ${m.fixed.recoveries_succeeded! + m.fixed.recoveries_failed!}`);
+
+  // Routing: the Store's counter against the sum of the routing runs' own reports.
+  const routes = simLog.filter((e) => e.kind === 'route');
+  const unroutedLogged = routes.reduce((n, e) => n + num(e.unrouted), 0);
+  const consideredLogged = routes.reduce((n, e) => n + num(e.considered), 0);
+  const unclaimedRouted = m.fixed.unclaimed_routed_tasks ?? 0;
+  if (unclaimedRouted !== unroutedLogged) failures.push(`unclaimed routed tasks: the Store counted ${unclaimedRouted}, the routing runs reported ${unroutedLogged}`);
+  const stillQueued = await store.sql.one<{ n: number | string }>("SELECT COUNT(*) AS n FROM tasks WHERE project = $1 AND status = 'queued' AND assignee IS NOT NULL", [project]);
   const times = kills.flatMap((k) => (k.recoveredMs === null ? [] : [k.recoveredMs])).sort((a, b) => a - b);
 
   const duplicateClaims = m.fixed.duplicate_claims ?? 0;
@@ -236,11 +325,10 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
   const injected: Record<string, number> = {};
   for (const e of simLog) {
     const kind = e.kind === 'kill' ? String(e.how) : e.kind;
-    if (['task_created', 'fixture_created', 'run_started', 'run_ended', 'settled'].includes(e.kind)) continue;
+    if (['task_created', 'fixture_created', 'run_started', 'run_ended', 'settled', 'route', 'operator_restart'].includes(e.kind)) continue;
     injected[kind] = (injected[kind] ?? 0) + 1;
   }
   const c = await store.counters.all(project);
-  const settledRecoveries = m.fixed.recoveries_succeeded! + m.fixed.recoveries_failed!;
   const spendMicros = Math.round((m.fixed.priced_spend_usd ?? 0) * 1_000_000);
   const report: SimReport = {
     scenario: { name: input.scenario.name, agents: input.scenario.agents, tasks: input.scenario.tasks, minutes: input.scenario.minutes, seed: input.scenario.seed, backend: input.backend, redis: input.redis },
@@ -248,12 +336,12 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
     failures,
     settled: input.settled,
     observables: {
-      recovery_success_rate: { value: m.fixed.recovery_success_rate, numerator: m.fixed.recoveries_succeeded!, denominator: settledRecoveries },
+      recovery_success_rate: { value: recSucceeded + recFailed === 0 ? null : Math.round((recSucceeded / (recSucceeded + recFailed)) * 10_000) / 10_000, numerator: recSucceeded, denominator: recSucceeded + recFailed, excluded: firstStart.size },
       duplicate_claims: { value: duplicateClaims, numerator: duplicateClaims, denominator: num(claimEvents?.n) },
       blocked_methods: { value: m.fixed.blocked_methods, numerator: m.fixed.blocked_methods ?? 0, denominator: c.brain_cycles ?? 0 },
       stale_enqueue_attempts: { value: m.fixed.stale_enqueue_attempts, numerator: m.fixed.stale_enqueue_attempts ?? 0, denominator: c.brain_cycles ?? 0 },
       cost_per_completed_task_usd: { value: m.fixed.cost_per_completed_task_usd, numerator: spendMicros / 1_000_000, denominator: m.fixed.tasks_done ?? 0 },
-      unclaimed_routed_tasks: { value: m.fixed.unclaimed_routed_tasks, numerator: m.fixed.unclaimed_routed_tasks ?? 0, denominator: 0 },
+      unclaimed_routed_tasks: { value: unclaimedRouted, numerator: unclaimedRouted, denominator: consideredLogged },
     },
     messages: { sent: msgs.sent, read: msgs.read, lost: msgs.lost, deliveredTwice: msgs.twice, acksAsked: msgs.acksAsked, acked: msgs.acked, wakeLinesTyped: m.fixed.messages_delivered ?? 0, heldTotal: m.fixed.messages_held_total ?? 0 },
     tasks: {
@@ -268,6 +356,9 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
       strandedOnDeadAgent: stranded.length,
       staleFenceRefused: m.fixed.stale_fence_refused ?? 0,
       leasesExpired: m.fixed.leases_expired ?? 0,
+      routingRuns: routes.length,
+      routedAssigned: routes.reduce((n, e) => n + num(e.assigned), 0),
+      routedStillQueued: num(stillQueued?.n),
     },
     budget: { claimsRefused, refusalsLogged },
     recovery: {
@@ -276,10 +367,15 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
       p50Ms: percentile(times, 50),
       p95Ms: percentile(times, 95),
       restarts: actions.filter((a) => a.action === 'restart').length,
+      firstStarts: firstStart.size,
       escalations: actions.filter((a) => a.action === 'escalate').length,
+      cascadeEscalated: cascades.filter((e) => e.escalated === true).length,
+      operatorRestarts,
+      pending: recPending,
       kills,
     },
     daemon: { kills: daemonKills, restarts: daemonRestarts },
+    redis: { restarts: simLog.filter((e) => e.kind === 'redis_restart').length, skipped: simLog.filter((e) => e.kind === 'skipped' && e.what === 'redis_restart').length },
     brain: { cycles: c.brain_cycles ?? 0, modelCalls: input.model.calls, answered: { ...input.model.answered }, motor: { ...m.motor } },
     injected,
     metrics: flatMetrics(m),
@@ -299,19 +395,21 @@ export function reportText(r: SimReport): string {
     `sos sim: ${r.scenario.name} scenario, ${r.scenario.agents} agents, ${r.scenario.tasks} tasks, ${r.scenario.minutes} min, seed ${r.scenario.seed}, ${r.scenario.backend}${r.scenario.redis ? ' + Redis' : ''}`,
     '',
     'observables',
-    `  recovery success rate      ${f(o.recovery_success_rate)}  (${o.recovery_success_rate.numerator} succeeded / ${o.recovery_success_rate.denominator} settled)`,
+    `  recovery success rate      ${f(o.recovery_success_rate)}  (${o.recovery_success_rate.numerator} succeeded / ${o.recovery_success_rate.denominator} settled; ${o.recovery_success_rate.excluded ?? 0} first starts left out, ${r.recovery.pending} pending)`,
     `  duplicate claims           ${f(o.duplicate_claims)}  (of ${o.duplicate_claims.denominator} claims)`,
     `  blocked methods            ${f(o.blocked_methods)}  (in ${o.blocked_methods.denominator} brain cycles)`,
     `  stale enqueue attempts     ${f(o.stale_enqueue_attempts)}  (in ${o.stale_enqueue_attempts.denominator} brain cycles)`,
     `  cost per completed task    ${o.cost_per_completed_task_usd.value === null ? '—' : `$${o.cost_per_completed_task_usd.value.toFixed(6)}`}  ($${(o.cost_per_completed_task_usd.numerator ?? 0).toFixed(4)} / ${o.cost_per_completed_task_usd.denominator} done)`,
-    `  unclaimed routed tasks     ${f(o.unclaimed_routed_tasks)}  (no routing runs in the simulation)`,
+    `  unclaimed routed tasks     ${f(o.unclaimed_routed_tasks)}  (of ${o.unclaimed_routed_tasks.denominator} tasks considered by ${r.tasks.routingRuns} routing runs; ${r.tasks.routedAssigned} assigned, ${r.tasks.routedStillQueued} still queued on their assignee at the end)`,
     '',
     `messages   sent ${r.messages.sent}  read ${r.messages.read}  lost ${r.messages.lost}  delivered twice ${r.messages.deliveredTwice}  acks ${r.messages.acked}/${r.messages.acksAsked}  wake lines typed ${r.messages.wakeLinesTyped}  held ${r.messages.heldTotal}`,
     `tasks      created ${r.tasks.created} (+${r.tasks.fixtures} stale fixtures, +${r.tasks.byBrain} by the brain)  done ${r.tasks.done}  dead ${r.tasks.dead}  failed ${r.tasks.failed}  queued ${r.tasks.queued}  held ${r.tasks.held}  stranded on a dead agent ${r.tasks.strandedOnDeadAgent}`,
     `           stale fences refused ${r.tasks.staleFenceRefused}  leases expired ${r.tasks.leasesExpired}`,
     `budget     claims refused ${r.budget.claimsRefused} (the agents logged ${r.budget.refusalsLogged})`,
     `recovery   killed ${r.recovery.killed}  back ${r.recovery.recovered}  p50 ${ms(r.recovery.p50Ms)}  p95 ${ms(r.recovery.p95Ms)}  restarts ${r.recovery.restarts}  escalations ${r.recovery.escalations}`,
+    `           cascades escalated ${r.recovery.cascadeEscalated}  restarted by the operator ${r.recovery.operatorRestarts}  first starts ${r.recovery.firstStarts}`,
     `daemon     killed ${r.daemon.kills}  restarted ${r.daemon.restarts}`,
+    `redis      restarted ${r.redis.restarts}${r.redis.skipped ? `  (skipped ${r.redis.skipped}: no Redis of the run's own; see --redis local)` : ''}`,
     `brain      cycles ${r.brain.cycles}  model calls ${r.brain.modelCalls}  motor ${Object.entries(r.brain.motor).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
     `injected   ${Object.entries(r.injected).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `load       ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} on ${r.load.cpus} CPUs`,

@@ -10,14 +10,19 @@ import { resolveConfig } from '../config/resolve.js';
 import { setBudget } from '../economy/budgets.js';
 import { OperationFailed, Unavailable } from '../errors.js';
 import { createSquad, joinSquad } from '../identity/squads.js';
+import { createToken } from '../identity/tokens.js';
+import { lifecycleFromConfig } from '../lifecycle/context.js';
+import type { LifecycleContext } from '../lifecycle/context.js';
 import { openStore, parseStoreTarget } from '../store/open.js';
 import type { Store } from '../store/port.js';
+import { routeTasks } from '../tasks/route.js';
 import { createTask, type TaskContext } from '../tasks/service.js';
 import { agentPidPath, crashFile, sendControl } from './agent.js';
 import { startModelServer } from './model-server.js';
 import { SIM_PATTERNS } from './patterns.js';
 import { buildReport, type SimLogEntry, type SimReport } from './report.js';
 import { agentNames, planSchedule, type Scenario, type SimEvent } from './scenario.js';
+import { startRedis, type OwnRedis } from './redis-server.js';
 
 const run = promisify(execFile);
 
@@ -151,6 +156,17 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
   const names = agentNames(s.agents);
   const schedule = planSchedule(s, names, durationMs);
   const model = await startModelServer(s.brain);
+  // `--redis local`: a redis-server of the run's own (its dir, a free port), the only kind the
+  // simulator restarts; a given URL is somebody else's server and is never restarted.
+  let ownRedis: OwnRedis | null = null;
+  try {
+    if (o.redisUrl === 'local') ownRedis = await startRedis(join(dir, 'redis'));
+  } catch (err) {
+    await model.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const redisUrl = ownRedis ? ownRedis.url : o.redisUrl;
   const simLog: SimLogEntry[] = [];
   const note = (entry: Omit<SimLogEntry, 'at'>) => {
     const e = { at: Date.now(), ...entry } as SimLogEntry;
@@ -173,15 +189,19 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     SOS_BRAIN_DEBOUNCE_MS: '5000',
     SOS_SIM_TASK_MS: `${Math.round(s.taskSeconds[0] * 1000)}-${Math.round(s.taskSeconds[1] * 1000)}`,
     SOS_SIM_FAIL_RATE: String(s.failRate),
-    ...(o.redisUrl ? { SOS_REDIS_URL: o.redisUrl } : {}),
+    ...(redisUrl ? { SOS_REDIS_URL: redisUrl } : {}),
   });
   const world: SimWorld = { dir, project, env, socket };
   let store: Store | null = null;
   let bus: BusContext | null = null;
   let daemon: Daemon | null = null;
   let daemons = 0;
+  let router: Promise<void> | null = null;
+  const routing = new AbortController();
   try {
     say(`sim: ${s.name} scenario, ${s.agents} agents, ${s.tasks} tasks, ${s.minutes} min, seed ${s.seed}, ${o.backend}${o.redisUrl ? ' + Redis' : ''}; data in ${dir}`);
+    // What a caller must clean up if this process dies before its own cleanup (a test's teardown).
+    say(`sim: project ${project}${o.backend === 'postgres' ? `; schema ${schema}` : ''}${ownRedis ? `; redis-server pid ${ownRedis.pid()} at ${ownRedis.url}` : ''}`);
     await sosCli(o, env, ['init']);
     const config = await resolveConfig({ env, flags: {} });
     store = await openStore({ target: parseStoreTarget(config.values.db, dir), pgSchema: config.values.pgSchema, busyTimeoutMs: config.values.busyTimeoutMs });
@@ -189,6 +209,7 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     const tasks: TaskContext = { store, bus: bus.bus, maxTextBytes: config.values.maxMessageBytes };
     const operator: Caller = { project, agent: null, role: 'operator', via: 'local' };
     const boss: Caller = { project, agent: 'boss', role: 'operator', via: 'local' };
+    const lifecycle = await lifecycleFromConfig(config.values, { store, bus: bus.bus, memory: null, cwd: dir });
 
     // Agents: a coordinator without a session, then the simulated agents the daemon starts.
     const patterns = join(dir, 'sim-agent.patterns.json');
@@ -209,6 +230,9 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     }
     for (const squad of s.squads) await createSquad(store, operator, squad);
     for (const [i, name] of names.entries()) if (s.squads.length > 0) await joinSquad(store, operator, s.squads[i % s.squads.length]!, name);
+    // The routed lane: every agent is a member; its tasks are given out by routing runs only.
+    await createSquad(store, operator, ROUTED_SQUAD);
+    for (const name of names) await joinSquad(store, operator, ROUTED_SQUAD, name);
 
     // Work: the tasks (spread over the squads and none), and the stale fixtures nobody can take.
     const lanes: (string | undefined)[] = [...s.squads, undefined];
@@ -218,7 +242,7 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
       note({ kind: 'task_created', task: task.id });
     }
     for (let i = 0; i < s.staleFixtures; i++) {
-      const { task } = await createTask(tasks, operator, { title: `test quest ${i + 1}`, requires: ['fixture-only'], priority: 'low' });
+      const { task } = await createTask(tasks, operator, { title: `test quest ${i + 1}`, squad: ROUTED_SQUAD, requires: ['fixture-only'], priority: 'low' });
       note({ kind: 'fixture_created', task: task.id });
     }
 
@@ -228,16 +252,20 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     say(`sim: daemon ${daemon.child.pid} started; ${schedule.length} scheduled events`);
     let seq = 0;
     const running = o.whileRunning ? o.whileRunning(world) : null;
+    router = routeEvery(tasks, operator, note, started + durationMs, routing.signal);
     for (const ev of schedule) {
       await sleepUntil(started + ev.at, o.signal);
       if (o.signal?.aborted) break;
-      const restarted = await inject(ev, { o, env, dir, socket, store, bus, boss, operator, note, seq: () => ++seq, restartDaemon: async () => {
+      const restarted = await inject(ev, { o, env, dir, socket, store, bus, boss, operator, lifecycle, ownRedis, note, seq: () => ++seq, restartDaemon: async () => {
         daemon = await startDaemon(o, env, dir, ++daemons);
         return daemon.child.pid ?? 0;
       }, daemon: () => daemon });
       if (restarted) say(`sim: ${restarted}`);
     }
     await sleepUntil(started + durationMs, o.signal);
+    routing.abort();
+    await router;
+    router = null;
     note({ kind: 'run_ended' });
     say('sim: scenario over; letting the installation settle');
     const drainUntil = Date.now() + (o.drainMs ?? 60_000);
@@ -247,6 +275,8 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     if (running) await running;
     return report;
   } finally {
+    routing.abort();
+    await router?.catch(() => undefined);
     await stopDaemon(daemon);
     if (!o.keep) {
       await run('tmux', ['-S', socket, 'kill-server']).catch(() => undefined);
@@ -254,10 +284,46 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     await bus?.bus.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await model.close();
+    if (!o.keep) await ownRedis?.kill();
     if (!o.keep) {
       await dropBackends(o, schema, project).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     } else say(`sim: kept ${dir} (tmux -S ${socket}; SOS_DB=${db}${o.backend === 'postgres' ? ` SOS_PG_SCHEMA=${schema}` : ''} SOS_PROJECT=${project})`);
+  }
+}
+
+/** The squad of routed work: every agent, and the stale fixtures (whose capability nobody has). */
+export const ROUTED_SQUAD = 'routed';
+/** Tasks a routing run adds to the routed lane before it routes it. */
+const ROUTED_PER_RUN = 3;
+
+/**
+ * Routing as an operator's cron would run it (`sos tasks route --squad routed`): every 20 s from
+ * the start, a few new tasks in the routed lane, then a routing run over that lane (the new tasks,
+ * the stale fixtures, whatever an earlier run left); each run's report is logged (considered,
+ * assigned, unrouted), so the report can check the Store's `unclaimed_routed_tasks` counter against
+ * the sum of the runs' unrouted tasks. The rest of the work is claimed freely: routing gives work
+ * to the cheapest agent, which would starve the others of the whole queue.
+ */
+async function routeEvery(tasks: TaskContext, operator: Caller, note: (e: Omit<SimLogEntry, 'at'>) => void, until: number, signal: AbortSignal): Promise<void> {
+  const everyMs = 20_000;
+  let next = Date.now() + 5_000;
+  let n = 0;
+  while (!signal.aborted && Date.now() < until) {
+    await sleepUntil(Math.min(next, until), signal);
+    if (signal.aborted || Date.now() >= until) return;
+    next = Date.now() + everyMs;
+    try {
+      for (let i = 0; i < ROUTED_PER_RUN; i++) {
+        const { task } = await createTask(tasks, operator, { title: `routed task ${++n}: ${TOPICS[n % TOPICS.length]}`, squad: ROUTED_SQUAD, priority: 'high', leaseMs: 15_000, maxAttempts: 6 });
+        note({ kind: 'task_created', task: task.id, routed: true });
+      }
+      const r = await routeTasks({ tasks }, operator, { squad: ROUTED_SQUAD });
+      note({ kind: 'route', considered: r.considered, assigned: r.assigned, unrouted: r.unrouted, taken: r.taken, unroutedTasks: r.tasks.filter((t) => t.outcome === 'unroutable').map((t) => t.task) });
+    } catch (err) {
+      // A Store or bus outage (the daemon or Redis restarted) fails this run; the next one retries.
+      note({ kind: 'route_failed', error: (err as Error).message });
+    }
   }
 }
 
@@ -276,6 +342,39 @@ interface InjectCtx {
   seq: () => number;
   restartDaemon: () => Promise<number>;
   daemon: () => Daemon | null;
+  lifecycle: LifecycleContext;
+  ownRedis: OwnRedis | null;
+}
+
+/** Sends one message, retried while the bus is away (a Redis restart); null when it never went. */
+async function sendRetrying(c: InjectCtx, agent: string, ack: boolean): Promise<string | null> {
+  let last = '';
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const sent = await sendMessage(c.bus, c.boss, { to: agent, text: `note ${c.seq()} from the coordinator: keep going`, ...(ack ? { ack: true } : {}) });
+      return sent.id;
+    } catch (err) {
+      last = (err as Error).message;
+      await sleep(500);
+    }
+  }
+  c.note({ kind: 'message_failed', agent, error: last });
+  return null;
+}
+
+/**
+ * The operator's answer to a cascade escalation: each cascade agent whose session is dead is
+ * started by hand, as the supervisor's restart does (the start command in its tmux session, a
+ * fresh agent token), but it is not a lifecycle action, so it counts as no recovery.
+ */
+async function operatorRestart(c: InjectCtx, agent: string): Promise<boolean> {
+  const a = await c.store.agents.get(c.operator.project, agent);
+  if (!a?.startCmd) return false;
+  const driver = await c.lifecycle.openDriver(a);
+  if (agentPid(c.dir, agent) !== null) return false;
+  const { secret } = await createToken(c.store, c.operator, { agent, role: 'agent' });
+  await driver.start({ command: a.startCmd, workdir: a.workdir ?? c.dir, replace: true, env: { ...c.lifecycle.sessionEnv, SOS_TOKEN: secret, SOS_PROJECT: a.project, SOS_AGENT: a.name } });
+  return true;
 }
 
 /** Does one scheduled event and logs it; returns a line worth printing, if any. */
@@ -314,6 +413,40 @@ async function inject(ev: SimEvent, c: InjectCtx): Promise<string | null> {
       sendControl(c.dir, agent, ev.kind, c.seq());
       c.note({ kind: ev.kind, agent });
       return null;
+    case 'cascade': {
+      // All of them at once, so each must be up first (a slow start, a restart in progress).
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline && (ev.agents ?? []).some((a) => agentPid(c.dir, a) === null); ) await sleep(500);
+      const victims = (ev.agents ?? []).map((a) => ({ a, pid: agentPid(c.dir, a) }));
+      for (const v of victims) if (v.pid !== null) process.kill(v.pid, 'SIGKILL');
+      const at = Date.now();
+      for (const v of victims) {
+        if (v.pid === null) c.note({ kind: 'skipped', what: 'cascade', agent: v.a, why: 'no live process' });
+        else c.note({ kind: 'kill', how: 'cascade kill -9', agent: v.a, pid: v.pid });
+      }
+      const killed = victims.filter((v) => v.pid !== null).map((v) => v.a);
+      // The supervisor must refuse to restart them and escalate; the operator then restarts them.
+      let escalated = false;
+      for (const deadline = at + 30_000; !escalated && Date.now() < deadline; ) {
+        await sleep(1_000);
+        const rows = await c.store.sql.all<{ n: number | string }>("SELECT COUNT(*) AS n FROM lifecycle_actions WHERE project = $1 AND action = 'escalate' AND at >= $2 AND detail LIKE '%cascade%'", [c.operator.project, at]);
+        escalated = Number(rows[0]?.n ?? 0) > 0;
+      }
+      c.note({ kind: 'cascade', agents: killed, escalated });
+      const restarted: string[] = [];
+      for (const a of killed) if (await operatorRestart(c, a).catch(() => false)) restarted.push(a);
+      c.note({ kind: 'operator_restart', agents: restarted });
+      return `cascade: kill -9 of ${killed.join(', ')}; ${escalated ? 'the supervisor escalated' : 'NO escalation seen'}; restarted by hand: ${restarted.join(', ') || 'none'}`;
+    }
+    case 'redis_restart': {
+      if (!c.ownRedis) {
+        c.note({ kind: 'skipped', what: 'redis_restart', why: c.o.redisUrl ? 'the Redis server is not the run\'s own (use --redis local)' : 'no Redis' });
+        return null;
+      }
+      const before = c.ownRedis.pid();
+      await c.ownRedis.restart();
+      c.note({ kind: 'redis_restart', pid: before, newPid: c.ownRedis.pid() });
+      return `kill -9 of redis-server ${before}; restarted as ${c.ownRedis.pid()}`;
+    }
     case 'daemon_kill': {
       const d = c.daemon();
       if (d?.child.pid) {
@@ -331,8 +464,8 @@ async function inject(ev: SimEvent, c: InjectCtx): Promise<string | null> {
       const n = ev.kind === 'burst' ? (ev.n ?? 1) : 1;
       for (let i = 0; i < n; i++) {
         const ack = ev.kind === 'message' && ev.n === 1;
-        const sent = await sendMessage(c.bus, c.boss, { to: agent, text: `note ${c.seq()} from the coordinator: keep going`, ...(ack ? { ack: true } : {}) });
-        c.note({ kind: 'message', agent, id: sent.id, ack, burst: ev.kind === 'burst' });
+        const id = await sendRetrying(c, agent, ack);
+        if (id !== null) c.note({ kind: 'message', agent, id, ack, burst: ev.kind === 'burst' });
       }
       return null;
     }
@@ -365,7 +498,7 @@ async function dropBackends(o: SimOptions, schema: string, project: string): Pro
       await client.end();
     }
   }
-  if (o.redisUrl) {
+  if (o.redisUrl && o.redisUrl !== 'local') {
     const { Redis } = await import('ioredis');
     const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
     redis.on('error', () => undefined);
