@@ -8,6 +8,9 @@
 //       + Enter straight into the same kind of session, to the same log event: the floor of any
 //       injection. Ratio = sos / raw at p50 and p99.
 // Usage: npm run build && node bench/daemon.mjs [agents=20] [idleSeconds=60] [messages=200]
+//   SOS_BENCH_BACKEND=sqlite (default) | redis (SQLite Store, Redis bus at SOS_BENCH_REDIS_URL,
+//   default redis://127.0.0.1:6379, in a project of its own whose keys are deleted at the end) |
+//   postgres (Store and bus in a fresh schema at SOS_BENCH_DATABASE_URL, dropped at the end).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +29,18 @@ const dir = mkdtempSync(join(tmpdir(), 'sos-bench-daemon-'));
 const socket = join(dir, 'tmux.sock');
 const env = { ...process.env, SOS_DB: join(dir, 'sos.db'), SOS_DATA_DIR: join(dir, 'data'), XDG_CONFIG_HOME: join(dir, 'cfg') };
 for (const k of Object.keys(env)) if (k.startsWith('SOS_') && !['SOS_DB', 'SOS_DATA_DIR'].includes(k)) delete env[k];
+const BACKEND = process.env.SOS_BENCH_BACKEND ?? 'sqlite';
+if (!['sqlite', 'redis', 'postgres'].includes(BACKEND)) throw new Error(`SOS_BENCH_BACKEND must be sqlite, redis or postgres, not ${BACKEND}`);
+const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+const project = BACKEND === 'sqlite' ? 'default' : `bench-${tag}`;
+const redisUrl = process.env.SOS_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const pgUrl = process.env.SOS_BENCH_DATABASE_URL ?? 'postgres://sos_test:sos_test@127.0.0.1:5432/sos_test';
+const pgSchema = `bench_daemon_${tag}`;
+env.SOS_PROJECT = project;
+env.SOS_LISTEN = 'off';
+if (BACKEND === 'redis') env.SOS_REDIS_URL = redisUrl;
+if (BACKEND === 'postgres') Object.assign(env, { SOS_DB: pgUrl, SOS_PG_SCHEMA: pgSchema });
+const WAKE_SOURCE = { sqlite: 'SQLite: change counter read every 10 ms between wake passes', redis: 'Redis: PSUBSCRIBE push', postgres: 'PostgreSQL: LISTEN/NOTIFY push' }[BACKEND];
 const names = Array.from({ length: AGENTS }, (_, i) => `a${i}`);
 const logOf = (n) => join(dir, `${n}.log`);
 const run = (args) => execFileSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8' });
@@ -59,6 +74,7 @@ const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/s
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 let daemon;
+let errLog = '';
 try {
   run(['init', '-q']);
   run(['agents', 'add', 'boss', '--role', 'coordinator', '-q']);
@@ -66,7 +82,7 @@ try {
     run(['agents', 'add', n, '--session', `tmux:${n}`, '--tmux-socket', socket, '--start-cmd', `node ${FAKE} --log ${logOf(n)}`, '--workdir', dir, '--patterns', PATTERNS, '--wake', 'text', '-q']);
   }
   daemon = spawn(process.execPath, [BIN, 'daemon', '--wake-cooldown', '1s'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let errLog = '';
+  errLog = '';
   daemon.stderr.on('data', (d) => (errLog += d));
   // The daemon starts every (never started) warm agent and types its context pack.
   for (const n of names) await waitLine(n, (l) => l.startsWith('[sos] context after restart'), 60_000);
@@ -85,9 +101,9 @@ try {
   console.log(`(a) idle over ${IDLE_S}s with ${AGENTS} agents: CPU ${cpu.toFixed(2)}% of one core; RSS ${Math.min(...rss).toFixed(1)}–${Math.max(...rss).toFixed(1)} MB`);
 
   // (b) latency: sos, then raw, over the same sessions.
-  const store = await sos.openStore({ target: { dialect: 'sqlite', path: env.SOS_DB }, pgSchema: 'sos', busyTimeoutMs: 10_000 });
+  const store = await sos.openStore({ target: sos.parseStoreTarget(env.SOS_DB, dir), pgSchema: env.SOS_PG_SCHEMA ?? 'sos', busyTimeoutMs: 10_000 });
   const ctx = await sos.openBusContext({ ...(await sos.resolveConfig({ env, flags: {} })).values }, store);
-  const caller = { project: 'default', agent: 'boss', role: 'operator', via: 'local' };
+  const caller = { project, agent: 'boss', role: 'operator', via: 'local' };
   const wake = [];
   for (let i = 0; i < MESSAGES; i++) {
     const n = names[i % AGENTS];
@@ -112,11 +128,14 @@ try {
     raw.push((await waitLine(n, (l) => l === text)) - sent);
   }
   const row = (label, xs) => `${label} p50 ${pct(xs, 50)} ms, p99 ${pct(xs, 99)} ms, max ${Math.max(...xs)} ms`;
-  console.log(`(b) wake-to-injection over ${MESSAGES} messages to ${AGENTS} idle agents (SQLite: change counter read every 10 ms between wake passes):`);
+  console.log(`(b) wake-to-injection over ${MESSAGES} messages to ${AGENTS} idle agents (${WAKE_SOURCE}):`);
   console.log(`    sos: ${row('', wake)}`);
   console.log(`    raw tmux send-keys: ${row('', raw)}`);
   console.log(`    ratio sos/raw: p50 ${(pct(wake, 50) / Math.max(1, pct(raw, 50))).toFixed(1)}×, p99 ${(pct(wake, 99) / Math.max(1, pct(raw, 99))).toFixed(1)}×`);
   if (/loop_error/.test(errLog)) console.log(`daemon reported loop errors:\n${errLog.split('\n').filter((l) => l.includes('loop_error')).slice(0, 5).join('\n')}`);
+} catch (err) {
+  console.error(`daemon stderr (tail):\n${errLog.split('\n').slice(-15).join('\n')}`);
+  throw err;
 } finally {
   if (daemon && daemon.exitCode === null) {
     daemon.kill('SIGTERM');
@@ -128,4 +147,22 @@ try {
     // no server
   }
   rmSync(dir, { recursive: true, force: true });
+  if (BACKEND === 'postgres') {
+    const { default: pg } = await import('pg');
+    const admin = new pg.Client({ connectionString: pgUrl });
+    await admin.connect();
+    await admin.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`);
+    await admin.end();
+  }
+  if (BACKEND === 'redis') {
+    const { default: Redis } = await import('ioredis');
+    const redis = new Redis(redisUrl);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+  }
 }

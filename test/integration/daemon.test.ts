@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type DaemonEvent, type DaemonProcess, type DaemonWorld, daemonWorld, FAST, type Received, until } from '../helpers/daemon.js';
 import { PtyDriver } from '../../src/core/sessions/pty.js';
-import { ADAPTERS } from '../helpers/isolation.js';
+import { ADAPTERS, type AdapterFixture, services, tempDir } from '../helpers/isolation.js';
+import { redisProject } from '../helpers/redis.js';
 import { FAKE_AGENT, tmuxAvailable } from '../helpers/lifecycle.js';
 
 /**
@@ -55,8 +56,19 @@ const TMUX = tmuxAvailable ? execFileSync('sh', ['-c', 'command -v tmux'], { enc
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * SQLite Store with the Redis bus, in a Redis project of its own: the daemon must be woken by
+ * Redis's push (a send there changes no SQLite page, so the SQLite change counter never moves).
+ */
+const SQLITE_WITH_REDIS: AdapterFixture = {
+  ...ADAPTERS[0]!,
+  available: services.redis !== null,
+  target: (ctx) => ({ db: join(tempDir(ctx), 'sos.db'), env: { SOS_REDIS_URL: services.redisUrl, SOS_PROJECT: redisProject(ctx) } }),
+};
+const WAKE_BACKENDS = [...ADAPTERS.map((adapter) => ({ label: adapter.name, adapter })), { label: 'sqlite with the redis bus', adapter: SQLITE_WITH_REDIS }];
+
 describe.skipIf(!tmuxAvailable)('sos daemon', () => {
-  describe.each(ADAPTERS)('wake delivery on $name', (adapter) => {
+  describe.each(WAKE_BACKENDS)('wake delivery on $label', ({ adapter }) => {
     it.skipIf(!adapter.available)('wakes an idle agent within 1 s, once, clips long messages, and never wakes a sender with its own squad message', async (ctx) => {
       const w = await daemonWorld(ctx, adapter);
       await w.addAgent('ada');

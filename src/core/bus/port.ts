@@ -74,6 +74,13 @@ export interface Bus {
    */
   waitForWake(project: string, agent: string, streams: Target[], options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean>;
 
+  /**
+   * Pushed wake-ups, where the backend has them (`capabilities.pushWake`): calls `onWake` with
+   * the recipient each time any process sends a message to an agent of `project`, until the
+   * returned stop is called. A hint, not a delivery: the listener still reads the Store.
+   */
+  onWake?: ((project: string, onWake: (agent: string) => void) => Promise<() => Promise<void>>) | undefined;
+
   /** Appends to the project's event stream (`task.*`, later `agent.state`…) and wakes event waiters. */
   emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void>;
 

@@ -544,6 +544,7 @@ export class RedisBus implements Bus {
   private subscriber: Promise<Redis> | undefined;
   private readonly groups = new Set<string>();
   private readonly channels = new Map<string, ChannelWaiters>();
+  private readonly patterns = new Map<string, { listeners: Set<(agent: string) => void>; subscribed: Promise<unknown> }>();
   private readonly closing = new AbortController();
   private closed: Promise<void> | undefined;
   /** Whether this connection uses upstream's global keys and channels (see `upstreamGlobal`). */
@@ -1242,6 +1243,10 @@ export class RedisBus implements Bus {
         sub.on('message', (channel: string) => {
           for (const wake of this.channels.get(channel)?.listeners ?? []) wake();
         });
+        sub.on('pmessage', (pattern: string, channel: string) => {
+          const agent = channel.slice(channel.lastIndexOf(':') + 1);
+          for (const wake of this.patterns.get(pattern)?.listeners ?? []) wake(agent);
+        });
         return sub;
       },
       (err: unknown) => {
@@ -1273,6 +1278,35 @@ export class RedisBus implements Bus {
     } catch (err) {
       await stop();
       throw err;
+    }
+    return stop;
+  }
+
+  /**
+   * One PSUBSCRIBE to the project's sos wake channels (`…:agent:*`) however many listen. A
+   * project-scoped ACL user may not hold the pattern: then this rejects and the caller polls.
+   */
+  async onWake(project: string, onWake: (agent: string) => void): Promise<() => Promise<void>> {
+    const sub = await this.subscriberConnection();
+    const pattern = wakeChannel(project, 'x').replace(/x$/, '*');
+    let entry = this.patterns.get(pattern);
+    if (!entry) {
+      entry = { listeners: new Set(), subscribed: sub.psubscribe(pattern) };
+      this.patterns.set(pattern, entry);
+    }
+    const mine = entry;
+    mine.listeners.add(onWake);
+    const stop = async () => {
+      mine.listeners.delete(onWake);
+      if (mine.listeners.size > 0 || this.patterns.get(pattern) !== mine) return;
+      this.patterns.delete(pattern);
+      await sub.punsubscribe(pattern).catch(() => undefined);
+    };
+    try {
+      await mine.subscribed;
+    } catch (err) {
+      await stop();
+      throw redisError(err, this.options.url);
     }
     return stop;
   }
@@ -1373,6 +1407,7 @@ export class RedisBus implements Bus {
       const opened = await Promise.allSettled([this.connection, this.subscriber]);
       await Promise.all(opened.map((o) => (o.status === 'fulfilled' && o.value ? closeRedis(o.value) : undefined)));
       this.channels.clear();
+      this.patterns.clear();
     })();
     return this.closed;
   }

@@ -85,7 +85,10 @@ export class SqlBus implements Bus {
     this.capabilities = { adapter: 'sql', pushWake: db.listen !== undefined, serverSideIsolation: false };
     this.channel = `sos_bus_${db.location.replace(/[^a-z0-9]/gi, '').slice(-40)}`.toLowerCase();
     this.local = emitterFor(db);
+    if (db.listen) this.onWake = (project, onWake) => this.listenForWakes(project, onWake);
   }
+
+  readonly onWake: Bus['onWake'];
 
   async append(message: Envelope, idempotencyKey: string | null): Promise<AppendResult> {
     const existing = async (db: SqlExecutor) =>
@@ -140,7 +143,7 @@ export class SqlBus implements Bus {
   }
 
   private async wake(message: Envelope): Promise<void> {
-    for (const recipient of message.recipients) this.local.emit(`${message.project}/${recipient}`);
+    for (const recipient of message.recipients) this.relay(message.project, recipient, !this.db.listen);
     if (this.db.listen) {
       await this.db.one('SELECT pg_notify($1, $2)', [this.channel, `${message.project}/${message.recipients.join(',')}`]);
     }
@@ -388,6 +391,24 @@ export class SqlBus implements Bus {
     }
   }
 
+  /**
+   * A wake for `recipient` to its waiters and, with `listeners`, to the project's `onWake`
+   * listeners (under NOTIFY they hear each send once: from the notification, not the local emit).
+   */
+  private relay(project: string, recipient: string, listeners: boolean): void {
+    this.local.emit(`${project}/${recipient}`);
+    if (listeners && recipient !== EVENTS) this.local.emit(`${project}/*`, recipient);
+  }
+
+  /** PostgreSQL (NOTIFY); on SQLite (no push) the constructor leaves it out. */
+  private async listenForWakes(project: string, onWake: (agent: string) => void): Promise<() => Promise<void>> {
+    await this.startListening();
+    this.local.on(`${project}/*`, onWake);
+    return async () => {
+      this.local.off(`${project}/*`, onWake);
+    };
+  }
+
   private listening: Promise<() => Promise<void>> | undefined;
 
   /** One LISTEN connection for the life of the bus, relayed to in-process waiters. */
@@ -395,7 +416,7 @@ export class SqlBus implements Bus {
     if (!this.db.listen) return;
     this.listening ??= this.db.listen(this.channel, (payload) => {
       const [project, recipients] = payload.split('/', 2);
-      for (const recipient of recipients?.split(',') ?? []) this.local.emit(`${project}/${recipient}`);
+      for (const recipient of recipients?.split(',') ?? []) this.relay(project ?? '', recipient, true);
     });
     try {
       await this.listening;

@@ -14,6 +14,7 @@ import { nextChange } from '../store/sql/driver.js';
 import type { Store } from '../store/port.js';
 import { heartbeatTask, sweepTasks } from '../tasks/service.js';
 import { DaemonLease, readLease } from './lock.js';
+import { PushWakes } from './push-wakes.js';
 import { Loop, type LoopStatus } from './loop.js';
 import { WakeDelivery, type WakeOptions } from './wake.js';
 
@@ -208,8 +209,10 @@ export class Daemon {
     const projects = async () => (await store.projects.list()).map((p) => p.slug);
     // SQLite says cheaply whether another process wrote (one pragma): between passes it is asked
     // every few milliseconds, so a message sent by `sos send` is picked up at once rather than
-    // at the next interval. Redis and PostgreSQL have no such counter: they wait the interval.
-    const changeCounter = store.sql.changeCounter?.bind(store.sql);
+    // at the next interval. Only when the messages live in that database too: with a Redis bus a
+    // send writes no SQLite page (and skipping passes on the counter would never deliver it).
+    // Redis and PostgreSQL push each send instead (PushWakes below); the interval is the fallback.
+    const changeCounter = busCtx.bus.capabilities.adapter === 'sql' ? store.sql.changeCounter?.bind(store.sql) : undefined;
     const waitForChange = changeCounter
       ? async (timeoutMs: number, signal: AbortSignal): Promise<boolean> =>
           (await nextChange(changeCounter, await changeCounter(), Date.now() + timeoutMs, signal, CHANGE_POLL_MS)) !== null
@@ -222,7 +225,7 @@ export class Daemon {
       run: async (signal) => {
         // SQLite tells cheaply whether another process wrote anything: skip the pass when nothing
         // changed and nothing is held.
-        const change = await store.sql.changeCounter?.();
+        const change = await changeCounter?.();
         if (change !== undefined && change === this.lastChange && !wake.hasHeld()) return;
         this.lastChange = change;
         for (const project of await projects()) {
@@ -235,6 +238,12 @@ export class Daemon {
         }
       },
     });
+    // Redis and PostgreSQL push each send: the wake loop runs at once, not at its next interval.
+    const pushWakes = new PushWakes(busCtx.bus, () => wakeLoop.wake(), (project, err) =>
+      this.log({ event: 'push_wake_unavailable', project, error: err instanceof Error ? err.message : String(err) }),
+    );
+    this.resources.defer('push wakes', () => pushWakes.close());
+    await pushWakes.sync(await projects());
     const lifecycleLoop = new Loop({
       name: 'lifecycle',
       intervalMs: intervals.probeMs,
@@ -249,6 +258,7 @@ export class Daemon {
           await this.keepLeasesAndPresence(life, busCtx.presenceTtlMs, project, results);
         }
         wakeLoop.wake(); // an agent may have become idle: held messages can go out now
+        await pushWakes.sync(await projects());
       },
     });
     const sweepLoop = new Loop({

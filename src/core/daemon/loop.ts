@@ -45,13 +45,19 @@ export class Loop {
 
   /** Runs the next iteration now instead of after the interval. */
   wake(): void {
-    this.kick?.();
+    // A wake during an iteration is kept: the next sleep is skipped (it may be for what that
+    // iteration already read past).
+    if (this.kick) this.kick();
+    else this.pending = true;
   }
+
+  private pending = false;
 
   private async main(): Promise<void> {
     const signal = this.controller.signal;
     while (!signal.aborted) {
       this.state = 'running';
+      this.pending = false; // this iteration covers every wake before it
       const started = Date.now();
       try {
         await this.options.run(signal);
@@ -71,6 +77,10 @@ export class Loop {
   }
 
   private async sleep(signal: AbortSignal): Promise<void> {
+    if (this.pending) {
+      this.pending = false;
+      return;
+    }
     const kicked = new AbortController();
     this.kick = () => kicked.abort();
     const both = AbortSignal.any([signal, kicked.signal]);
