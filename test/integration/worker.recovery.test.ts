@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
@@ -149,5 +149,80 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
     const task = await w.show(id);
     expect(task.status).toBe('queued');
     expect(task.error).toMatch(/the worker running it \(pid \d+\) died/);
+  });
+  it('a block budget crossed mid-task kills the CLI’s process group and fails the task retryable, released', { timeout: 60_000 }, async (ctx) => {
+    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const id = await w.create('spends too much', ['--lease', '3s']);
+    expect((await w.run(['budgets', 'set', `task:${id}`, '--limit', '1000', '--period', 'total', '--action', 'block'])).code).toBe(0);
+    const { closed, stderr } = w.start(['--once']);
+    const pid = Number(await until('the CLI to start', () => existsSync(join(w.dir, 'pids', id)) && readFileSync(join(w.dir, 'pids', id), 'utf8')));
+    const grandchild = Number(readFileSync(join(w.dir, 'pids', `${id}.child`), 'utf8'));
+    expect(alive(pid) && alive(grandchild)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1_500)); // beats come and go: under budget, nothing happens
+    expect(alive(pid)).toBe(true);
+    // The run spends past its task's budget (as its CLI would, with the agent's token).
+    const spent = await w.run(['usage', 'record', '--model', 'claude-sonnet-4-5', '--input', '1500', '--output', '10', '--task', id, '--as', 'kasra']);
+    expect(spent.code, spent.stderr).toBe(0);
+    // The next beat (a third of the 3 s lease) sees the spent block budget: the whole group goes.
+    await until('the CLI and its child to be killed', () => !alive(pid) && !alive(grandchild), 10_000);
+    const r = await closed;
+    expect(r.code, r.stderr).toBe(0);
+    expect(stderr()).toMatch(new RegExp(`"event":"kill","task":"${id}","reason":"budget"`));
+    const reports = (JSON.parse(r.stdout) as { tasks: Report[] }).tasks;
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ task: id, status: 'retrying', end: 'budget' });
+    const task = await w.show(id);
+    expect(task).toMatchObject({ status: 'queued', claimant: null });
+    expect(task.error).toMatch(/^killed: a spent block or pause budget now covers this task/);
+    expect(existsSync(join(w.worktrees, id))).toBe(false);
+    // Still spent: the task cannot be claimed until the budget is lifted.
+    const claim = await w.run(['tasks', 'claim', '--id', id, '--as', 'kasra']);
+    expect(claim.code).not.toBe(0);
+  });
+
+  it('SIGTERM drains: claiming stops at once, running tasks finish and are done, nothing is left claimed, exit 0', { timeout: 60_000 }, async (ctx) => {
+    const w = await world(ctx, { FAKE_CLAUDE_MS: '2500' });
+    const ids = [await w.create('first'), await w.create('second'), await w.create('third')];
+    const { child, closed, stderr } = w.start(['--concurrency', '2']);
+    await until('two runs to start', () => (stderr().match(/"event":"run"/g) ?? []).length >= 2);
+    child.kill('SIGTERM');
+    const r = await closed;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.signal).toBeNull();
+    const reports = (JSON.parse(r.stdout) as { tasks: Report[] }).tasks;
+    expect(reports.map((x) => x.status)).toEqual(['done', 'done']);
+    const ran = new Set(reports.map((x) => x.task));
+    for (const id of ids) {
+      const t = await w.show(id);
+      if (ran.has(id)) expect(t.status).toBe('done');
+      else expect(t).toMatchObject({ status: 'queued', claimant: null, attempt: 0 });
+    }
+    expect(git(w.repo, 'worktree', 'list').split('\n')).toHaveLength(1);
+    expect(readdirSync(w.worktrees)).toEqual([]);
+  });
+
+  it('SIGTERM past --drain kills the runs and requeues their tasks; nothing is left claimed, exit 0', { timeout: 60_000 }, async (ctx) => {
+    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const ids = [await w.create('hangs a'), await w.create('hangs b')];
+    const { child, closed } = w.start(['--concurrency', '2', '--drain', '1s']);
+    const pids = await until('both CLIs to start', () => ids.every((id) => existsSync(join(w.dir, 'pids', id))) && ids.map((id) => Number(readFileSync(join(w.dir, 'pids', id), 'utf8'))));
+    const started = Date.now();
+    child.kill('SIGTERM');
+    const r = await closed;
+    expect(r.code, r.stderr).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900); // the drain was waited out
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+    const reports = (JSON.parse(r.stdout) as { tasks: Report[] }).tasks;
+    expect(reports.map((x) => [x.status, x.end])).toEqual([
+      ['retrying', 'stopped'],
+      ['retrying', 'stopped'],
+    ]);
+    for (const id of ids) {
+      const t = await w.show(id);
+      expect(t).toMatchObject({ status: 'queued', claimant: null });
+      expect(t.error).toMatch(/^killed: the worker stopped before the run finished/);
+    }
+    expect(git(w.repo, 'worktree', 'list').split('\n')).toHaveLength(1);
   });
 });
