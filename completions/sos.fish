@@ -661,7 +661,7 @@ complete -c sos -n '__sos_at sim' -l minutes -x -d 'length of the scenario befor
 complete -c sos -n '__sos_at sim' -l seed -x -d 'seed of the failure schedule (default 1)'
 complete -c sos -n '__sos_at sim' -l backend -x -a 'sqlite postgres' -d 'Store: sqlite (a file in the data dir) or postgres (a fresh schema; --db or SOS_DB names the server)'
 complete -c sos -n '__sos_at sim' -l redis -x -d 'use a Redis bus at this URL (a project of its own, removed after), or `local`: a redis-server of the run\'s own, which the scenario restarts'
-complete -c sos -n '__sos_at sim' -l scenario -r -F -d 'a JSON scenario (fields as the default one; unknown fields are refused)'
+complete -c sos -n '__sos_at sim' -l scenario -r -F -d 'a scenario file, JSON or YAML (.yaml, .yml); fields as the default one, unknown fields refused'
 complete -c sos -n '__sos_at sim' -l keep -d 'leave the data dir, the tmux server and the schema for inspection'
 
 # sos demo

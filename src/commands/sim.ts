@@ -13,7 +13,7 @@ export const simCommand: CommandSpec = {
     { flags: '--seed <n>', summary: 'seed of the failure schedule (default 1)' },
     { flags: '--backend <backend>', summary: 'Store: sqlite (a file in the data dir) or postgres (a fresh schema; --db or SOS_DB names the server)', choices: ['sqlite', 'postgres'] },
     { flags: '--redis <url>', summary: 'use a Redis bus at this URL (a project of its own, removed after), or `local`: a redis-server of the run\'s own, which the scenario restarts' },
-    { flags: '--scenario <file>', summary: 'a JSON scenario (fields as the default one; unknown fields are refused)', complete: 'files' },
+    { flags: '--scenario <file>', summary: 'a scenario file, JSON or YAML (.yaml, .yml); fields as the default one, unknown fields refused', complete: 'files' },
     { flags: '--keep', summary: 'leave the data dir, the tmux server and the schema for inspection' },
   ],
   handler: lazy(load, 'sim'),

@@ -8,6 +8,8 @@ describe('sim scenarios', () => {
     const s = parseScenarioText('{"name":"small","agents":4,"events":{"killProcess":1}}', 'small.json');
     expect(s).toMatchObject({ name: 'small', agents: 4, tasks: 500, events: { killProcess: 1, killPane: 4 } });
     expect(DEFAULT_SCENARIO.agents).toBe(12);
+    const y = parseScenarioText('name: small\nagents: 4\nevents:\n  killProcess: 1\n  crashLoop: { agents: 0 }\n', 'small.yml');
+    expect(y).toMatchObject({ name: 'small', agents: 4, events: { killProcess: 1, killPane: 4, crashLoop: { agents: 0, crashes: 3 } } });
     expect(DEMO_SCENARIO).toMatchObject({ agents: 6, squads: ['code', 'ops'], minutes: 3 });
   });
 
@@ -25,6 +27,18 @@ describe('sim scenarios', () => {
     expect(bad('{"events":{"killPanes":3}}')).toMatch(/events\.killPanes/);
     expect(bad('{"taskSeconds":[5,1]}')).toMatch(/taskSeconds/);
     expect(bad('{not json')).toMatch(/bad\.json is not JSON/);
+    const badYaml = (text: string) => {
+      try {
+        parseScenarioText(text, 'bad.yaml');
+      } catch (err) {
+        expect(err).toBeInstanceOf(UsageError);
+        return (err as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(badYaml('events:\n  killPanes: 3\n')).toMatch(/^bad\.yaml: events\.killPanes/);
+    expect(badYaml('agents: 4\nagents: 5\n')).toMatch(/bad\.yaml is not YAML/);
+    expect(badYaml('agents: [1,\n')).toMatch(/bad\.yaml is not YAML/);
   });
 
   it('the schedule is seeded, spaced per agent, and refuses what does not fit', () => {

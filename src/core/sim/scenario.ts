@@ -1,9 +1,10 @@
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
 
 /**
  * A simulation scenario, as data: how big the run is and which failures it injects. `sos sim`
- * reads one from `--scenario <file>` (JSON) or uses `DEFAULT_SCENARIO`; `sos demo` uses
+ * reads one from `--scenario <file>` (JSON, or YAML when named .yaml/.yml) or uses `DEFAULT_SCENARIO`; `sos demo` uses
  * `DEMO_SCENARIO`. The schedule of injected failures is a pure function of the scenario, the seed
  * and the agents' names (`planSchedule`), so a seed replays the same run plan.
  *
@@ -96,13 +97,27 @@ export function parseScenario(value: unknown, source = 'the scenario'): Scenario
   throw new UsageError(`${source}: ${field}: ${issue.message}`, { hint: 'see `sos sim --help`; every field is optional and unknown fields are refused' });
 }
 
-/** Reads a scenario from JSON text; invalid JSON is a UsageError too. */
+/** Whether a scenario file is YAML by its name (`.yaml`, `.yml`); anything else is JSON. */
+export const isYamlName = (source: string) => /\.ya?ml$/i.test(source);
+
+/**
+ * Reads a scenario from JSON text, or YAML when the source is named `.yaml`/`.yml` (YAML 1.2, a
+ * duplicated key refused); text that does not parse is a UsageError too.
+ */
 export function parseScenarioText(text: string, source: string): Scenario {
   let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`${source} is not JSON: ${(err as Error).message}`);
+  if (isYamlName(source)) {
+    try {
+      value = parseYaml(text, { uniqueKeys: true, prettyErrors: true });
+    } catch (err) {
+      throw new UsageError(`${source} is not YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+  } else {
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new UsageError(`${source} is not JSON: ${(err as Error).message}`);
+    }
   }
   return parseScenario(value, source);
 }
