@@ -217,6 +217,8 @@ export class Daemon {
       ? async (timeoutMs: number, signal: AbortSignal): Promise<boolean> =>
           (await nextChange(changeCounter, await changeCounter(), Date.now() + timeoutMs, signal, CHANGE_POLL_MS)) !== null
       : undefined;
+    /** `project/agent` of pushed wakes not yet served by a wake pass. */
+    const pushed = new Set<string>();
     const wakeLoop = new Loop({
       name: 'wake',
       intervalMs: intervals.wakeMs,
@@ -229,7 +231,11 @@ export class Daemon {
         if (change !== undefined && change === this.lastChange && !wake.hasHeld()) return;
         this.lastChange = change;
         for (const project of await projects()) {
-          const agents = (await store.agents.list(project)).filter((a) => a.session !== null);
+          // Agents a push named go first: their message does not wait behind every other agent's check.
+          const agents = (await store.agents.list(project))
+            .filter((a) => a.session !== null)
+            .sort((a, b) => Number(pushed.has(`${project}/${b.name}`)) - Number(pushed.has(`${project}/${a.name}`)));
+          for (const a of agents) pushed.delete(`${project}/${a.name}`);
           for (const o of await wake.deliverProject(operator(project), agents, signal)) {
             if (o.result === 'delivered' || o.result === 'failed') this.log({ event: `wake_${o.result}`, project, agent: o.agent, messages: o.messages });
             if (o.result === 'skipped' && o.messages.length) this.log({ event: 'wake_skipped', project, agent: o.agent, messages: o.messages, reason: o.reason });
@@ -239,7 +245,10 @@ export class Daemon {
       },
     });
     // Redis and PostgreSQL push each send: the wake loop runs at once, not at its next interval.
-    const pushWakes = new PushWakes(busCtx.bus, () => wakeLoop.wake(), (project, err) =>
+    const pushWakes = new PushWakes(busCtx.bus, (project, agent) => {
+      if (pushed.size < 10_000) pushed.add(`${project}/${agent}`);
+      wakeLoop.wake();
+    }, (project, err) =>
       this.log({ event: 'push_wake_unavailable', project, error: err instanceof Error ? err.message : String(err) }),
     );
     this.resources.defer('push wakes', () => pushWakes.close());
