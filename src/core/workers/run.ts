@@ -255,10 +255,8 @@ export async function runTask(deps: RunDeps, task: Task): Promise<TaskReport> {
       const r = await failTask(tasks, caller, { id: task.id, fence, error: errorText(f.why, run.tail, tasks.maxTextBytes), retryable: f.retryable });
       status = r.task.status === 'queued' ? 'retrying' : 'failed';
     }
-    const t2 = performance.now();
     report = { task: task.id, status, end: run.end, exitCode: run.code, branch, commits, error, setupMs, cliMs: t1 - t0 - setupMs, teardownMs: 0 };
     if (memory) await writeEngram(memory, caller, task, report, run.summary.result, options);
-    report.teardownMs = performance.now() - t2;
   } catch (err) {
     // Something of ours broke (git, the database): the task is given back, retryable, if still held.
     const message = err instanceof SosError ? err.message : String(err);
@@ -266,13 +264,13 @@ export async function runTask(deps: RunDeps, task: Task): Promise<TaskReport> {
     await failTask(tasks, caller, { id: task.id, fence, error: `the worker could not run it: ${message}`.slice(0, 4_000), retryable: true }).catch(() => undefined);
     report = { task: task.id, status: 'retrying', end: 'exited', exitCode: null, branch, commits: [], error: message, setupMs: performance.now() - t0, cliMs: 0, teardownMs: 0 };
   }
-  const t3 = performance.now();
   if (made && !options.keepWorktrees) {
     await removeWorktree(options.repo, dir).catch((err: Error) => options.log({ event: 'teardown_error', task: task.id, error: err.message }));
   }
   await rm(sidecarPath(options.worktreeRoot, task.id), { force: true });
   if (mcpConfig) await rm(mcpConfig, { force: true });
-  report.teardownMs += performance.now() - t3;
+  // Everything after the CLI (artifacts, usage, complete, engram, worktree removal), or after setup when no CLI ran.
+  report.teardownMs = performance.now() - t0 - report.setupMs - report.cliMs;
   options.log({ event: 'ended', task: task.id, status: report.status, end: report.end, commits: report.commits.length, ms: Math.round(performance.now() - t0) });
   return report;
 }
