@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
-import { ADAPTERS, tempDir } from '../helpers/isolation.js';
+import { ADAPTERS, type AdapterFixture, tempDir } from '../helpers/isolation.js';
 
 /**
  * `sos worker` with test/fixtures/fake-claude.mjs as its program (the stream-json shape of
@@ -12,7 +12,6 @@ import { ADAPTERS, tempDir } from '../helpers/isolation.js';
  */
 
 const FAKE = join(ROOT, 'test', 'fixtures', 'fake-claude.mjs');
-const sqlite = ADAPTERS.find((a) => a.name === 'sqlite')!;
 
 interface Report {
   task: string;
@@ -42,10 +41,11 @@ const alive = (pid: number) => {
   }
 };
 
-async function world(ctx: TestContext, extra: Record<string, string> = {}) {
+async function world(adapter: AdapterFixture, ctx: TestContext, extra: Record<string, string> = {}) {
   const dir = tempDir(ctx);
+  const target = adapter.name === 'sqlite' ? { db: join(dir, 'sos.db'), env: {} as Record<string, string> } : adapter.target(ctx);
   mkdirSync(join(dir, 'pids'));
-  const env = isolatedEnv(join(dir, 'home'), { SOS_DB: join(dir, 'sos.db'), FAKE_CLAUDE_PIDS: join(dir, 'pids'), FAKE_CLAUDE_LOG: join(dir, 'runs.log'), ...extra });
+  const env = isolatedEnv(join(dir, 'home'), { ...target.env, SOS_DB: target.db, FAKE_CLAUDE_PIDS: join(dir, 'pids'), FAKE_CLAUDE_LOG: join(dir, 'runs.log'), ...extra });
   const run = (args: string[]) => sos(args, env);
   for (const a of [['init'], ['agents', 'add', 'kasra']]) expect((await run(a)).code).toBe(0);
   const repo = join(dir, 'repo');
@@ -74,9 +74,10 @@ async function world(ctx: TestContext, extra: Record<string, string> = {}) {
   return { dir, env, run, repo, start, create, show, worktrees: join(dir, 'home', 'data', 'sos', 'worktrees', 'default') };
 }
 
-describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9', () => {
+describe.each(ADAPTERS)('sos worker on $name: concurrency, lease loss, kill -9, budgets, SIGTERM', (adapter) => {
+describe.skipIf(!adapter.available)(adapter.name, () => {
   it('concurrency 3 on 10 tasks: all done, each in its own worktree, never more than 3 at once', { timeout: 90_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MS: '400' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MS: '400' });
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push(await w.create(`task ${i}`));
     const { closed } = w.start(['--once', '--concurrency', '3']);
@@ -101,7 +102,7 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
   });
 
   it('lease loss kills the run: a task released under it stops the CLI, and the worker writes nothing to it', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MODE: 'hang' });
     const id = await w.create('hangs', ['--lease', '3s']);
     const { child, closed, stderr } = w.start(['--once', '--drain', '1s']);
     const pidFile = join(w.dir, 'pids', id);
@@ -127,7 +128,7 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
   });
 
   it('kill -9 of the worker: the restarted worker kills the orphaned CLI, removes the worktree (branch kept) and requeues the task', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MODE: 'hang' });
     const id = await w.create('survives a crash');
     const first = w.start([]);
     const pidFile = join(w.dir, 'pids', id);
@@ -151,7 +152,7 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
     expect(task.error).toMatch(/the worker running it \(pid \d+\) died/);
   });
   it('a block budget crossed mid-task kills the CLI’s process group and fails the task retryable, released', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MODE: 'hang' });
     const id = await w.create('spends too much', ['--lease', '3s']);
     expect((await w.run(['budgets', 'set', `task:${id}`, '--limit', '1000', '--period', 'total', '--action', 'block'])).code).toBe(0);
     const { closed, stderr } = w.start(['--once']);
@@ -181,7 +182,7 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
   });
 
   it('SIGTERM drains: claiming stops at once, running tasks finish and are done, nothing is left claimed, exit 0', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MS: '2500' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MS: '2500' });
     const ids = [await w.create('first'), await w.create('second'), await w.create('third')];
     const { child, closed, stderr } = w.start(['--concurrency', '2']);
     await until('two runs to start', () => (stderr().match(/"event":"run"/g) ?? []).length >= 2);
@@ -202,7 +203,7 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
   });
 
   it('SIGTERM past --drain kills the runs and requeues their tasks; nothing is left claimed, exit 0', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx, { FAKE_CLAUDE_MODE: 'hang' });
+    const w = await world(adapter, ctx, { FAKE_CLAUDE_MODE: 'hang' });
     const ids = [await w.create('hangs a'), await w.create('hangs b')];
     const { child, closed } = w.start(['--concurrency', '2', '--drain', '1s']);
     const pids = await until('both CLIs to start', () => ids.every((id) => existsSync(join(w.dir, 'pids', id))) && ids.map((id) => Number(readFileSync(join(w.dir, 'pids', id), 'utf8'))));
@@ -225,4 +226,5 @@ describe.skipIf(!sqlite.available)('sos worker: concurrency, lease loss, kill -9
     }
     expect(git(w.repo, 'worktree', 'list').split('\n')).toHaveLength(1);
   });
+});
 });

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { BIN, isolatedEnv, ROOT, sos } from '../helpers/cli.js';
-import { ADAPTERS, tempDir } from '../helpers/isolation.js';
+import { ADAPTERS, type AdapterFixture, tempDir } from '../helpers/isolation.js';
 
 /**
  * `sos worker` through the built CLI with real git, a real SQLite Store and the real Claude Code
@@ -14,7 +14,6 @@ import { ADAPTERS, tempDir } from '../helpers/isolation.js';
 const CLAUDE = join(ROOT, 'node_modules', '.bin', 'claude');
 const CODEX = join(ROOT, 'node_modules', '.bin', 'codex');
 const CCUSAGE_CODEX = join(ROOT, 'node_modules', '.bin', 'ccusage-codex');
-const sqlite = ADAPTERS.find((a) => a.name === 'sqlite')!;
 
 interface FakeServer {
   url: string;
@@ -47,10 +46,12 @@ function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
 }
 
-async function world(ctx: TestContext) {
+async function world(adapter: AdapterFixture, ctx: TestContext) {
   const dir = tempDir(ctx);
+  const target = adapter.name === 'sqlite' ? { db: join(dir, 'sos.db'), env: {} as Record<string, string> } : adapter.target(ctx);
   const env = isolatedEnv(join(dir, 'home'), {
-    SOS_DB: join(dir, 'sos.db'),
+    ...target.env,
+    SOS_DB: target.db,
     CLAUDE_CONFIG_DIR: join(dir, 'claude'),
     CODEX_HOME: join(dir, 'codex'),
     SOS_FAKE_OPENAI_KEY: 'dummy',
@@ -92,10 +93,11 @@ async function world(ctx: TestContext) {
   return { dir, env, run, repo, worktrees, worker, show };
 }
 
-describe.skipIf(!sqlite.available)('sos worker', () => {
+describe.each(ADAPTERS)('sos worker on $name', (adapter) => {
+describe.skipIf(!adapter.available)(adapter.name, () => {
   it('Claude Code edits a file and commits in the task’s worktree: task done with the commit, usage once, worktree removed, branch kept', { timeout: 120_000 }, async (ctx) => {
     expect(existsSync(CLAUDE), 'node_modules/.bin/claude: run `npm ci`').toBe(true);
-    const w = await world(ctx);
+    const w = await world(adapter, ctx);
     const id = (await w.run(['tasks', 'create', 'add b.txt', '--description', 'Create b.txt saying "made by the worker" and commit it.', '-q'])).stdout.trim();
     const usage = { input_tokens: 100, output_tokens: 20 };
     // The file goes where Claude Code says its working directory is: the worktree.
@@ -141,7 +143,7 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
 
   it('Codex edits a file and commits in the task’s worktree with its shell tool: task done with the commit, usage once (the rollout’s, as ccusage-codex counts it), worktree removed', { timeout: 120_000 }, async (ctx) => {
     expect(existsSync(CODEX), 'node_modules/.bin/codex: run `npm ci`').toBe(true);
-    const w = await world(ctx);
+    const w = await world(adapter, ctx);
     const id = (await w.run(['tasks', 'create', 'add c.txt', '--description', 'Create c.txt saying "made by codex" and commit it.', '-q'])).stdout.trim();
     const server = await fake.startOpenAI({
       idPrefix: 'cx',
@@ -196,7 +198,7 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
   });
 
   it('a shell task is refused (not retryable) until its shell execution is approved, then runs its argv in the worktree', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx);
+    const w = await world(adapter, ctx);
     const spec = '```sos-worker\n{"command": ["git", "commit", "--allow-empty", "-qm", "checked by shell"]}\n```';
     const id = (await w.run(['tasks', 'create', 'record a check', '--description', `An empty commit.\n\n${spec}`, '-q'])).stdout.trim();
     const first = await w.worker(['--exec', 'shell']);
@@ -222,7 +224,7 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
   });
 
   it('a string command is refused: it would need a shell', { timeout: 30_000 }, async (ctx) => {
-    const w = await world(ctx);
+    const w = await world(adapter, ctx);
     const id = (await w.run(['tasks', 'create', 'pipe', '--description', '```sos-worker\n{"command": "ls | wc -l"}\n```', '-q'])).stdout.trim();
     const r = await w.worker(['--exec', 'shell']);
     expect(r.code, r.stderr).toBe(0);
@@ -232,7 +234,7 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
   });
 
   it('a hung run is killed at --task-timeout with its process group, and the task fails retryable with the output tail', { timeout: 60_000 }, async (ctx) => {
-    const w = await world(ctx);
+    const w = await world(adapter, ctx);
     const marker = join(w.dir, 'child.pid');
     const script = `echo started; echo $$ > ${marker}; sleep 60 & wait`;
     const id = (await w.run(['tasks', 'create', 'hang', '--description', '```sos-worker\n' + JSON.stringify({ command: ['sh', '-c', script] }) + '\n```', '-q'])).stdout.trim();
@@ -253,4 +255,5 @@ describe.skipIf(!sqlite.available)('sos worker', () => {
     expect(() => process.kill(pid, 0)).toThrow(); // the shell and its sleep are gone
     expect(existsSync(join(w.worktrees, id))).toBe(false);
   });
+});
 });
