@@ -94,7 +94,7 @@ describe('sim scenarios', () => {
       settled: true,
       observables: { recovery_success_rate: { ...figure, excluded: 2 }, duplicate_claims: figure, blocked_methods: figure, stale_enqueue_attempts: figure, cost_per_completed_task_usd: { value: null, numerator: 0, denominator: 0 }, unclaimed_routed_tasks: figure },
       messages: { sent: 1, read: 1, lost: 0, deliveredTwice: 0, acksAsked: 0, acked: 0, wakeLinesTyped: 1, heldTotal: 0 },
-      tasks: { created: 1, fixtures: 0, byBrain: 0, done: 1, dead: 0, failed: 0, queued: 0, held: 0, strandedOnDeadAgent: 0, staleFenceRefused: 0, leasesExpired: 0, routingRuns: 1, routedAssigned: 0, routedStillQueued: 0 },
+      tasks: { created: 1, fixtures: 0, byBrain: 0, done: 1, dead: 0, failed: 0, queued: 0, held: 0, strandedOnDeadAgent: 0, staleFenceRefused: 0, leasesExpired: 0, routingRuns: 1, routedAssigned: 0, routedStillQueued: 0, createdDespiteError: 0 },
       budget: { claimsRefused: 0, refusalsLogged: 0 },
       recovery: { killed: 0, recovered: 0, p50Ms: null, p95Ms: null, restarts: 2, firstStarts: 2, escalations: 0, cascadeEscalated: 0, operatorRestarts: 0, pending: 0, kills: [] },
       daemon: { kills: 0, restarts: 0 },

@@ -60,7 +60,7 @@ export interface SimReport {
     unclaimed_routed_tasks: Figure;
   };
   messages: { sent: number; read: number; lost: number; deliveredTwice: number; acksAsked: number; acked: number; wakeLinesTyped: number; heldTotal: number };
-  tasks: { created: number; fixtures: number; byBrain: number; done: number; dead: number; failed: number; queued: number; held: number; strandedOnDeadAgent: number; staleFenceRefused: number; leasesExpired: number; routingRuns: number; routedAssigned: number; routedStillQueued: number };
+  tasks: { created: number; fixtures: number; byBrain: number; done: number; dead: number; failed: number; queued: number; held: number; strandedOnDeadAgent: number; staleFenceRefused: number; leasesExpired: number; routingRuns: number; routedAssigned: number; routedStillQueued: number; createdDespiteError: number };
   budget: { claimsRefused: number; refusalsLogged: number };
   recovery: { killed: number; recovered: number; p50Ms: number | null; p95Ms: number | null; restarts: number; firstStarts: number; escalations: number; cascadeEscalated: number; operatorRestarts: number; pending: number; kills: KillRecovery[] };
   daemon: { kills: number; restarts: number };
@@ -97,7 +97,7 @@ export const SIM_REPORT_SCHEMA = z
     tasks: z
       .object({
         created: count, fixtures: count, byBrain: count, done: count, dead: count, failed: count, queued: count, held: count, strandedOnDeadAgent: count,
-        staleFenceRefused: count, leasesExpired: count, routingRuns: count, routedAssigned: count, routedStillQueued: count,
+        staleFenceRefused: count, leasesExpired: count, routingRuns: count, routedAssigned: count, routedStillQueued: count, createdDespiteError: count,
       })
       .strict(),
     budget: z.object({ claimsRefused: count, refusalsLogged: count }).strict(),
@@ -237,6 +237,10 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
   const fixtures = simLog.filter((e) => e.kind === 'fixture_created').map((e) => e.task!);
   const ours = new Set([...simTasks, ...fixtures]);
   for (const id of ours) if (!byId.has(id)) failures.push(`task ${id}: created by the simulator, missing from the Store`);
+  // A routed task whose creation reported an error (the bus away) but whose row was written anyway.
+  const failedTitles = new Set(simLog.filter((e) => e.kind === 'route_failed' && typeof e.title === 'string').map((e) => e.title as string));
+  const despiteError = rows.filter((r) => !ours.has(r.id) && failedTitles.has(r.title));
+  for (const r of despiteError) ours.add(r.id);
   const others = rows.filter((r) => !ours.has(r.id));
   // The only other author is the brain's motor, whose one executable task proposal has this title.
   for (const r of others) if (!r.title.startsWith(BRAIN_TASK_TITLE)) failures.push(`task ${r.id} ("${r.title.slice(0, 80)}"): in the Store, created neither by the simulator nor by the brain`);
@@ -359,6 +363,7 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
       routingRuns: routes.length,
       routedAssigned: routes.reduce((n, e) => n + num(e.assigned), 0),
       routedStillQueued: num(stillQueued?.n),
+      createdDespiteError: despiteError.length,
     },
     budget: { claimsRefused, refusalsLogged },
     recovery: {
@@ -404,7 +409,7 @@ export function reportText(r: SimReport): string {
     '',
     `messages   sent ${r.messages.sent}  read ${r.messages.read}  lost ${r.messages.lost}  delivered twice ${r.messages.deliveredTwice}  acks ${r.messages.acked}/${r.messages.acksAsked}  wake lines typed ${r.messages.wakeLinesTyped}  held ${r.messages.heldTotal}`,
     `tasks      created ${r.tasks.created} (+${r.tasks.fixtures} stale fixtures, +${r.tasks.byBrain} by the brain)  done ${r.tasks.done}  dead ${r.tasks.dead}  failed ${r.tasks.failed}  queued ${r.tasks.queued}  held ${r.tasks.held}  stranded on a dead agent ${r.tasks.strandedOnDeadAgent}`,
-    `           stale fences refused ${r.tasks.staleFenceRefused}  leases expired ${r.tasks.leasesExpired}`,
+    `           stale fences refused ${r.tasks.staleFenceRefused}  leases expired ${r.tasks.leasesExpired}${r.tasks.createdDespiteError ? `  created although the call failed ${r.tasks.createdDespiteError}` : ''}`,
     `budget     claims refused ${r.budget.claimsRefused} (the agents logged ${r.budget.refusalsLogged})`,
     `recovery   killed ${r.recovery.killed}  back ${r.recovery.recovered}  p50 ${ms(r.recovery.p50Ms)}  p95 ${ms(r.recovery.p95Ms)}  restarts ${r.recovery.restarts}  escalations ${r.recovery.escalations}`,
     `           cascades escalated ${r.recovery.cascadeEscalated}  restarted by the operator ${r.recovery.operatorRestarts}  first starts ${r.recovery.firstStarts}`,

@@ -309,20 +309,26 @@ async function routeEvery(tasks: TaskContext, operator: Caller, note: (e: Omit<S
   const everyMs = 20_000;
   let next = Date.now() + 5_000;
   let n = 0;
+  let creating: string | null = null;
   while (!signal.aborted && Date.now() < until) {
     await sleepUntil(Math.min(next, until), signal);
     if (signal.aborted || Date.now() >= until) return;
     next = Date.now() + everyMs;
     try {
       for (let i = 0; i < ROUTED_PER_RUN; i++) {
-        const { task } = await createTask(tasks, operator, { title: `routed task ${++n}: ${TOPICS[n % TOPICS.length]}`, squad: ROUTED_SQUAD, priority: 'high', leaseMs: 15_000, maxAttempts: 6 });
+        creating = `routed task ${++n}: ${TOPICS[n % TOPICS.length]}`;
+        const { task } = await createTask(tasks, operator, { title: creating, squad: ROUTED_SQUAD, priority: 'high', leaseMs: 15_000, maxAttempts: 6 });
+        creating = null;
         note({ kind: 'task_created', task: task.id, routed: true });
       }
       const r = await routeTasks({ tasks }, operator, { squad: ROUTED_SQUAD });
       note({ kind: 'route', considered: r.considered, assigned: r.assigned, unrouted: r.unrouted, taken: r.taken, unroutedTasks: r.tasks.filter((t) => t.outcome === 'unroutable').map((t) => t.task) });
     } catch (err) {
       // A Store or bus outage (the daemon or Redis restarted) fails this run; the next one retries.
-      note({ kind: 'route_failed', error: (err as Error).message });
+      // A creation that failed may still have written its row (the Store commits before the bus
+      // hears of it): the title lets the report recognise it as ours and count it.
+      note({ kind: 'route_failed', error: (err as Error).message, ...(creating !== null ? { title: creating } : {}) });
+      creating = null;
     }
   }
 }
