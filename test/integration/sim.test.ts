@@ -170,6 +170,7 @@ describe.skipIf(!tmuxAvailable)('sos sim', () => {
     const tooMany = await runSim(ctx, ['--agents', '3', '--minutes', '1', '--json'], env);
     expect(tooMany.code).toBe(2);
     expect(tooMany.stdout).toMatch(/does not fit/);
+    expect(tooMany.stderr).not.toMatch(/data in/);
   });
 
   it('the default scenario, 2 minutes, seed 1, on SQLite: nothing lost, doubled or stranded', { timeout: RUN_TIMEOUT_MS + 30_000 }, async (ctx) => {

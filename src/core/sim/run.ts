@@ -147,14 +147,15 @@ function agentPid(dir: string, name: string): number | null {
 export async function runSimulation(o: SimOptions): Promise<SimReport> {
   const s = o.scenario;
   const say = o.progress ?? (() => undefined);
+  // The plan first: a scenario that does not fit is refused before anything is made.
+  const durationMs = Math.round(s.minutes * 60_000);
+  const names = agentNames(s.agents);
+  const schedule = planSchedule(s, names, durationMs);
   const dir = mkdtempSync(join(tmpdir(), 'sos-sim-'));
   const socket = join(dir, 'tmux.sock');
   const project = o.redisUrl || o.backend === 'postgres' ? `sim-${random6()}` : 'sim';
   const schema = `sos_sim_${random6()}`;
   const db = o.backend === 'postgres' ? (o.pgUrl ?? 'postgres://postgres@127.0.0.1:5432/postgres') : join(dir, 'sos.db');
-  const durationMs = Math.round(s.minutes * 60_000);
-  const names = agentNames(s.agents);
-  const schedule = planSchedule(s, names, durationMs);
   const model = await startModelServer(s.brain);
   // `--redis local`: a redis-server of the run's own (its dir, a free port), the only kind the
   // simulator restarts; a given URL is somebody else's server and is never restarted.
