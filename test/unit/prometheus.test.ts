@@ -97,6 +97,7 @@ function figures(): ProjectMetrics {
       leases_expired: 1,
       duplicate_claims_refused: 4,
       stale_fence_refused: 1,
+      task_events_unpublished: 0,
       budget_claims_refused: 2,
       recovery_success_rate: null,
       duplicate_claims: 0,

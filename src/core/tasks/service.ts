@@ -92,13 +92,21 @@ async function visible(ctx: TaskContext, caller: Caller): Promise<(t: Task) => b
   return (t) => t.squad === null || squads.has(t.squad);
 }
 
+/**
+ * Emits the event of a change already committed. An event the bus cannot take (Redis down) must
+ * not make the call fail, or its caller would retry a change that happened: it is counted as
+ * `task_events_unpublished`, and waiters fall back to their poll.
+ */
+async function emitCommitted(ctx: TaskContext, project: string, events: [string, Record<string, unknown>][]): Promise<void> {
+  try {
+    for (const [type, data] of events) await ctx.bus.emit(project, type, data, now(ctx));
+  } catch {
+    await ctx.store.counters.add(project, 'task_events_unpublished').catch(() => undefined);
+  }
+}
+
 async function publish(ctx: TaskContext, caller: Caller, event: string, task: Task, extra: Record<string, unknown> = {}): Promise<void> {
-  await ctx.bus.emit(
-    caller.project,
-    `task.${event}`,
-    { task: task.id, title: task.title, status: task.status, squad: task.squad, claimant: task.claimant, actor: actor(caller), ...extra },
-    now(ctx),
-  );
+  await emitCommitted(ctx, caller.project, [[`task.${event}`, eventData(ctx, caller, task, extra)]]);
 }
 
 function eventData(ctx: TaskContext, caller: Caller, task: Task, extra: Record<string, unknown>): Record<string, unknown> {
@@ -130,7 +138,7 @@ function eventHook(ctx: TaskContext, caller: Caller, make: EventList) {
         for (const wake of wakes) wake();
         return;
       }
-      for (const [type, data] of list(task, info)) await ctx.bus.emit(caller.project, type, data, now(ctx));
+      await emitCommitted(ctx, caller.project, list(task, info));
     },
   };
 }
