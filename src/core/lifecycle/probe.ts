@@ -218,22 +218,18 @@ async function plan(ctx: LifecycleContext, p: Probed, cascade: boolean): Promise
 /**
  * The cascade guard: most warm supervised agents dying at once means something bigger is wrong
  * (the machine, the network, the vendor). Only agents that were alive and died within the window
- * count, so agents never started yet (a fresh daemon) do not trip it. An agent that died within
- * the last `CASCADE_BURST_MS` counts even if it was restarted since (`diedJustNow`): agents killed
- * together while a pass was probing read dead across two passes, and the first pass's restarts
- * must not hide the cascade from the second.
+ * count, so agents never started yet (a fresh daemon) do not trip it.
  */
 export function cascadeTripped(
-  states: { state: LifecycleState; policy: string; diedRecently: boolean; diedJustNow?: boolean }[],
+  states: { state: LifecycleState; policy: string; diedRecently: boolean }[],
   limits: { cascadeFraction: number; cascadeMin: number },
 ): boolean {
   const watched = states.filter((s) => s.policy === 'warm' && s.state !== 'parked');
-  const dead = watched.filter((s) => (s.state === 'dead' && s.diedRecently) || s.diedJustNow === true).length;
+  const dead = watched.filter((s) => s.state === 'dead' && s.diedRecently).length;
   return dead >= limits.cascadeMin && dead / watched.length >= limits.cascadeFraction;
 }
 
 export const CASCADE_WINDOW_MS = 5 * 60_000;
-export const CASCADE_BURST_MS = 30_000;
 
 function result(p: Probed, planned: PlannedAction, action?: ActionRecord): ProbeResult {
   return {
@@ -278,16 +274,10 @@ export async function superviseOnce(ctx: LifecycleContext, caller: Caller, optio
   const fresh = new Map(probed.map((p) => [p.agent.name, p.record.state]));
   const storedStates = new Map((await ctx.repo.list(caller.project)).map((s) => [s.agent, s.state]));
   const died = new Set(await ctx.repo.diedSince(caller.project, nowOf(ctx) - CASCADE_WINDOW_MS));
-  const justDied = new Set(await ctx.repo.diedSince(caller.project, nowOf(ctx) - CASCADE_BURST_MS));
   const cascade = cascadeTripped(
     all
       .filter((a) => a.session !== null)
-      .map((a) => ({
-        state: fresh.get(a.name) ?? storedStates.get(a.name) ?? 'unknown',
-        policy: a.policy,
-        diedRecently: died.has(a.name),
-        diedJustNow: justDied.has(a.name),
-      })),
+      .map((a) => ({ state: fresh.get(a.name) ?? storedStates.get(a.name) ?? 'unknown', policy: a.policy, diedRecently: died.has(a.name) })),
     ctx.limits,
   );
   const results: ProbeResult[] = [];
