@@ -198,6 +198,45 @@ describe.each(DRIVERS)('lifecycle over $name', ({ name: driver, available }) => 
     expect(parked!.evidence[0]!.detail).toMatch(/maintenance.*reads dead/);
   });
 
+  it.skipIf(!available)('the cascade guard sees agents killed together while a pass is probing', async (ctx) => {
+    const w = await lifecycleWorld(ctx, driver);
+    const names = ['a1', 'a2', 'a3', 'a4'];
+    for (const n of names) {
+      await w.addAgent(n);
+      await w.start(n);
+      await w.until(n, 'idle');
+    }
+    // a1 and a2 are looked at alive; then, before a3 is looked at, a1, a2 and a3 die together.
+    const open = w.life.openDriver;
+    let killed = false;
+    w.life.openDriver = async (agent) => {
+      const d = await open(agent);
+      if (agent.name !== 'a3' || killed) return d;
+      killed = true;
+      for (const n of ['a1', 'a2', 'a3']) await (await open((await w.store.agents.get(w.project, n))!)).submit('/exit 1');
+      for (const n of ['a1', 'a2', 'a3']) {
+        const victim = await open((await w.store.agents.get(w.project, n))!);
+        const deadline = Date.now() + 5_000;
+        while (Date.now() < deadline) {
+          const s = await victim.snapshot(5);
+          if (!s.exists || s.exited) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      return d;
+    };
+    const results = await w.probe(undefined, true);
+    w.life.openDriver = open;
+    expect(killed).toBe(true);
+    const byAgent = Object.fromEntries(results.map((r) => [r.agent, r]));
+    for (const n of ['a1', 'a2', 'a3']) {
+      expect(byAgent[n]!.state).toBe('dead');
+      expect(byAgent[n]!.action?.action ?? 'none').not.toBe('restart');
+    }
+    expect(byAgent['a4']!.state).toBe('idle');
+    expect(results.some((r) => r.action?.action === 'escalate' && /cascade/.test(r.action.detail))).toBe(true);
+  });
+
   it.skipIf(!available)('parks an agent at its quota and gives its tasks back to the queue', async (ctx) => {
     const w = await lifecycleWorld(ctx, driver);
     await w.addAgent('dee');

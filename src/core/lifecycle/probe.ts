@@ -231,6 +231,24 @@ export function cascadeTripped(
 
 export const CASCADE_WINDOW_MS = 5 * 60_000;
 
+/**
+ * A pass probes one agent after another, so agents killed together while it runs read alive
+ * before the kill and dead after it, and the pass would see only part of the cascade (and the
+ * next pass, after this one's restarts, the rest: each part below the guard's fraction). When an
+ * agent newly reads dead, the agents read alive before it are probed again: the kill has happened
+ * by then, so every agent it took reads dead in this pass. Costs a second look only on a pass
+ * that sees a death.
+ */
+async function reprobeBeforeFirstDeath(ctx: LifecycleContext, probed: Probed[]): Promise<void> {
+  const first = probed.findIndex((p) => p.record.state === 'dead' && p.previous !== 'dead');
+  for (let i = 0; i < first; i++) {
+    const p = probed[i]!;
+    if (p.record.state === 'dead' || p.agent.session === null) continue;
+    const again = await probeOne(ctx, p.agent);
+    probed[i] = { ...again, previous: p.previous, changed: p.changed || again.changed };
+  }
+}
+
 function result(p: Probed, planned: PlannedAction, action?: ActionRecord): ProbeResult {
   return {
     agent: p.agent.name,
@@ -271,6 +289,7 @@ export async function superviseOnce(ctx: LifecycleContext, caller: Caller, optio
     : all.filter((a) => a.session !== null);
   const probed: Probed[] = [];
   for (const agent of chosen) probed.push(await probeOne(ctx, agent));
+  await reprobeBeforeFirstDeath(ctx, probed);
   const fresh = new Map(probed.map((p) => [p.agent.name, p.record.state]));
   const storedStates = new Map((await ctx.repo.list(caller.project)).map((s) => [s.agent, s.state]));
   const died = new Set(await ctx.repo.diedSince(caller.project, nowOf(ctx) - CASCADE_WINDOW_MS));
