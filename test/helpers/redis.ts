@@ -1,10 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import type { TestContext } from 'vitest';
 import { RedisBus, type RedisBusOptions } from '../../src/core/bus/redis-bus.js';
-import { redisPing } from '../../src/core/doctor/redis-ping.js';
+import { freePort, startRedis } from '../../src/core/sim/redis-server.js';
 import { services } from './isolation.js';
 
 /**
@@ -78,17 +76,7 @@ export async function openRedisBus(ctx: TestContext, options: Partial<RedisBusOp
   return bus;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface RedisServer {
   url: string;
@@ -102,34 +90,7 @@ export interface RedisServer {
  * killed when the test ends, pass or fail.
  */
 export async function startRedisServer(ctx: TestContext, dir: string, port: number): Promise<RedisServer> {
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  const exited = new Promise<void>((resolve) => {
-    child.once('close', () => resolve());
-    child.once('error', () => resolve());
-  });
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  ctx.onTestFinished(kill);
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
-    try {
-      await redisPing(url, 500);
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await kill();
-        throw new Error(`redis-server on port ${port} did not answer: ${(err as Error).message}`, { cause: err });
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return { url, pid: child.pid!, kill };
+  const server = await startRedis(dir, port);
+  ctx.onTestFinished(() => server.kill());
+  return { url: server.url, pid: server.pid(), kill: () => server.kill() };
 }

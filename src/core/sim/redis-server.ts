@@ -8,7 +8,7 @@ import { Unavailable } from '../errors.js';
  * `sos sim --redis local`: a redis-server of the run's own on a free 127.0.0.1 port, with an
  * fsync-always append-only file in the run's dir, so a kill -9 loses nothing acknowledged. It is
  * the only Redis the simulator restarts (kill -9 of its PID, then the same server on the same
- * port and file); it is killed by its PID when the run ends.
+ * port and file); it is killed by its PID when the run ends. The tests start theirs with it too.
  */
 export interface OwnRedis {
   url: string;
@@ -17,7 +17,8 @@ export interface OwnRedis {
   kill(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 right now (the kernel's pick). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -29,9 +30,9 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(dir: string): Promise<OwnRedis> {
+export async function startRedis(dir: string, port?: number): Promise<OwnRedis> {
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
+  port ??= await freePort();
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess;
   let exited: Promise<void>;
