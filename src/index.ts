@@ -6,6 +6,7 @@ export type { Caller } from './core/auth/caller.js';
 export { resolveCaller } from './core/auth/caller.js';
 export { openBusContext } from './core/bus/context.js';
 export { openBus } from './core/bus/open.js';
+export { dropRedisProject } from './core/bus/redis-drop.js';
 export type { Bus, BusCapabilities } from './core/bus/port.js';
 export * from './core/bus/service.js';
 export type { Envelope, InboxItem, Target } from './core/bus/types.js';

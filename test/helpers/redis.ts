@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { TestContext } from 'vitest';
 import { RedisBus, type RedisBusOptions } from '../../src/core/bus/redis-bus.js';
+import { dropRedisProject as dropProject } from '../../src/core/bus/redis-drop.js';
 import { freePort, startRedis } from '../../src/core/sim/redis-server.js';
 import { services } from './isolation.js';
 
@@ -34,21 +35,8 @@ export function redisProject(ctx: TestContext, options: { url?: string; name?: s
 }
 
 /** Deletes every key of the project (SCAN, never KEYS) and its ACL user. */
-export async function dropRedisProject(url: string, project: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-    await redis.call('ACL', 'DELUSER', `sos-${project}`);
-  } finally {
-    redis.disconnect();
-  }
+export function dropRedisProject(url: string, project: string): Promise<number> {
+  return dropProject(url, project, { acl: true });
 }
 
 /** A raw ioredis connection (admin unless `url` says otherwise), closed when the test ends. */

@@ -506,20 +506,8 @@ async function dropBackends(o: SimOptions, schema: string, project: string): Pro
     }
   }
   if (o.redisUrl && o.redisUrl !== 'local') {
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
-    redis.on('error', () => undefined);
-    try {
-      await redis.connect();
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    } finally {
-      redis.disconnect();
-    }
+    const { dropRedisProject } = await import('../bus/redis-drop.js');
+    await dropRedisProject(o.redisUrl, project);
   }
 }
 
