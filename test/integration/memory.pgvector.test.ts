@@ -387,6 +387,77 @@ describe.skipIf(!postgres.available)('Memory on pgvector', () => {
         `forced HNSW, author filter, iterative scan:\n${iterative.plan}\n\nwithout iterative scan: ${plainWalk.hits.length} rows`,
     );
   });
+
+  it('hybrid() gives exactly the fusion of searchVector and searchText, rows included, under every filter', async (ctx) => {
+    const w = await world(ctx, ['acme', 'other']);
+    const topics = ['deploy', 'billing', 'auth', 'search', 'cache', 'queue', 'frontend', 'metrics'];
+    const actions = ['failed', 'succeeded', 'was slow', 'needs review', 'was rolled back', 'is flaky'];
+    const things = ['in staging', 'in production', 'for the eu region', 'after the upgrade', 'on friday'];
+    const scopes = ['project', 'project', 'private', 'squad:ops'];
+    for (let i = 0; i < 400; i++) {
+      await w.add(`${topics[i % 8]} ${actions[Math.floor(i / 8) % 6]} ${things[Math.floor(i / 48) % 5]} ticket ${i % 37}`, {
+        author: i % 3 === 0 ? 'bob' : 'ann',
+        scope: scopes[i % 4]!,
+        kind: i % 5 === 0 ? 'decision' : 'observation',
+        tags: i % 7 === 0 ? ['ops', 'hot'] : i % 2 === 0 ? ['ops'] : [],
+        createdAt: 1_000 + i,
+        ...(i % 11 === 0 ? { project: 'other' } : {}),
+      });
+    }
+    // Superseded rows are left out unless asked for.
+    const sup = await w.mem.list(all(), 400);
+    for (const e of sup.filter((_, i) => i % 13 === 0)) await w.mem.setSupersededBy('acme', e.id, sup[0]!.id, 9_999);
+    await w.store.sql.script('ANALYZE engrams');
+
+    /** The fusion as service.ts does it from the two searches. */
+    const reference = async (f: EngramFilter, query: string, depth: number, take: number) => {
+      const v = embedder.embedOne(query);
+      const [byVector, byText] = [await w.mem.searchVector({ ...f, embedder: E384 }, v, depth), await w.mem.searchText(f, query, depth)];
+      const fused = new Map<string, { score: number; vectorRank: number | null; textRank: number | null; similarity: number | null }>();
+      byVector.forEach((r, i) => fused.set(r.id, { score: 1 / (60 + i + 1), vectorRank: i + 1, textRank: null, similarity: r.score }));
+      byText.forEach((r, i) => {
+        const e = fused.get(r.id) ?? { score: 0, vectorRank: null, textRank: null, similarity: null };
+        e.score += 1 / (60 + i + 1);
+        e.textRank = i + 1;
+        fused.set(r.id, e);
+      });
+      const top = [...fused.entries()].sort((a, b) => b[1].score - a[1].score).slice(0, take);
+      const rows = new Map((await w.mem.getMany('acme', top.map(([id]) => id))).map((e) => [e.id, e]));
+      return top.map(([id, e]) => ({ engram: rows.get(id)!, ...e }));
+    };
+    const viewers = [everyone, { agent: 'ann', squads: [], all: false }, { agent: 'bob', squads: ['ops'], all: false }, { agent: null, squads: [], all: false }];
+    const narrow: Partial<EngramFilter>[] = [{}, { author: 'bob' }, { tags: ['ops', 'hot'] }, { kind: 'decision' }, { since: 1_200 }, { scope: 'private' }, { includeSuperseded: true }];
+    const questions = ['the deploy failed in production', 'why is billing slow on friday', `cache O'Reilly C:\\tmp & | ! <-> :*`, 'queue', 'the and of', 'zzz unknown words'];
+    let compared = 0;
+    for (const viewer of viewers) {
+      for (const n of narrow) {
+        for (const question of questions) {
+          const f: EngramFilter = { project: 'acme', viewer, ...n };
+          for (const [depth, take] of [[50, 30], [8, 5]] as const) {
+            const got = await w.mem.hybrid(f, E384, embedder.embedOne(question), question, depth, take);
+            const want = await reference(f, question, depth, take);
+            expect(got.map((h) => [h.engram.id, h.vectorRank, h.textRank])).toEqual(want.map((h) => [h.engram.id, h.vectorRank, h.textRank]));
+            got.forEach((h, i) => {
+              expect(h.engram).toEqual(want[i]!.engram);
+              expect(h.score).toBe(want[i]!.score);
+              const sim = want[i]!.similarity;
+              if (sim === null) expect(h.similarity).toBeNull();
+              // A question of stop words only embeds to the zero vector: cosine distance is NaN on both paths.
+              else if (Number.isNaN(sim)) expect(h.similarity).toBeNaN();
+              else expect(h.similarity).toBeCloseTo(sim, 6);
+            });
+            compared += got.length;
+          }
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(1_000);
+    // Another dimension has no index: the exact scan, never another embedder's rows.
+    const v8 = new LocalEmbedder(8);
+    await w.add('deploy failed in production', { embedder: v8.name, dim: 8, embedding: v8.embedOne('deploy failed in production') });
+    const other = await w.mem.hybrid(all(), v8.name, v8.embedOne('deploy failed'), 'deploy failed', 10, 10);
+    expect(other.filter((h) => h.vectorRank !== null).map((h) => h.engram.embedder)).toEqual([v8.name]);
+  });
 });
 
 /** EXPLAIN of one statement under the search settings, in a transaction like the adapter's. */
