@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
 import { UsageError } from '../../src/core/errors.js';
 import { percentile, SIM_REPORT_SCHEMA } from '../../src/core/sim/report.js';
+import { ResourceSampler } from '../../src/core/sim/resources.js';
 import { agentGapMs, agentNames, cascadeSize, DEFAULT_SCENARIO, DEMO_SCENARIO, parseScenario, parseScenarioText, planSchedule, QUOTA_HOLD_MS, scaledEvents, WIDE_GAP_MS } from '../../src/core/sim/scenario.js';
 
 describe('sim scenarios', () => {
@@ -102,13 +104,33 @@ describe('sim scenarios', () => {
       brain: { cycles: 0, modelCalls: 0, answered: {}, motor: {} },
       injected: {},
       metrics: { tasks_done: 1 },
-      load: { loadavg: [0, 0, 0], cpus: 2 },
+      load: { loadavg: [0, 0, 0], cpus: 2, samples: 2, load1Max: 1.5, load1Mean: 1, machineBusyPct: 40, machineBusyMaxPct: 70, processes: [{ name: 'daemon', cpuPct: 12.5, rssMaxMiB: 150 }, { name: 'tmux server', cpuPct: null, rssMaxMiB: null }] },
       durationMs: 60_000,
     };
     expect(SIM_REPORT_SCHEMA.safeParse(report).success).toBe(true);
     const { lost: _lost, ...noLost } = report.messages;
     expect(SIM_REPORT_SCHEMA.safeParse({ ...report, messages: noLost }).success).toBe(false);
     expect(SIM_REPORT_SCHEMA.safeParse({ ...report, extra: 1 }).success).toBe(false);
+  });
+
+  it.skipIf(!existsSync('/proc/self/stat'))('the resource sampler measures a busy process, follows a restart by name, and says null for what it never saw', () => {
+    let pid: number | null = process.pid;
+    const sampler = new ResourceSampler(() => ({ self: pid, never: null }), 60_000);
+    sampler.start();
+    const t = Date.now();
+    let x = 0;
+    while (Date.now() - t < 300) x += Math.sqrt(x + 1);
+    sampler.sample();
+    pid = 1; // "restarted" as another process: its CPU before this sample is not counted
+    const r = sampler.stop();
+    expect(x).toBeGreaterThan(0);
+    expect(r.samples).toBe(3);
+    const self = r.processes.find((p) => p.name === 'self')!;
+    expect(self.cpuPct).toBeGreaterThan(10);
+    expect(self.rssMaxMiB).toBeGreaterThan(10);
+    expect(r.processes.find((p) => p.name === 'never')).toEqual({ name: 'never', cpuPct: null, rssMaxMiB: null });
+    expect(r.machineBusyPct).toBeGreaterThan(0);
+    expect(r.load1Max).not.toBeNull();
   });
 
   it('percentiles are nearest rank', () => {

@@ -6,6 +6,7 @@ import { flatMetrics, projectMetrics } from '../metrics.js';
 import type { Store } from '../store/port.js';
 import { type AgentLogEntry, readAgentLog } from './agent.js';
 import { BRAIN_TASK_TITLE, type ModelServer } from './model-server.js';
+import type { Resources } from './resources.js';
 import type { Scenario } from './scenario.js';
 
 /**
@@ -68,7 +69,7 @@ export interface SimReport {
   brain: { cycles: number; modelCalls: number; answered: Record<string, number>; motor: Record<string, number> };
   injected: Record<string, number>;
   metrics: Record<string, number | null>;
-  load: { loadavg: number[]; cpus: number };
+  load: { loadavg: number[]; cpus: number } & Resources;
   durationMs: number;
 }
 
@@ -113,7 +114,18 @@ export const SIM_REPORT_SCHEMA = z
     brain: z.object({ cycles: count, modelCalls: count, answered: counts, motor: counts }).strict(),
     injected: counts,
     metrics: z.record(z.string(), z.number().nullable()),
-    load: z.object({ loadavg: z.array(z.number()), cpus: count }).strict(),
+    load: z
+      .object({
+        loadavg: z.array(z.number()),
+        cpus: count,
+        samples: count,
+        load1Max: z.number().nullable(),
+        load1Mean: z.number().nullable(),
+        machineBusyPct: z.number().nullable(),
+        machineBusyMaxPct: z.number().nullable(),
+        processes: z.array(z.object({ name: z.string(), cpuPct: z.number().nullable(), rssMaxMiB: z.number().nullable() }).strict()),
+      })
+      .strict(),
     durationMs: count,
   })
   .strict();
@@ -218,7 +230,7 @@ export interface BuildInput extends ReportInput {
   redis: boolean;
   model: ModelServer;
   durationMs: number;
-  load: { loadavg: number[]; cpus: number };
+  load: { loadavg: number[]; cpus: number } & Resources;
   settled: boolean;
 }
 
@@ -395,6 +407,7 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
 export function reportText(r: SimReport): string {
   const f = (x: Figure, digits = 4) => (x.value === null ? '—' : String(Math.round(x.value * 10 ** digits) / 10 ** digits));
   const ms = (v: number | null) => (v === null ? '—' : `${(v / 1000).toFixed(1)} s`);
+  const pct = (v: number | null, unit = ' %') => (v === null ? '—' : `${v}${unit}`);
   const o = r.observables;
   const lines = [
     `sos sim: ${r.scenario.name} scenario, ${r.scenario.agents} agents, ${r.scenario.tasks} tasks, ${r.scenario.minutes} min, seed ${r.scenario.seed}, ${r.scenario.backend}${r.scenario.redis ? ' + Redis' : ''}`,
@@ -417,7 +430,9 @@ export function reportText(r: SimReport): string {
     `redis      restarted ${r.redis.restarts}${r.redis.skipped ? `  (skipped ${r.redis.skipped}: no Redis of the run's own; see --redis local)` : ''}`,
     `brain      cycles ${r.brain.cycles}  model calls ${r.brain.modelCalls}  motor ${Object.entries(r.brain.motor).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
     `injected   ${Object.entries(r.injected).map(([k, n]) => `${k} ${n}`).join(', ')}`,
-    `load       ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} on ${r.load.cpus} CPUs`,
+    `load       ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} at the end on ${r.load.cpus} CPUs; 1-min load mean ${pct(r.load.load1Mean, '')} max ${pct(r.load.load1Max, '')} (${r.load.samples} samples)`,
+    `machine    CPUs busy ${pct(r.load.machineBusyPct)} over the run, ${pct(r.load.machineBusyMaxPct)} in the busiest interval (everything on the machine, not only this run)`,
+    `processes  ${r.load.processes.map((p) => `${p.name} ${pct(p.cpuPct)} of a core, RSS ≤ ${p.rssMaxMiB === null ? '—' : `${p.rssMaxMiB} MiB`}`).join('; ') || 'not measured'}`,
     '',
     r.ok ? 'ok: no lost or twice-delivered message, no duplicate claim, nothing stranded, and the Store agrees with the logs' : `FAILED (${r.failures.length}):`,
     ...r.failures.map((x) => `  ${x}`),

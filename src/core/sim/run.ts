@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { SIM_PATTERNS } from './patterns.js';
 import { buildReport, type SimLogEntry, type SimReport } from './report.js';
 import { agentNames, planSchedule, type Scenario, type SimEvent } from './scenario.js';
 import { startRedis, type OwnRedis } from './redis-server.js';
+import { ResourceSampler } from './resources.js';
 
 const run = promisify(execFile);
 
@@ -199,6 +200,7 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
   let daemons = 0;
   let router: Promise<void> | null = null;
   const routing = new AbortController();
+  let sampler: ResourceSampler | null = null;
   try {
     say(`sim: ${s.name} scenario, ${s.agents} agents, ${s.tasks} tasks, ${s.minutes} min, seed ${s.seed}, ${o.backend}${o.redisUrl ? ' + Redis' : ''}; data in ${dir}`);
     // What a caller must clean up if this process dies before its own cleanup (a test's teardown).
@@ -248,6 +250,13 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     }
 
     daemon = await startDaemon(o, env, dir, ++daemons);
+    sampler = new ResourceSampler(() => ({
+      daemon: daemon?.child.pid ?? null,
+      'tmux server': tmuxServerPid(socket),
+      'sim (agents driver, model server)': process.pid,
+      ...(ownRedis ? { 'redis-server': ownRedis.pid() } : {}),
+    }));
+    sampler.start();
     const started = Date.now();
     note({ kind: 'run_started' });
     say(`sim: daemon ${daemon.child.pid} started; ${schedule.length} scheduled events`);
@@ -272,10 +281,13 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
     const drainUntil = Date.now() + (o.drainMs ?? 60_000);
     const settled = await settle(store, bus, project, names, dir, simLog, drainUntil);
     note({ kind: 'settled', ok: settled });
-    const report = await buildReport({ store, bus, project, dir, agents: names, simLog, scenario: s, backend: o.backend, redis: Boolean(o.redisUrl), model, durationMs, load: { loadavg: loadavg(), cpus: cpus().length }, settled });
+    const resources = sampler.stop();
+    sampler = null;
+    const report = await buildReport({ store, bus, project, dir, agents: names, simLog, scenario: s, backend: o.backend, redis: Boolean(o.redisUrl), model, durationMs, load: { loadavg: loadavg(), cpus: cpus().length, ...resources }, settled });
     if (running) await running;
     return report;
   } finally {
+    sampler?.stop();
     routing.abort();
     await router?.catch(() => undefined);
     await stopDaemon(daemon);
@@ -290,6 +302,15 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
       await dropBackends(o, schema, project).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     } else say(`sim: kept ${dir} (tmux -S ${socket}; SOS_DB=${db}${o.backend === 'postgres' ? ` SOS_PG_SCHEMA=${schema}` : ''} SOS_PROJECT=${project})`);
+  }
+}
+
+/** The PID of the run's own tmux server (null until it runs: the daemon starts the agents). */
+function tmuxServerPid(socket: string): number | null {
+  try {
+    return Number(execFileSync('tmux', ['-S', socket, 'display-message', '-p', '#{pid}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) || null;
+  } catch {
+    return null;
   }
 }
 
