@@ -13,6 +13,8 @@
 //   available_at 0, no event rows); PostgreSQL tables get VACUUM ANALYZE before each drain.
 //   (c) where the time of one sos claim+complete goes: the same loop in this process with every
 //       SQL statement timed and grouped (exclusive wall-clock time, µs per task).
+//       SQLite also counts WAL frames (pages) written per task, sos vs the raw loop (same claim
+//       statement + guarded complete, in this process), with autocheckpoint off while counting.
 //   (d) ready-work listing: the `board` service call over 10,000 open tasks (priorities, labels,
 //       requirements, dependencies) vs its ranking SELECT run raw, p50/p95; and `sos tasks board`
 //       end to end through bin/sos vs `node -e 0`.
@@ -21,7 +23,7 @@
 //   PostgreSQL at SOS_BENCH_DATABASE_URL (default postgres://sos_test:sos_test@127.0.0.1:5432/sos_test),
 //   in fresh schemas dropped at the end; SQLite in a temp dir. SOS_BENCH_ONLY=sqlite|postgres runs one.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -107,6 +109,27 @@ function instrument(driver, onQuery, onTx = () => undefined) {
   // BEGIN / COMMIT bypass the executor: SQLite runs them with db.exec, PostgreSQL on the pooled
   // client. Peek at the driver's (TypeScript-private) handles to time them too.
   const undo = [];
+  // SQLite's BEGIN IMMEDIATE / COMMIT / ROLLBACK are statements the driver prepares once and runs
+  // with .run() (not through the executor): time them too, or commit time reads as "JS between
+  // statements".
+  if (typeof driver.control === 'function') {
+    const control = driver.control;
+    const timedStatement = (stmt, sql) => ({
+      run(...args) {
+        const s = clock();
+        try {
+          return stmt.run(...args);
+        } finally {
+          onQuery(sql, s, clock(), current);
+        }
+      },
+    });
+    driver.control = function () {
+      const c = control.call(this);
+      return { begin: timedStatement(c.begin, 'BEGIN IMMEDIATE'), commit: timedStatement(c.commit, 'COMMIT'), rollback: timedStatement(c.rollback, 'ROLLBACK') };
+    };
+    undo.push(() => delete driver.control);
+  }
   const sqlite = driver.db;
   if (sqlite && typeof sqlite.exec === 'function') {
     const exec = sqlite.exec;
@@ -209,6 +232,75 @@ async function openSqlite() {
     },
     async settle() {
       db.pragma('wal_checkpoint(TRUNCATE)');
+    },
+    /** WAL frames written per claim+complete: sos through the API, raw as the claimer does it. */
+    async walFrames(project, claimSql) {
+      const N = 1_000;
+      const sosDb = store.sql.db; // the driver's connection (TypeScript-private)
+      const wal = () => {
+        try {
+          return (statSync(`${path}-wal`).size - 32) / (db.pragma('page_size', { simple: true }) + 24);
+        } catch {
+          return 0;
+        }
+      };
+      const count = async (seed, loop) => {
+        await seed();
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        sosDb.pragma('wal_autocheckpoint = 0');
+        db.pragma('wal_autocheckpoint = 0');
+        const before = Math.max(0, wal());
+        const s = clock();
+        const done = await loop();
+        const t = clock() - s;
+        const frames = wal() - before;
+        sosDb.pragma('wal_autocheckpoint = 1000');
+        db.pragma('wal_autocheckpoint = 1000');
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        if (done !== N) throw new Error(`wal frames: ${done} of ${N} tasks done`);
+        return { frames: frames / N, us: (t * 1000) / N };
+      };
+      const claim = bind(toRaw(claimSql), [project, 'w0', 0, 0]).stmt;
+      const order = [];
+      toRaw(claimSql).replace(/\$(\d+)/g, (_, n) => (order.push(Number(n) - 1), '?'));
+      const complete = db.prepare(
+        `UPDATE raw_tasks SET status = 'done', updated_at = ?, result = NULL, lease_until = NULL
+         WHERE project = ? AND id = ? AND status IN ('claimed', 'in_progress') AND claimant = ? AND attempt = ?`,
+      );
+      const raw = await count(
+        () => this.seed('raw_tasks', project, N),
+        async () => {
+          let n = 0;
+          for (;;) {
+            const params = [project, 'w0', Date.now(), 0];
+            const row = claim.get(...order.map((i) => params[i]));
+            if (!row) return n;
+            complete.run(Date.now(), project, row.id, 'w0', row.attempt);
+            n++;
+          }
+        },
+      );
+      const ctx = { store, bus: await sos.openBus({ redisUrl: undefined, maxLen: 100_000 }, store), maxTextBytes: 65_536 };
+      const caller = { project, agent: 'w0', role: 'agent', via: 'token' };
+      const mine = await count(
+        () => this.seed('tasks', project, N),
+        async () => {
+          let n = 0;
+          for (;;) {
+            let task;
+            try {
+              ({ task } = await sos.claimTask(ctx, caller, {}));
+            } catch (err) {
+              if (err.code === 'conflict') return n;
+              throw err;
+            }
+            await sos.completeTask(ctx, caller, { id: task.id, fence: task.attempt });
+            n++;
+          }
+        },
+      );
+      await ctx.bus.close();
+      walRows.push({ n: N, raw, sos: mine });
     },
     async left(table, project) {
       return db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE project = ? AND status <> 'done'`).get(project).n;
@@ -465,6 +557,7 @@ const CATEGORIES = [
 ];
 const categorise = (sql) => CATEGORIES.find(([re]) => re.test(sql.trim()))?.[1] ?? `other: ${sql.trim().slice(0, 50)}`;
 const profiles = [];
+const walRows = [];
 
 async function profile(a, project) {
   const n = PROFILE[a.name];
@@ -632,9 +725,10 @@ try {
         boss = await openBoss();
         bossVersion = boss.version;
       }
-      const { project } = await claims(a, name === 'postgres' ? boss : null);
+      const { project, claimSql } = await claims(a, name === 'postgres' ? boss : null);
       log(`${name}: profiling one in-process worker`);
       await profile(a, project);
+      if (a.walFrames) await a.walFrames(project, claimSql);
       log(`${name}: board`);
       await boardBench(a);
     } finally {
@@ -685,6 +779,17 @@ for (const p of profiles) {
   print(
     ['part', 'calls/task', 'µs/task', 'share'],
     p.rows.map(([cat, calls, us]) => [cat, calls ? calls.toFixed(1) : '', `${int(us)} µs`, `${((us / p.perTask) * 100).toFixed(0)}%`]),
+  );
+}
+
+for (const w of walRows) {
+  console.log(`\nWAL frames (pages) written per claim+complete, sqlite, ${int(w.n)} tasks each, one in-process worker, autocheckpoint off`);
+  print(
+    ['system', 'frames/task', 'µs/task', '×raw frames'],
+    [
+      ['raw', w.raw.frames.toFixed(1), `${int(w.raw.us)} µs`, '1.00'],
+      ['sos', w.sos.frames.toFixed(1), `${int(w.sos.us)} µs`, (w.sos.frames / w.raw.frames).toFixed(2)],
+    ],
   );
 }
 

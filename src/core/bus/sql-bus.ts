@@ -316,14 +316,26 @@ export class SqlBus implements Bus {
     return this.waitFor(`${project}/${agent}`, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0, options, true);
   }
 
+  /**
+   * SQLite keys bus_events by (project, seq) with no AUTOINCREMENT (one b-tree, no
+   * sqlite_sequence write): the new seq is the project's MAX(seq) + 1, read in the same statement
+   * under the write lock, so it only grows (migration 0018 keeps a project's newest row from being
+   * deleted). PostgreSQL keeps its identity column.
+   */
+  private get insertEvent(): string {
+    return this.db.dialect === 'sqlite'
+      ? 'INSERT INTO bus_events (project, seq, type, data, at) SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM bus_events WHERE project = $1'
+      : 'INSERT INTO bus_events (project, type, data, at) VALUES ($1, $2, $3, $4)';
+  }
+
   async emit(project: string, type: string, data: Record<string, unknown>, at: number): Promise<void> {
-    await this.db.run('INSERT INTO bus_events (project, type, data, at) VALUES ($1, $2, $3, $4)', [project, type, JSON.stringify(data), at]);
+    await this.db.run(this.insertEvent, [project, type, JSON.stringify(data), at]);
     this.local.emit(`${project}/${EVENTS}`);
     if (this.db.listen) await this.db.one('SELECT pg_notify($1, $2)', [this.channel, `${project}/${EVENTS}`]);
   }
 
   async emitWithin(tx: SqlExecutor, project: string, type: string, data: Record<string, unknown>, at: number): Promise<() => void> {
-    await tx.run('INSERT INTO bus_events (project, type, data, at) VALUES ($1, $2, $3, $4)', [project, type, JSON.stringify(data), at]);
+    await tx.run(this.insertEvent, [project, type, JSON.stringify(data), at]);
     // NOTIFY is transactional in PostgreSQL: delivered on commit, dropped on rollback.
     if (this.db.listen) await tx.one('SELECT pg_notify($1, $2)', [this.channel, `${project}/${EVENTS}`]);
     return () => {
