@@ -2,7 +2,10 @@
 // Bus benchmarks, each against the raw primitive measured in the same run, interleaved:
 //   (a) send latency p50/p99: Bus.append and the full sendMessage path vs raw ioredis XADD
 //   (b) throughput: 100 sends in flight vs a raw pipeline of 100 XADD+PUBLISH
-//   (c) wake latency: send → a reader following the inbox (own connection) has it, p50/p99
+//   (c) wake latency: send → a reader following the inbox (own connection) has it, p50/p99, vs raw
+//       XADD+PUBLISH → a subscriber (own connection) has the message
+//   Redis also shows the floor of a send in sos's wire layout: XADD + HSET of the delivery hash +
+//   the two PUBLISHes (sos's wake, upstream's channel), pipelined by hand on a raw connection.
 //   (d) the same on the embedded SQL bus (SQLite), against raw better-sqlite3 INSERTs
 // Usage: npm run build && node bench/bus.mjs [iterations]   (Redis at SOS_BENCH_REDIS_URL or 127.0.0.1:6379)
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -55,16 +58,21 @@ function envelope(i) {
   };
 }
 
-async function latency(label, rawOp, busOp, sendOp) {
-  const raw = [], bus = [], send = [];
-  for (let i = 0; i < 50; i++) { await rawOp(i); await busOp(i); await sendOp(i); }
+async function latency(label, rawOp, busOp, sendOp, floorOp) {
+  const raw = [], bus = [], send = [], floor = [];
+  for (let i = 0; i < 50; i++) { await rawOp(i); await busOp(i); await sendOp(i); if (floorOp) await floorOp(i); }
   for (let i = 0; i < N; i++) {
     let t = now(); await rawOp(i); raw.push(now() - t);
     t = now(); await busOp(i); bus.push(now() - t);
     t = now(); await sendOp(i); send.push(now() - t);
+    if (floorOp) { t = now(); await floorOp(i); floor.push(now() - t); }
   }
   row(`${label} send latency p50 (Bus.append)`, fmt(pct(bus, 50)), fmt(pct(raw, 50)), (pct(bus, 50) / pct(raw, 50)).toFixed(2));
   row(`${label} send latency p99 (Bus.append)`, fmt(pct(bus, 99)), fmt(pct(raw, 99)), (pct(bus, 99) / pct(raw, 99)).toFixed(2));
+  if (floorOp) {
+    row(`${label} send floor p50 (raw XADD+HSET+2 PUBLISH)`, fmt(pct(floor, 50)), fmt(pct(raw, 50)), (pct(floor, 50) / pct(raw, 50)).toFixed(2));
+    row(`${label} send floor p99 (raw XADD+HSET+2 PUBLISH)`, fmt(pct(floor, 99)), fmt(pct(raw, 99)), (pct(floor, 99) / pct(raw, 99)).toFixed(2));
+  }
   row(`${label} sendMessage p50 (checks + append)`, fmt(pct(send, 50)), fmt(pct(raw, 50)), (pct(send, 50) / pct(raw, 50)).toFixed(2));
   row(`${label} sendMessage p99 (checks + append)`, fmt(pct(send, 99)), fmt(pct(raw, 99)), (pct(send, 99) / pct(raw, 99)).toFixed(2));
 }
@@ -80,9 +88,13 @@ async function throughput(label, rawBatch, busBatch) {
   row(`${label} throughput, ${BATCH} in flight`, `${Math.round(busRate)} msg/s`, `${Math.round(rawRate)} msg/s`, (busRate / rawRate).toFixed(2));
 }
 
-async function wake(label, w) {
+/**
+ * With `rawWake` (send → resolves when the raw subscriber has it), each sos wake alternates with a
+ * raw one, and the rows give the ratio.
+ */
+async function wake(label, w, rawWake) {
   const sentAt = new Map();
-  const delays = [];
+  const delays = [], raws = [];
   const controller = new AbortController();
   const reading = sos.followInbox(w.reader, { ...w.caller, agent: 'codex' }, {
     signal: controller.signal,
@@ -90,6 +102,7 @@ async function wake(label, w) {
   });
   await sleep(200);
   for (let i = 0; i < WAKES; i++) {
+    if (rawWake) { await sleep(3); const t = now(); await rawWake(i); raws.push(now() - t); }
     const key = `wake ${i}`;
     sentAt.set(key, now());
     await sos.sendMessage(w.ctx, w.caller, { to: 'codex', text: key });
@@ -99,8 +112,10 @@ async function wake(label, w) {
   while (delays.length < WAKES && Date.now() < end) await sleep(10);
   controller.abort();
   await reading;
-  row(`${label} wake latency p50 (send → reader has it)`, fmt(pct(delays, 50)), '', '');
-  row(`${label} wake latency p99`, fmt(pct(delays, 99)), `${delays.length}/${WAKES} received`, '');
+  const ratio = (p) => (rawWake ? (pct(delays, p) / pct(raws, p)).toFixed(2) : '');
+  row(`${label} wake latency p50 (send → reader has it)`, fmt(pct(delays, 50)), rawWake ? fmt(pct(raws, 50)) : '', ratio(50));
+  row(`${label} wake latency p99`, fmt(pct(delays, 99)), rawWake ? fmt(pct(raws, 99)) : '', ratio(99));
+  row(`${label} wakes received`, `${delays.length}/${WAKES}`, '', '');
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -113,13 +128,30 @@ async function drain(w) {
 const raw = new Redis(redisUrl);
 const rawKey = `sos:stream:project:${project}:agent:rawbench`;
 const r = await world(true);
+const wire = (i) => ['type', 'send', 'source', 'agent:kasra', 'target', 'agent:rawbench', 'timestamp', new Date().toISOString(), 'version', '1.0',
+  'message_id', '6f1c7c2e-0000-4abc-8def-0123456789ab', 'payload', JSON.stringify({ text: `${text} ${i}`, content_type: 'text/plain' }), 'project', project, 'tenant_id', project];
 await latency('redis', () => raw.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })),
-  (i) => r.ctx.bus.append(envelope(i), null), (i) => sos.sendMessage(r.ctx, r.caller, { to: 'codex', text: `${text} ${i}` }));
+  (i) => r.ctx.bus.append(envelope(i), null), (i) => sos.sendMessage(r.ctx, r.caller, { to: 'codex', text: `${text} ${i}` }),
+  (i) => {
+    const fields = wire(i);
+    return raw.pipeline().xadd(rawKey, 'MAXLEN', '~', '100000', '*', ...fields)
+      .hset(`sos:delivery:project:${project}:raw${i}`, 'stream', rawKey, 'created', String(Date.now()), 'r:rawbench', `queued:${Date.now()}`)
+      .publish(`sos:wake:project:${project}:agent:rawbench`, `raw${i}`).publish(`sos:channel:project:${project}:agent:rawbench`, JSON.stringify(fields)).exec();
+  });
 await throughput('redis',
   async () => { const p = raw.pipeline(); for (let i = 0; i < BATCH; i++) { p.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })); p.publish(`sos:wake:project:${project}:agent:rawbench`, '1'); } await p.exec(); },
   async () => { await Promise.all(Array.from({ length: BATCH }, (_, i) => r.ctx.bus.append(envelope(i), null))); });
 await drain(r);
-await wake('redis', r);
+const rawSub = new Redis(redisUrl);
+const rawChannel = `sos:wake:project:${project}:agent:rawbench`;
+await rawSub.subscribe(rawChannel);
+let rawGot;
+rawSub.on('message', (_, m) => rawGot?.(m));
+await wake('redis', r, (i) => new Promise((resolve) => {
+  rawGot = resolve;
+  raw.pipeline().xadd(rawKey, 'MAXLEN', '~', '100000', '*', ...wire(i)).publish(rawChannel, JSON.stringify(wire(i))).exec();
+}));
+rawSub.disconnect();
 
 // ---- SQLite (embedded default)
 const s = await world(false);

@@ -71,6 +71,8 @@ const PARKED = 'parked';
 const HISTORY_PAGE = 200;
 /** A take looks at least this far past each cursor, to choose the oldest and mark the expired. */
 const PEEK_MIN = 100;
+/** How long a wake channel stays subscribed after its last waiter left. */
+const LINGER_MS = 10_000;
 
 // ---------------------------------------------------------------- connections and errors
 
@@ -222,6 +224,25 @@ if ARGV[6] ~= '' then
 end
 return 2`;
 
+/**
+ * A send's second half, in one command: the delivery hash KEYS[1], then the wakes. ARGV: mode
+ * (`set`: HSET; `keep`: HSETNX each field, for a re-send that must not reset a state), f (field
+ * count), f field/value pairs, n (wakes that must go out), u (best-effort wakes: a channel this
+ * user may not publish on is skipped), n + u channel/message pairs.
+ */
+const DELIVER = `
+local f = tonumber(ARGV[2])
+if ARGV[1] == 'keep' then
+  for i = 0, f - 1 do redis.call('HSETNX', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i]) end
+else
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * f))
+end
+local at = 3 + 2 * f
+local n, u = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+for i = 0, n - 1 do redis.call('PUBLISH', ARGV[at + 2 + 2 * i], ARGV[at + 3 + 2 * i]) end
+for i = n, n + u - 1 do redis.pcall('PUBLISH', ARGV[at + 2 + 2 * i], ARGV[at + 3 + 2 * i]) end
+return 1`;
+
 /** HSET KEYS[1] ARGV[1] ARGV[2] only when the hash exists (never creates a stray message). */
 const SET_IF_EXISTS = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -229,6 +250,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
 
 interface Scripted {
+  sosDeliver(key: string, ...args: string[]): Promise<unknown>;
   sosTransition(key: string, ...args: string[]): unknown;
   sosSetIfExists(key: string, field: string, value: string): unknown;
 }
@@ -532,6 +554,8 @@ interface Taken {
 interface ChannelWaiters {
   listeners: Set<() => void>;
   subscribed: Promise<unknown>;
+  /** Pending unsubscribe of a channel nobody listens to any more (see `listen`). */
+  linger: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -550,8 +574,12 @@ export class RedisBus implements Bus {
   /** Whether this connection uses upstream's global keys and channels (see `upstreamGlobal`). */
   private global = false;
 
+  /** `options.maxLen` as XADD takes it. */
+  private readonly maxLen: string;
+
   constructor(private readonly options: RedisBusOptions) {
     if (!Number.isInteger(options.maxLen) || options.maxLen < 1) throw new RangeError('maxLen must be a positive integer');
+    this.maxLen = String(options.maxLen);
   }
 
   static async open(options: RedisBusOptions): Promise<RedisBus> {
@@ -573,6 +601,7 @@ export class RedisBus implements Bus {
     if (this.closed) return Promise.reject(new Unavailable('the Redis bus is closed'));
     this.connection ??= openRedis(this.options.url, 'sos-bus').then(
       async (redis) => {
+        redis.defineCommand('sosDeliver', { numberOfKeys: 1, lua: DELIVER });
         redis.defineCommand('sosTransition', { numberOfKeys: 1, lua: TRANSITION });
         redis.defineCommand('sosSetIfExists', { numberOfKeys: 1, lua: SET_IF_EXISTS });
         try {
@@ -637,40 +666,36 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * One round trip: XADD (durable), the delivery hash (HSETNX: a re-send never resets a state),
-   * the ack watch and the wakes, pipelined. Every command touches one key, and Redis runs them in
-   * order, so a wake is never published before its message exists. The hash records the stream
-   * and send time; the entry id is filled in by the first reader or by `get`. A crash after XADD
-   * leaves no hash: readers treat it as queued. Wakes go out in both conventions: sos's (the bare
-   * id on `sos:wake:project:<p>:agent:<r>`) and upstream's (the message's JSON on its per-agent,
-   * squad or project channel, and on `sos:wake:<r>`, which upstream's wake daemon listens to).
+   * One round trip, two commands: XADD (durable), then one script on the delivery hash that
+   * writes it (HSETNX on a take-over: a re-send never resets a state) and publishes the wakes;
+   * and the ack watch. Every command and the script touch one key, and Redis runs them in order,
+   * so a wake is never published before its message exists. The hash records the stream and send
+   * time; the entry id is filled in by the first reader or by `get`. A crash after XADD leaves no
+   * hash: readers treat it as queued. Wakes go out in both conventions: sos's (the bare id on
+   * `sos:wake:project:<p>:agent:<r>`) and upstream's (the message's JSON on its per-agent, squad
+   * or project channel, and on `sos:wake:<r>`, which upstream's wake daemon listens to).
    */
   private async write(redis: Redis, m: Envelope, takeover = false): Promise<void> {
     const stream = streamKey(m.project, m.target);
-    const delivery = deliveryKey(m.project, m.id);
     // Plain commands, not a pipeline object: with auto-pipelining, the commands of every send
     // issued in the same tick go out in one write, and Redis still runs each send's in order.
-    const maxLen = String(this.options.maxLen);
+    const entry: (string | number)[] = [stream, 'MAXLEN', '~', this.maxLen, '*'];
     const wire = wireFields(m);
-    const added = redis.xadd(stream, 'MAXLEN', '~', maxLen, '*', ...Object.entries(wire).flat());
+    for (const name in wire) entry.push(name, wire[name]!);
+    const added = redis.xadd(...(entry as [string]));
+    const watched = m.ackRequired ? redis.zadd(acksKey(m.project), m.createdAt, m.id) : undefined;
     // Wall time of the write (not the envelope's, which a caller may set): where `locate` looks.
-    const fields: string[] = ['stream', stream, 'created', String(Date.now())];
-    for (const r of m.recipients) fields.push(`r:${r}`, `queued:${m.createdAt}`);
-    const rest: Promise<unknown>[] = [];
-    if (takeover) {
-      // Re-sending for a sender that died mid-send: never reset a state a reader already moved.
-      for (let i = 0; i < fields.length; i += 2) rest.push(redis.hsetnx(delivery, fields[i]!, fields[i + 1]!));
-    } else {
-      rest.push(redis.hset(delivery, ...fields));
-    }
-    if (m.ackRequired) rest.push(redis.zadd(acksKey(m.project), m.createdAt, m.id));
-    for (const r of m.recipients) rest.push(redis.publish(wakeChannel(m.project, r), m.id));
+    const args: string[] = [takeover ? 'keep' : 'set', String(2 + m.recipients.length), 'stream', stream, 'created', String(Date.now())];
+    for (const r of m.recipients) args.push(`r:${r}`, `queued:${m.createdAt}`);
     const json = JSON.stringify(wire);
-    rest.push(redis.publish(messageChannel(m.project, m.target), json));
+    args.push(String(m.recipients.length + 1), this.global ? String(m.recipients.length) : '0');
+    for (const r of m.recipients) args.push(wakeChannel(m.project, r), m.id);
+    args.push(messageChannel(m.project, m.target), json);
     // Best effort: a user allowed the global keys but not these channels loses only upstream's wake.
-    if (this.global) for (const r of m.recipients) rest.push(redis.publish(upstreamWakeChannel(r), json).catch(() => 0));
-    const [entry] = await Promise.all([added, ...rest]);
-    if (entry === null || entry === undefined) throw new Error(`XADD to ${stream} returned no id`);
+    if (this.global) for (const r of m.recipients) args.push(upstreamWakeChannel(r), json);
+    const delivered = scripted(redis).sosDeliver(deliveryKey(m.project, m.id), ...args);
+    const [id] = await Promise.all([added, watched, delivered]);
+    if (id === null || id === undefined) throw new Error(`XADD to ${stream} returned no id`);
   }
 
   /**
@@ -1243,6 +1268,11 @@ export class RedisBus implements Bus {
         sub.on('message', (channel: string) => {
           for (const wake of this.channels.get(channel)?.listeners ?? []) wake();
         });
+        // Back after a Redis restart: what was published while the connection was down is lost,
+        // so every waiter looks again (a spurious wake costs one read; a missed one, a timeout).
+        sub.on('ready', () => {
+          for (const waiters of this.channels.values()) for (const wake of waiters.listeners) wake();
+        });
         sub.on('pmessage', (pattern: string, channel: string) => {
           const agent = channel.slice(channel.lastIndexOf(':') + 1);
           for (const wake of this.patterns.get(pattern)?.listeners ?? []) wake(agent);
@@ -1257,26 +1287,42 @@ export class RedisBus implements Bus {
     return this.subscriber;
   }
 
-  /** Subscribes `wake` to the channel (one SUBSCRIBE per channel however many wait); returns the undo. */
-  private async listen(channel: string, wake: () => void): Promise<() => Promise<void>> {
+  /**
+   * Subscribes `wake` to the channel (one SUBSCRIBE per channel however many wait); returns the
+   * undo. A channel nobody listens to any more stays subscribed for `LINGER_MS`: a reader that
+   * follows an inbox waits again right after each take, and then waits on a subscription that is
+   * already there (no SUBSCRIBE and UNSUBSCRIBE round trips between a wake and the next take).
+   */
+  private async listen(channel: string, wake: () => void): Promise<() => void> {
     const sub = await this.subscriberConnection();
     let waiters = this.channels.get(channel);
     if (!waiters) {
-      waiters = { listeners: new Set(), subscribed: sub.subscribe(channel) };
+      waiters = { listeners: new Set(), subscribed: sub.subscribe(channel), linger: undefined };
       this.channels.set(channel, waiters);
     }
     const mine = waiters;
+    if (mine.linger) clearTimeout(mine.linger);
+    mine.linger = undefined;
     mine.listeners.add(wake);
-    const stop = async () => {
-      mine.listeners.delete(wake);
+    const drop = () => {
       if (mine.listeners.size > 0 || this.channels.get(channel) !== mine) return;
       this.channels.delete(channel);
-      await sub.unsubscribe(channel).catch(() => undefined);
+      sub.unsubscribe(channel).catch(() => undefined);
+    };
+    const stop = () => {
+      mine.listeners.delete(wake);
+      if (mine.listeners.size > 0 || this.channels.get(channel) !== mine || mine.linger) return;
+      mine.linger = setTimeout(() => {
+        mine.linger = undefined;
+        drop();
+      }, LINGER_MS);
+      mine.linger.unref();
     };
     try {
       await mine.subscribed;
     } catch (err) {
-      await stop();
+      mine.listeners.delete(wake);
+      drop();
       throw err;
     }
     return stop;
@@ -1324,7 +1370,37 @@ export class RedisBus implements Bus {
     const channels = [wakeChannel(project, agent), messageChannel(project, { kind: 'agent', name: agent })];
     for (const t of streams) if (t.kind !== 'agent') channels.push(messageChannel(project, t));
     const global = this.global ? [upstreamWakeChannel(agent), ...upstreamAgentChannels(agent)] : [];
-    return this.waitOn(channels, options, async () => (await this.countUnread(project, agent, streams, Date.now())) > 0, global);
+    return this.waitOn(channels, options, () => this.mayHaveUnread(project, agent, streams), global);
+  }
+
+  /**
+   * Whether the agent has unread mail, in one round trip when the answer is no (the common case
+   * right after a take): every group cursor at the end of its stream (lag 0) and nothing pending.
+   * Anything else (entries past a cursor that may be for others, pending entries, a stream with no
+   * group yet, a lag Redis cannot tell) is settled by `countUnread`.
+   */
+  private async mayHaveUnread(project: string, agent: string, streams: Target[]): Promise<boolean> {
+    const refs = this.streamsOf(project, agent, streams);
+    const settled = await this.use(async (redis) => {
+      const pipe = redis.pipeline();
+      for (const r of refs) {
+        pipe.call('XINFO', 'GROUPS', r.key);
+        pipe.call('XPENDING', r.key, r.group);
+      }
+      const replies = (await pipe.exec()) ?? [];
+      return refs.every((r, i) => {
+        const [infoErr, info] = replies[2 * i] ?? [];
+        if (infoErr) {
+          if (/no such key/i.test(infoErr.message)) return true; // no stream: nothing to read
+          throw infoErr;
+        }
+        if (groupInfo(info, r.group)?.lag !== 0) return false;
+        const [pendingErr, pending] = replies[2 * i + 1] ?? [];
+        if (pendingErr) throw pendingErr;
+        return Number((pending as unknown[] | null)?.[0] ?? 0) === 0;
+      });
+    });
+    return settled ? false : (await this.countUnread(project, agent, streams, Date.now())) > 0;
   }
 
   /**
@@ -1347,7 +1423,7 @@ export class RedisBus implements Bus {
       woken = true;
       inner.abort();
     };
-    const stops: (() => Promise<void>)[] = [];
+    const stops: (() => void)[] = [];
     try {
       const listening = [
         ...channels.map((c) => this.listen(c, wake).then((stop) => stops.push(stop))),
@@ -1363,7 +1439,7 @@ export class RedisBus implements Bus {
       inner.abort();
       options.signal?.removeEventListener('abort', abort);
       this.closing.signal.removeEventListener('abort', abort);
-      await Promise.all(stops.map((stop) => stop()));
+      for (const stop of stops) stop();
     }
   }
 
@@ -1406,6 +1482,7 @@ export class RedisBus implements Bus {
       this.closing.abort();
       const opened = await Promise.allSettled([this.connection, this.subscriber]);
       await Promise.all(opened.map((o) => (o.status === 'fulfilled' && o.value ? closeRedis(o.value) : undefined)));
+      for (const waiters of this.channels.values()) if (waiters.linger) clearTimeout(waiters.linger);
       this.channels.clear();
       this.patterns.clear();
     })();
