@@ -199,8 +199,9 @@ export class SqliteMemory implements Memory {
       this.caches.set(key, cache);
     }
     const after = cache.maxSeq;
-    const rows = await this.db.all<EngramRow & { embedding: Buffer }>(
-      `SELECT ${COLUMNS}, embedding FROM engrams WHERE project = $1 AND embedder = $2 AND seq > $3 ORDER BY seq`,
+    // Only what the scan needs (not the text): building 10^5 row objects is most of a cold load.
+    const rows = await this.db.all<Pick<EngramRow, 'seq' | 'id' | 'dim' | 'scope' | 'author' | 'kind' | 'created_at' | 'superseded_by'> & { embedding: Buffer }>(
+      `SELECT seq, id, dim, scope, author, kind, created_at, superseded_by, embedding FROM engrams WHERE project = $1 AND embedder = $2 AND seq > $3 ORDER BY seq`,
       [project, embedder, after],
     );
     if (rows.length) {
