@@ -4,6 +4,7 @@ import { statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { Conflict, NotFound, OperationFailed, Unavailable, UsageError } from '../errors.js';
 import type { ExitStatus, SessionDriver, SessionSnapshot, StartSpec } from './port.js';
+import { ControlLost, runControl } from './tmux-control.js';
 
 /**
  * The tmux session driver: `tmux:<session>[:<window>.<pane>]`, on the default server or the one
@@ -12,6 +13,10 @@ import type { ExitStatus, SessionDriver, SessionSnapshot, StartSpec } from './po
  *
  * A pane whose process ended stays visible as a dead pane (`remain-on-exit on`, set by `start`),
  * so an exit reads as `exists: true, exited: {code, signal}` until the session is stopped.
+ *
+ * Reading a pane and typing into it (capture-pane, display-message, has-session, send-keys) go
+ * through the server's control-mode client when one is enabled and ready (tmux-control.ts: no
+ * process spawned per command); otherwise, and for everything else, tmux is spawned.
  */
 
 const TMUX_TIMEOUT_MS = 10_000;
@@ -139,11 +144,11 @@ export class TmuxDriver implements SessionDriver {
 
   async exists(): Promise<boolean> {
     if (!this.paneTarget) {
-      return this.expect(await this.tmux(['has-session', '-t', `=${this.session}`]), 'has-session');
+      return this.expect(await this.command([['has-session', '-t', `=${this.session}`]], 'read'), 'has-session');
     }
     // display-message does not fail for a missing pane (it falls back to another one), and
     // capture-pane does: one line of it is the cheapest check that the pane itself exists.
-    return this.expect(await this.tmux(['capture-pane', '-p', '-t', this.target, '-S', '0', '-E', '0']), 'capture-pane');
+    return this.expect(await this.command([['capture-pane', '-p', '-t', this.target, '-S', '0', '-E', '0']], 'read'), 'capture-pane');
   }
 
   async snapshot(lines: number = DEFAULT_LINES): Promise<SessionSnapshot> {
@@ -153,7 +158,7 @@ export class TmuxDriver implements SessionDriver {
     // One invocation: both readings come from one server turn, and because capture-pane fails
     // on a missing target the whole call fails, where display-message alone would not.
     const capture = ['capture-pane', '-p', '-J', '-t', this.target, '-S', `-${lines}`];
-    const result = await this.tmux(['display-message', '-p', '-t', this.target, PANE_FORMAT, ';', ...capture]);
+    const result = await this.command([['display-message', '-p', '-t', this.target, PANE_FORMAT], capture], 'read');
     if (!this.expect(result, 'capture-pane')) return TmuxDriver.absent();
     const end = result.stdout.indexOf(`${END}\n`);
     const parsed = end === -1 ? null : parseReading(result.stdout.slice(0, end));
@@ -173,7 +178,7 @@ export class TmuxDriver implements SessionDriver {
     await this.requireRunning('type into');
     // -l sends the text as literal keys (no key names); Enter goes separately so agent TUIs see a
     // keypress, not a pasted newline.
-    if (text !== '') await this.keys(['-l', '--', arg(text)]);
+    if (text !== '') await this.keys(['-l', '--', text]);
     await this.keys(['Enter']);
   }
 
@@ -253,13 +258,13 @@ export class TmuxDriver implements SessionDriver {
   /** Whether the target exists and whether its process still runs. */
   private async paneState(): Promise<PaneState> {
     const probe = ['capture-pane', '-p', '-t', this.target, '-S', '0', '-E', '0'];
-    const result = await this.tmux(['display-message', '-p', '-t', this.target, PANE_FORMAT, ';', ...probe]);
+    const result = await this.command([['display-message', '-p', '-t', this.target, PANE_FORMAT], probe], 'read');
     if (this.expect(result, 'capture-pane')) {
       const parsed = parseReading(result.stdout.slice(0, Math.max(0, result.stdout.indexOf(END))));
       if (parsed) return parsed.dead ? 'dead' : 'alive';
     }
     if (!this.paneTarget) return 'gone';
-    return this.expect(await this.tmux(['has-session', '-t', `=${this.session}`]), 'has-session') ? 'no-pane' : 'gone';
+    return this.expect(await this.command([['has-session', '-t', `=${this.session}`]], 'read'), 'has-session') ? 'no-pane' : 'gone';
   }
 
   private async requireRunning(action: string): Promise<void> {
@@ -274,7 +279,7 @@ export class TmuxDriver implements SessionDriver {
   }
 
   private async keys(keys: string[]): Promise<void> {
-    const result = await this.tmux(['send-keys', '-t', this.target, ...keys]);
+    const result = await this.command([['send-keys', '-t', this.target, ...keys]], 'write');
     if (!this.expect(result, 'send-keys')) {
       throw new Unavailable(`${this.spec} went away while keys were being sent`, { hint: 'check the agent and restart it' });
     }
@@ -300,6 +305,30 @@ export class TmuxDriver implements SessionDriver {
     throw new OperationFailed(`tmux ${command} failed: ${result.stderr.trim() || 'no message'}`, {
       ...(this.socket ? { hint: `check the tmux socket ${this.socket}` } : {}),
     });
+  }
+
+  /**
+   * Runs commands given as literal argument vectors: on the control client when it is ready,
+   * else by spawning tmux (each value escaped for tmux's argument parsing). A read whose client
+   * went away mid-reply is read again by spawning; keys whose client went away may have been
+   * typed, so they fail (Unavailable) rather than risk being typed twice.
+   */
+  private async command(commands: string[][], kind: 'read' | 'write'): Promise<TmuxResult> {
+    const control = runControl(this.socket, commands);
+    if (control) {
+      try {
+        return await control;
+      } catch (err) {
+        if (!(err instanceof ControlLost)) throw err;
+        if (kind === 'write') {
+          throw new Unavailable(`${this.spec}: tmux went away while keys were being sent (${err.message})`, {
+            hint: 'check the agent and restart it',
+            cause: err,
+          });
+        }
+      }
+    }
+    return this.tmux(commands.flatMap((c, i) => [...(i > 0 ? [';'] : []), ...c.map(arg)]));
   }
 
   private tmux(args: string[]): Promise<TmuxResult> {
