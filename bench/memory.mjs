@@ -35,7 +35,7 @@
 //   index builds (default 1GB; a bulk load would raise it too: the server default is 64MB, less than
 //   the HNSW graph of 100k × 384).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -81,7 +81,13 @@ const ftsQuery = (text) => [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]{2,
 async function fromChunks(...names) {
   const chunks = join(root, 'dist', 'chunks');
   const out = {};
-  for (const file of readdirSync(chunks).filter((f) => f.endsWith('.js'))) {
+  // Newest first: builds leave older chunks behind, and one of those may export the same names.
+  const files = readdirSync(chunks)
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => ({ f, t: statSync(join(chunks, f)).mtimeMs }))
+    .sort((a, b) => b.t - a.t)
+    .map((x) => x.f);
+  for (const file of files) {
     const src = readFileSync(join(chunks, file), 'utf8');
     const block = src.match(/^export \{([^}]*)\};?\s*(\/\/.*)?\s*$/m);
     if (!block) continue;
@@ -399,14 +405,25 @@ try {
     const raw = (q) => rawC.query({ name: 'raw_hnsw', text: RAW_SQL, values: [vectorLiteral(q.vector)] });
     const hybridTop = [];
     const vectorTop = [];
-    const fns = [raw, async (q) => hybridTop.push([q.ti, (await recall(ctx, caller, { query: q.text, limit: 10 })).map((r) => r.engram.id)]), async (q) => vectorTop.push([q.ti, (await recall(ctx, caller, { query: q.text, limit: 10, mode: 'vector' })).map((r) => r.engram.id)])];
+    // The same recall with the adapter's one-statement fusion hidden: two searches (in parallel,
+    // on two pool connections) fused in service.ts, then one batched getMany.
+    const twoSearches = Object.create(mem);
+    twoSearches.hybrid = undefined;
+    const ctxTwo = { ...ctx, memory: twoSearches };
+    const fns = [
+      raw,
+      async (q) => hybridTop.push([q.ti, (await recall(ctx, caller, { query: q.text, limit: 10 })).map((r) => r.engram.id)]),
+      async (q) => vectorTop.push([q.ti, (await recall(ctx, caller, { query: q.text, limit: 10, mode: 'vector' })).map((r) => r.engram.id)]),
+      async (q) => recall(ctxTwo, caller, { query: q.text, limit: 10 }),
+    ];
     log('postgres: warm-up, then recall latency');
     await interleaved(qs.slice(0, WARM), fns);
     hybridTop.length = 0;
     vectorTop.length = 0;
-    const [tRaw, tHybrid, tVector] = await interleaved(qs, fns);
+    const [tRaw, tHybrid, tVector, tTwo] = await interleaved(qs, fns);
     const share = (xs) => `${((xs.reduce((a, [ti, got]) => a + onTopic(got, ti, topicOf), 0) / xs.length) * 100).toFixed(0)}% of top 10 on the query's topic`;
     latencyRows('pgvector', 'recall() hybrid, limit 10', tHybrid, tRaw, undefined, `${QUERIES} queries, raw = HNSW top-10 at ef_search ${ef}; ${share(hybridTop)}`);
+    latencyRows('pgvector', 'recall() hybrid, two searches + getMany', tTwo, tRaw, undefined, 'the fusion in service.ts (adapter hybrid() hidden)');
     latencyRows('pgvector', "recall() mode 'vector'", tVector, tRaw, undefined, share(vectorTop));
     latencyRows('pgvector', `raw HNSW top-10 (ef_search ${ef})`, tRaw, null, '', '');
 
