@@ -1,5 +1,5 @@
 import type { SqlDriver, SqlExecutor } from '../store/sql/driver.js';
-import type { HybridHit, Memory, MemoryCapabilities } from './port.js';
+import type { Memory, MemoryCapabilities } from './port.js';
 import { embeddersOf, type EngramRow as SharedRow, idsAfter, pairsThenAny, toEngram } from './sql-common.js';
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
@@ -109,75 +109,10 @@ export function vectorSearchSql(filter: EngramFilter & { embedder: string }, vec
           params,
         }
       : undefined;
-  return { indexed, exact, efSearch: efSearchFor(filter, limit) };
-}
-
-/**
- * `hnsw.ef_search` for a search of `limit` rows. In the crowded space of the local embedder the
- * graph walk needs a wide beam to find the true nearest: bench at 10^5, recall@10 0.75 at 40,
- * 0.95 at 200 (and the walk's cost grows slowly with it). Near-duplicate checks (1 or 2 rows) keep 100.
- */
-export function efSearchFor(filter: EngramFilter, limit: number): number {
-  return Math.min(MAX_EF_SEARCH, Math.max(limit <= 2 ? 100 : 200, limit * (narrowing(filter) ? 8 : 4)));
-}
-
-/** Run before the hybrid statement: the search settings, and no JIT (its compile time exceeds the query's). */
-export const HYBRID_SETTINGS = `${SEARCH_SETTINGS}, set_config('jit', 'off', true)`;
-
-/**
- * Recall's hybrid search as ONE statement (see `Memory.hybrid`): the vector candidates (HNSW walk,
- * or the exact scan when the walk returns fewer than `depth` rows or the dimension has no index),
- * the full-text candidates (the question's first 8 lexemes; rows sharing two of them first, then
- * rows sharing any, as `pairsThenAny`), their fusion by reciprocal rank, and the rows of the first
- * `take` with their tags. Parameters: $1 vector, $2 question, $3 depth, $4 take, then the filters.
- */
-export function hybridSql(filter: EngramFilter, embedder: string, vector: Float32Array, query: string, depth: number, take: number): { sql: string; params: unknown[] } {
-  const params: unknown[] = [vectorLiteral(vector), query, depth, take];
-  const vWhere = filterSql({ ...filter, embedder }, params);
-  const tWhere = filterSql(filter, params);
-  params.push(vector.length);
-  const dim = `$${params.length}`;
-  const exact = (gate: string) => `SELECT e.seq, e.embedding <=> $1::vector AS distance FROM engrams e
-    WHERE ${gate}${vWhere} AND e.dim = ${dim}
-    ORDER BY e.embedding <=> $1::vector, e.seq LIMIT $3`;
-  const vectorCtes =
-    vector.length === INDEXED_DIM
-      ? `vi AS MATERIALIZED (
-    SELECT e.seq, (e.embedding::vector(384)) <=> $1::vector(384) AS distance FROM engrams e
-    WHERE ${vWhere} AND e.dim = 384
-    ORDER BY (e.embedding::vector(384)) <=> $1::vector(384) LIMIT $3),
-  vx AS MATERIALIZED (${exact('(SELECT count(*) FROM vi) < $3 AND ')}),
-  vc AS (SELECT seq, distance FROM vi WHERE (SELECT count(*) FROM vi) >= $3 UNION ALL SELECT seq, distance FROM vx)`
-      : `vc AS MATERIALIZED (${exact('')})`;
-  const sql = `WITH ${vectorCtes},
-  vr AS (SELECT seq, 1 - distance AS similarity, row_number() OVER (ORDER BY distance, seq) AS r FROM vc),
-  lx AS (SELECT lexeme, positions[1] AS pos FROM unnest(to_tsvector('english', $2::text)) ORDER BY positions[1] LIMIT 8),
-  lq AS (SELECT pos, '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''' AS t FROM lx),
-  tq AS (SELECT
-    (SELECT string_agg('(' || a.t || ' & ' || b.t || ')', ' | ' ORDER BY a.pos, b.pos) FROM lq a JOIN lq b ON a.pos < b.pos)::tsquery AS pairs,
-    (SELECT string_agg(t, ' | ' ORDER BY pos) FROM lq)::tsquery AS anyq),
-  tp AS MATERIALIZED (
-    SELECT e.seq, ts_rank(e.tsv, (SELECT pairs FROM tq)) AS score FROM engrams e
-    WHERE e.tsv @@ (SELECT pairs FROM tq) AND ${tWhere}
-    ORDER BY score DESC, e.seq DESC LIMIT $3),
-  ta AS MATERIALIZED (
-    SELECT e.seq, ts_rank(e.tsv, (SELECT anyq FROM tq)) AS score FROM engrams e
-    WHERE (SELECT count(*) FROM tp) < $3 AND e.tsv @@ (SELECT anyq FROM tq) AND ${tWhere}
-    ORDER BY score DESC, e.seq DESC LIMIT $3),
-  tr AS (SELECT seq, row_number() OVER (ORDER BY src, n) AS r FROM (
-      SELECT seq, 0 AS src, row_number() OVER (ORDER BY score DESC, seq DESC) AS n FROM tp
-      UNION ALL
-      SELECT seq, 1 AS src, row_number() OVER (ORDER BY score DESC, seq DESC) AS n FROM ta WHERE seq NOT IN (SELECT seq FROM tp)
-    ) u ORDER BY src, n LIMIT $3),
-  f AS (
-    SELECT COALESCE(v.seq, t.seq) AS seq, v.r AS vector_rank, t.r AS text_rank, v.similarity,
-      COALESCE(1::float8 / (60 + v.r), 0) + COALESCE(1::float8 / (60 + t.r), 0) AS fused
-    FROM vr v FULL JOIN tr t ON t.seq = v.seq
-    ORDER BY fused DESC, v.r IS NULL, COALESCE(v.r, t.r) LIMIT $4)
-  SELECT ${COLUMNS}, f.vector_rank, f.text_rank, f.similarity, f.fused
-  FROM f JOIN engrams e ON e.seq = f.seq
-  ORDER BY f.fused DESC, f.vector_rank IS NULL, COALESCE(f.vector_rank, f.text_rank)`;
-  return { sql, params };
+  // Near-duplicate checks ask for 1 or 2 rows; in the crowded space of the local embedder the
+  // graph walk needs a wider beam than 40 to find the true nearest (bench: recall@10 0.74 at 40).
+  const efSearch = Math.min(MAX_EF_SEARCH, Math.max(limit <= 2 ? 100 : 40, limit * (narrowing(filter) ? 8 : 4)));
+  return { indexed, exact, efSearch };
 }
 
 /**
@@ -304,26 +239,6 @@ export class PgvectorMemory implements Memory {
       const hits = await run(tx, indexed);
       return hits.length < limit ? run(tx, q.exact) : hits;
     });
-  }
-
-  async hybrid(filter: EngramFilter, embedder: string, vector: Float32Array, query: string, depth: number, take: number): Promise<HybridHit[]> {
-    if (depth <= 0 || take <= 0) return [];
-    const q = hybridSql(filter, embedder, vector, query, depth, take);
-    const ef = efSearchFor({ ...filter, embedder }, depth);
-    const rows = await this.db.transaction(async (tx) => {
-      await tx.one(HYBRID_SETTINGS, [String(ef)]);
-      return tx.all<EngramRow & { vector_rank: number | string | null; text_rank: number | string | null; similarity: number | null; fused: number }>(
-        q.sql,
-        q.params,
-      );
-    });
-    return rows.map((r) => ({
-      engram: this.toEngram(r),
-      score: Number(r.fused),
-      vectorRank: r.vector_rank === null ? null : Number(r.vector_rank),
-      textRank: r.text_rank === null ? null : Number(r.text_rank),
-      similarity: r.similarity === null ? null : Number(r.similarity),
-    }));
   }
 
   /**

@@ -1,15 +1,5 @@
 import type { Engram, EngramFilter, NewEngram, Ranked } from './types.js';
 
-/** One fused recall candidate with its row (see `Memory.hybrid`). */
-export interface HybridHit {
-  engram: Engram;
-  /** The reciprocal-rank fusion score, before recency. */
-  score: number;
-  vectorRank: number | null;
-  textRank: number | null;
-  similarity: number | null;
-}
-
 /** What each Memory adapter can do. */
 export interface MemoryCapabilities {
   adapter: 'sqlite' | 'pgvector';
@@ -43,15 +33,6 @@ export interface Memory {
   searchVector(filter: EngramFilter & { embedder: string }, vector: Float32Array, limit: number): Promise<Ranked[]>;
   /** Top `limit` by full-text rank among engrams passing the filter. */
   searchText(filter: EngramFilter, query: string, limit: number): Promise<Ranked[]>;
-
-  /**
-   * Optional: recall's fusion done by the adapter in one round trip. The same candidates and order
-   * as `searchVector({...filter, embedder}, vector, depth)` and `searchText(filter, query, depth)`
-   * fused by reciprocal rank (k = 60; ties: vector candidates in vector order, then text-only ones
-   * in text order), the first `take`, each with its engram. Adapters without it are fused in
-   * `service.ts` from the two searches.
-   */
-  hybrid?(filter: EngramFilter, embedder: string, vector: Float32Array, query: string, depth: number, take: number): Promise<HybridHit[]>;
 
   /** Embedders (name, dimension, count) present in the project: for `sos doctor` and reindex. */
   embedders(project: string): Promise<{ embedder: string; dim: number; count: number }[]>;

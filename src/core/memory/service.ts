@@ -239,16 +239,6 @@ export async function recall(ctx: MemoryContext, caller: Caller, input: RecallIn
   };
   const depth = Math.max(50, limit * 5);
   const [vector] = mode === 'text' ? [undefined] : await ctx.embedder.embed([input.query]);
-  const at = now(ctx);
-  const withRecency = (hits: { engram: Engram; score: number; vectorRank: number | null; textRank: number | null; similarity: number | null }[]) =>
-    hits
-      .map((h) => ({ ...h, score: h.score + RECENCY_WEIGHT * 0.5 ** (Math.max(0, (at - h.engram.updatedAt) / DAY) / 30) }))
-      .sort((a, b) => b.score - a.score)
-      .slice(0, limit);
-  // Adapters that can fuse in one round trip do (same candidates, same order as below).
-  if (mode === 'hybrid' && vector && ctx.memory.hybrid) {
-    return withRecency(await ctx.memory.hybrid(filter, ctx.embedder.name, vector, input.query, depth, limit * 3));
-  }
   const [byVector, byText] = await Promise.all([
     vector ? ctx.memory.searchVector({ ...filter, embedder: ctx.embedder.name }, vector, depth) : Promise.resolve([]),
     mode === 'vector' ? Promise.resolve([]) : ctx.memory.searchText(filter, input.query, depth),
@@ -261,15 +251,18 @@ export async function recall(ctx: MemoryContext, caller: Caller, input: RecallIn
     entry.textRank = i + 1;
     fused.set(r.id, entry);
   });
+  const at = now(ctx);
   const scored: Recalled[] = [];
   // Enough candidates to let recency reorder near-ties, then load only those.
   const top = [...fused.entries()].sort((a, b) => b[1].score - a[1].score).slice(0, limit * 3);
   const loaded = new Map((await ctx.memory.getMany(caller.project, top.map(([id]) => id))).map((e) => [e.id, e]));
   for (const [id, entry] of top) {
     const engram = loaded.get(id);
-    if (engram) scored.push({ engram, ...entry });
+    if (!engram) continue;
+    const ageDays = Math.max(0, (at - engram.updatedAt) / DAY);
+    scored.push({ engram, ...entry, score: entry.score + RECENCY_WEIGHT * 0.5 ** (ageDays / 30) });
   }
-  return withRecency(scored);
+  return scored.sort((a, b) => b.score - a.score).slice(0, limit);
 }
 
 export async function showEngram(ctx: MemoryContext, caller: Caller, id: string): Promise<Engram> {
