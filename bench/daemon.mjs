@@ -132,6 +132,10 @@ try {
   console.log(`    sos: ${row('', wake)}`);
   console.log(`    raw tmux send-keys: ${row('', raw)}`);
   console.log(`    ratio sos/raw: p50 ${(pct(wake, 50) / Math.max(1, pct(raw, 50))).toFixed(1)}×, p99 ${(pct(wake, 99) / Math.max(1, pct(raw, 99))).toFixed(1)}×`);
+  if (process.env.BENCH_WAKE_PROFILE) {
+    const profs = errLog.split('\n').filter((l) => l.startsWith('{"prof"')).map((l) => JSON.parse(l).prof);
+    for (const k of Object.keys(profs[0] ?? {})) console.log(`    profile ${k}: p50 ${pct(profs.map((p) => p[k]), 50).toFixed(1)} ms, p99 ${pct(profs.map((p) => p[k]), 99).toFixed(1)} ms (n=${profs.length})`);
+  }
   if (/loop_error/.test(errLog)) console.log(`daemon reported loop errors:\n${errLog.split('\n').filter((l) => l.includes('loop_error')).slice(0, 5).join('\n')}`);
 } catch (err) {
   console.error(`daemon stderr (tail):\n${errLog.split('\n').slice(-15).join('\n')}`);
@@ -154,15 +158,5 @@ try {
     await admin.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`);
     await admin.end();
   }
-  if (BACKEND === 'redis') {
-    const { default: Redis } = await import('ioredis');
-    const redis = new Redis(redisUrl);
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `sos:*:project:${project}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
-  }
+  if (BACKEND === 'redis') await sos.dropRedisProject(redisUrl, project);
 }
