@@ -85,7 +85,7 @@ try {
   errLog = '';
   daemon.stderr.on('data', (d) => (errLog += d));
   // The daemon starts every (never started) warm agent and types its context pack.
-  for (const n of names) await waitLine(n, (l) => l.startsWith('[sos] context '), 60_000);
+  for (const n of names) await waitLine(n, (l) => l.startsWith('[sos] context after restart'), 60_000);
   await sleep(3_000); // let the last restarts' probes settle
   console.log(`daemon pid ${daemon.pid}, ${AGENTS} agents started and idle`);
 

@@ -5,7 +5,6 @@ import { listSquads } from '../identity/squads.js';
 import { type LifecycleContext, nowOf } from '../lifecycle/context.js';
 import { readInput, readSession } from '../lifecycle/read.js';
 import { sessionLine } from '../sessions/line.js';
-import { useTmuxControl } from '../sessions/tmux-control.js';
 import type { SessionDriver, SessionSnapshot } from '../sessions/port.js';
 import { type Agent, wakeModeOf } from '../store/types.js';
 import { abortableSleep } from '../time.js';
@@ -100,26 +99,13 @@ export class WakeDelivery {
   private readonly lastInjection = new Map<string, number>();
   /** Agents with held messages: re-checked every pass, whatever the change gate says. */
   private readonly holding = new Set<string>();
-  /** The signal whose abort (the daemon stopping) ends the tmux control clients. */
-  private watched: AbortSignal | null = null;
 
   constructor(
     private readonly ctx: LifecycleContext,
     private readonly options: WakeOptions,
     /** Serialises everything typed into one session (the lifecycle actions type too). */
     private readonly exclusive: <T>(key: string, fn: () => Promise<T>) => Promise<T>,
-  ) {
-    // A wake reads a pane and types into it: through one tmux control client per server rather
-    // than a tmux process per command, for as long as this process delivers wakes.
-    this.releaseControl = useTmuxControl();
-  }
-
-  private readonly releaseControl: () => Promise<void>;
-
-  /** Gives up the tmux control clients (the drivers spawn tmux again). Idempotent. */
-  close(): Promise<void> {
-    return this.releaseControl();
-  }
+  ) {}
 
   hasHeld(): boolean {
     return this.holding.size > 0;
@@ -159,11 +145,6 @@ export class WakeDelivery {
 
   /** One pass over a project's agents with sessions. */
   async deliverProject(caller: Caller, agents: Agent[], signal?: AbortSignal): Promise<DeliveryOutcome[]> {
-    if (signal && this.watched !== signal) {
-      // The loop's signal aborts when the daemon stops: no tmux client outlives it.
-      this.watched = signal;
-      signal.addEventListener('abort', () => void this.close(), { once: true });
-    }
     const squads = await listSquads(this.ctx.store, caller);
     const outcomes: DeliveryOutcome[] = [];
     for (const agent of agents) {
