@@ -567,6 +567,8 @@ export class RedisBus implements Bus {
   private connection: Promise<Redis> | undefined;
   private subscriber: Promise<Redis> | undefined;
   private readonly groups = new Set<string>();
+  /** Foreign streams (`key\ngroup`) found not to exist, so with no group yet (see `ensureGroups`). */
+  private readonly absent = new Set<string>();
   private readonly channels = new Map<string, ChannelWaiters>();
   private readonly patterns = new Map<string, { listeners: Set<(agent: string) => void>; subscribed: Promise<unknown> }>();
   private readonly closing = new AbortController();
@@ -744,20 +746,30 @@ export class RedisBus implements Bus {
 
   /**
    * Creates the missing reader groups (at the start: every entry is unread until read) and returns
-   * the refs that have one: a foreign stream that does not exist is left alone, not created.
+   * the refs that have one: a foreign stream that does not exist is left alone, not created. A
+   * foreign stream already found absent is tried again alongside the take, not before it (one round
+   * trip less per take): once upstream writes it, the next take reads it, from its first entry.
    */
   private async ensureGroups(redis: Redis, refs: StreamRef[]): Promise<StreamRef[]> {
     const missing = refs.filter((r) => !this.groups.has(`${r.key}\n${r.group}`));
     if (missing.length > 0) {
       const pipe = redis.pipeline();
       for (const r of missing) pipe.call('XGROUP', 'CREATE', r.key, r.group, '0', ...(r.foreign ? [] : ['MKSTREAM']));
-      const results = (await pipe.exec()) ?? [];
-      results.forEach(([err], i) => {
-        const r = missing[i]!;
-        if (err && r.foreign && /requires the key to exist/.test(err.message)) return;
-        if (err && !/BUSYGROUP/.test(err.message)) throw err;
-        this.groups.add(`${r.key}\n${r.group}`);
+      const created = pipe.exec().then((results) => {
+        (results ?? []).forEach(([err], i) => {
+          const r = missing[i]!;
+          const id = `${r.key}\n${r.group}`;
+          if (err && r.foreign && /requires the key to exist/.test(err.message)) {
+            this.absent.add(id);
+            return;
+          }
+          if (err && !/BUSYGROUP/.test(err.message)) throw err;
+          this.absent.delete(id);
+          this.groups.add(id);
+        });
       });
+      if (missing.every((r) => this.absent.has(`${r.key}\n${r.group}`))) created.catch(() => undefined);
+      else await created;
     }
     return refs.filter((r) => this.groups.has(`${r.key}\n${r.group}`));
   }
