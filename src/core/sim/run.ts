@@ -306,9 +306,15 @@ export async function runSimulation(o: SimOptions): Promise<SimReport> {
 }
 
 /** The PID of the run's own tmux server (null until it runs: the daemon starts the agents). */
+const tmuxPids = new Map<string, number>();
 function tmuxServerPid(socket: string): number | null {
+  // Asked of tmux once (a spawn), then kept while that process lives.
+  const known = tmuxPids.get(socket);
+  if (known !== undefined && existsSync(`/proc/${known}`)) return known;
   try {
-    return Number(execFileSync('tmux', ['-S', socket, 'display-message', '-p', '#{pid}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) || null;
+    const pid = Number(execFileSync('tmux', ['-S', socket, 'display-message', '-p', '#{pid}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) || null;
+    if (pid !== null) tmuxPids.set(socket, pid);
+    return pid;
   } catch {
     return null;
   }
