@@ -267,15 +267,29 @@ describe.skipIf(!tmuxAvailable)('sos daemon', () => {
   it('a line a killed daemon typed but never submitted does not stop later deliveries to that agent', async (ctx) => {
     const w = await daemonWorld(ctx);
     await w.addAgent('ada');
-    // tmux types a wake line in two calls (the text, then Enter). This tmux, on PATH for the first
-    // daemon only, kills that daemon (kill -9 of its parent) instead of pressing Enter once armed:
-    // the crash lands exactly between the two calls, leaving the line in the agent's input box.
+    // tmux types a wake line in two commands (the text, then Enter), whether each is a tmux process
+    // or a line to the daemon's control-mode client (`tmux -C`). This tmux, on PATH for the first
+    // daemon only, kills that daemon (kill -9 of its parent) instead of pressing Enter once armed,
+    // on either path: the crash lands exactly between the two commands, leaving the line in the
+    // agent's input box.
     const bin = join(w.dir, 'bin');
     const arm = join(w.dir, 'armed');
     mkdirSync(bin);
     writeFileSync(
       join(bin, 'tmux'),
-      `#!/bin/sh\nfor a; do last=$a; done\nif [ "$last" = Enter ] && [ -e '${arm}' ]; then rm -f '${arm}'; kill -9 $PPID; exit 1; fi\nexec ${TMUX} "$@"\n`,
+      [
+        '#!/bin/sh',
+        'daemon=$PPID',
+        `strike() { if [ -e '${arm}' ]; then rm -f '${arm}'; kill -9 $daemon; exit 1; fi; }`,
+        'control=no; for a; do last=$a; [ "$a" = -C ] && control=yes; done',
+        'if [ $control = yes ]; then',
+        `  while IFS= read -r line; do case "$line" in *"'Enter'") strike ;; esac; printf '%s\\n' "$line"; done | ${TMUX} "$@"`,
+        '  exit $?',
+        'fi',
+        '[ "$last" = Enter ] && strike',
+        `exec ${TMUX} "$@"`,
+        '',
+      ].join('\n'),
       { mode: 0o755 },
     );
     const first = await w.daemon(undefined, { env: { PATH: `${bin}:${process.env.PATH ?? ''}` } });

@@ -9,6 +9,7 @@ import type { LifecycleContext } from '../lifecycle/context.js';
 import type { MemoryContext } from '../memory/service.js';
 import { type ProbeResult, superviseOnce } from '../lifecycle/probe.js';
 import type { SessionDriver } from '../sessions/port.js';
+import { useTmuxControl } from '../sessions/tmux-control.js';
 import { openStore, parseStoreTarget } from '../store/open.js';
 import { nextChange } from '../store/sql/driver.js';
 import type { Store } from '../store/port.js';
@@ -196,6 +197,10 @@ export class Daemon {
       },
     };
     this.resources.defer('ptys', () => this.releasePtys());
+
+    // Wakes and probes read panes and type into them all day: through one tmux control client per
+    // server (tmux-control.ts) rather than a tmux process per command, until the daemon stops.
+    this.resources.defer('tmux control', useTmuxControl());
 
     const wake = new WakeDelivery(
       base,

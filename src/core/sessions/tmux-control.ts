@@ -114,8 +114,10 @@ class ControlClient {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.pending.length === 0) return;
+    // Left referenced: the client's process and pipes are not, so without this timer a process
+    // whose only work is waiting for a reply (a daemon's start-up recovery) would simply end,
+    // exit code 0, mid-command. A spawned tmux keeps its caller alive the same way.
     this.timer = setTimeout(() => this.lost(`tmux did not answer within ${REPLY_TIMEOUT_MS / 1000}s`), REPLY_TIMEOUT_MS);
-    this.timer.unref();
   }
 
   private read(chunk: string): void {
