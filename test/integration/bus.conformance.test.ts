@@ -121,6 +121,35 @@ describe.each(BUS_ADAPTERS)('Bus conformance: $name', (adapter) => {
       await fails(ackMessage(w.ctx, w.as('kasra'), { id: critical.id, ok: true }), NotFound);
     });
 
+    it('sends a refusal before the delivery reads acked; an ack retried after a crash in between replies once', async (ctx) => {
+      const w = await adapter.open(ctx);
+      await seedAgents(w, { kasra: 'coordinator', codex: 'worker' });
+      const sent = await sendMessage(w.ctx, w.as('kasra'), { to: 'codex', text: 'ship it?', ack: true });
+      // This ack dies at its first delivery state change: what it wrote before that is what a
+      // crash there leaves behind.
+      const crash = new Error('killed mid-ack');
+      const bus = new Proxy(w.ctx.bus, {
+        get(target, key) {
+          if (key === 'setState') return () => Promise.reject(crash);
+          const value = Reflect.get(target, key, target) as unknown;
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      await expect(ackMessage({ ...w.ctx, bus }, w.as('codex'), { id: sent.id, ok: false, note: 'not today' })).rejects.toBe(crash);
+      // The refusal is already in the sender's stream, so a sender that saw the delivery acked
+      // could never miss it; here the delivery is not acked yet and the waiter still hears no.
+      expect(await waitForAck(w.ctx, w.as('kasra'), sent.id, 5_000)).toBe('refused');
+      expect((await showMessage(w.ctx, w.as('kasra'), sent.id)).deliveries[0]?.state).not.toBe('acked');
+
+      // The recipient never heard back, so it acks again: the delivery now reads acked, and the
+      // sender holds one refusal, not two.
+      const again = await ackMessage(w.ctx, w.as('codex'), { id: sent.id, ok: false, note: 'not today' });
+      expect((await showMessage(w.ctx, w.as('kasra'), sent.id)).deliveries[0]?.state).toBe('acked');
+      const replies = (await readInbox(w.ctx, w.as('kasra'), {})).unread.filter((i) => i.message.ackFor === sent.id);
+      expect(replies.map((i) => [i.message.id, i.message.ackOk, i.message.text])).toEqual([[again.ackMessageId, false, 'not today']]);
+      expect(await waitForAck(w.ctx, w.as('kasra'), sent.id, 5_000)).toBe('refused');
+    });
+
     it('re-sends an overdue ack once, then escalates to coordinators, once each', async (ctx) => {
       let clock = 1_000_000;
       const w = await adapter.open(ctx, { now: () => clock });

@@ -340,7 +340,6 @@ export async function ackMessage(
     throw new NotFound(MESSAGE_ID.test(input.id) ? `${what} was not sent to ${who} in project "${caller.project}"` : `${what} was sent to ${who} in project "${caller.project}"`);
   }
   const at = now(ctx);
-  for (const found of acked) await markAcked(ctx, caller.project, who, found, at);
   const { message, original } = acked[0]!;
   let ackMessageId: string | null = null;
   const sender = await ctx.store.agents.get(caller.project, message.from);
@@ -363,8 +362,12 @@ export async function ackMessage(
       ackOk: input.ok,
       resendOf: null,
     };
-    ackMessageId = (await ctx.bus.append(reply, null)).id;
+    // The reply goes out before the deliveries read acked, so a sender that sees them acked
+    // (waitForAck) already finds a refusal in its stream. A crash in between leaves them unacked:
+    // the recipient acks again, and the key makes that repeat write no second reply.
+    ackMessageId = (await ctx.bus.append(reply, `sos-ack:${original}`)).id;
   }
+  for (const found of acked) await markAcked(ctx, caller.project, who, found, at);
   return { id: original, ok: input.ok, ackMessageId };
 }
 
