@@ -5,7 +5,8 @@
 //   (c) wake latency: send → a reader following the inbox (own connection) has it, p50/p99, vs raw
 //       XADD+PUBLISH → a subscriber (own connection) has the message
 //   Redis also shows the floor of a send in sos's wire layout: XADD + HSET of the delivery hash +
-//   the two PUBLISHes (sos's wake, upstream's channel), pipelined by hand on a raw connection.
+//   the two PUBLISHes (sos's wake, upstream's channel), pipelined by hand on a raw connection, one
+//   send at a time (latency) and 100 in one pipeline (throughput).
 //   (d) the same on the embedded SQL bus (SQLite), against raw better-sqlite3 INSERTs
 // Usage: npm run build && node bench/bus.mjs [iterations]   (Redis at SOS_BENCH_REDIS_URL or 127.0.0.1:6379)
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -77,15 +78,17 @@ async function latency(label, rawOp, busOp, sendOp, floorOp) {
   row(`${label} sendMessage p99 (checks + append)`, fmt(pct(send, 99)), fmt(pct(raw, 99)), (pct(send, 99) / pct(raw, 99)).toFixed(2));
 }
 
-async function throughput(label, rawBatch, busBatch) {
-  let rawMs = 0, busMs = 0;
+async function throughput(label, rawBatch, busBatch, floorBatch) {
+  let rawMs = 0, busMs = 0, floorMs = 0;
   for (let b = 0; b < BATCHES; b++) {
     let t = now(); await rawBatch(b); rawMs += now() - t;
     t = now(); await busBatch(b); busMs += now() - t;
+    if (floorBatch) { t = now(); await floorBatch(b); floorMs += now() - t; }
   }
-  const rawRate = (BATCH * BATCHES) / (rawMs / 1000);
-  const busRate = (BATCH * BATCHES) / (busMs / 1000);
-  row(`${label} throughput, ${BATCH} in flight`, `${Math.round(busRate)} msg/s`, `${Math.round(rawRate)} msg/s`, (busRate / rawRate).toFixed(2));
+  const rate = (ms) => (BATCH * BATCHES) / (ms / 1000);
+  const rawRate = rate(rawMs);
+  row(`${label} throughput, ${BATCH} in flight`, `${Math.round(rate(busMs))} msg/s`, `${Math.round(rawRate)} msg/s`, (rate(busMs) / rawRate).toFixed(2));
+  if (floorBatch) row(`${label} throughput floor (wire layout pipelined)`, `${Math.round(rate(floorMs))} msg/s`, `${Math.round(rawRate)} msg/s`, (rate(floorMs) / rawRate).toFixed(2));
 }
 
 /**
@@ -130,17 +133,20 @@ const rawKey = `sos:stream:project:${project}:agent:rawbench`;
 const r = await world(true);
 const wire = (i) => ['type', 'send', 'source', 'agent:kasra', 'target', 'agent:rawbench', 'timestamp', new Date().toISOString(), 'version', '1.0',
   'message_id', '6f1c7c2e-0000-4abc-8def-0123456789ab', 'payload', JSON.stringify({ text: `${text} ${i}`, content_type: 'text/plain' }), 'project', project, 'tenant_id', project];
+/** One send in sos's wire layout, by hand: XADD + HSET of the delivery hash + the two PUBLISHes. */
+const layout = (p, i) => {
+  const fields = wire(i);
+  return p.xadd(rawKey, 'MAXLEN', '~', '100000', '*', ...fields)
+    .hset(`sos:delivery:project:${project}:raw${i}`, 'stream', rawKey, 'created', String(Date.now()), 'r:rawbench', `queued:${Date.now()}`)
+    .publish(`sos:wake:project:${project}:agent:rawbench`, `raw${i}`).publish(`sos:channel:project:${project}:agent:rawbench`, JSON.stringify(fields));
+};
 await latency('redis', () => raw.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })),
   (i) => r.ctx.bus.append(envelope(i), null), (i) => sos.sendMessage(r.ctx, r.caller, { to: 'codex', text: `${text} ${i}` }),
-  (i) => {
-    const fields = wire(i);
-    return raw.pipeline().xadd(rawKey, 'MAXLEN', '~', '100000', '*', ...fields)
-      .hset(`sos:delivery:project:${project}:raw${i}`, 'stream', rawKey, 'created', String(Date.now()), 'r:rawbench', `queued:${Date.now()}`)
-      .publish(`sos:wake:project:${project}:agent:rawbench`, `raw${i}`).publish(`sos:channel:project:${project}:agent:rawbench`, JSON.stringify(fields)).exec();
-  });
+  (i) => layout(raw.pipeline(), i).exec());
 await throughput('redis',
   async () => { const p = raw.pipeline(); for (let i = 0; i < BATCH; i++) { p.xadd(rawKey, 'MAXLEN', '~', '100000', '*', 'type', 'message', 'payload', JSON.stringify({ text })); p.publish(`sos:wake:project:${project}:agent:rawbench`, '1'); } await p.exec(); },
-  async () => { await Promise.all(Array.from({ length: BATCH }, (_, i) => r.ctx.bus.append(envelope(i), null))); });
+  async () => { await Promise.all(Array.from({ length: BATCH }, (_, i) => r.ctx.bus.append(envelope(i), null))); },
+  async (b) => { const p = raw.pipeline(); for (let i = 0; i < BATCH; i++) layout(p, b * BATCH + i); await p.exec(); });
 await drain(r);
 const rawSub = new Redis(redisUrl);
 const rawChannel = `sos:wake:project:${project}:agent:rawbench`;
