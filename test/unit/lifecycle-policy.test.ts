@@ -75,6 +75,16 @@ describe('lifecycle policy', () => {
     expect(plan('dead', { cascade: true, recent: [action('escalate', 1, 'cascade guard: …', 'escalated')] }).action).toBe('none');
   });
 
+  it('keeps an agent escalated for a cascade down for a human once the guard no longer trips, until it is back', () => {
+    const escalated = action('escalate', 1, 'cascade guard: most supervised agents are dead at once; not restarting', 'escalated');
+    // The operator restarted some of the cascade: too few are dead to trip the guard now.
+    expect(plan('dead', { cascade: false, recent: [escalated] })).toMatchObject({ action: 'none', reason: expect.stringMatching(/^cascade guard/) });
+    // A later death (the agent came back in between: its dead state is newer than the escalation) is restarted.
+    expect(plan('dead', { cascade: false, since: NOW - 0.5 * MIN, recent: [escalated] }).action).toBe('restart');
+    // An escalation for something else does not hold it.
+    expect(plan('dead', { recent: [action('escalate', 1, 'no start command: …', 'escalated')] }).action).toBe('restart');
+  });
+
   it('escalates a dead agent without a start command instead of guessing one', () => {
     expect(plan('dead', { agent: { name: 'a', policy: 'warm', hasStartCommand: false } })).toMatchObject({ action: 'escalate' });
   });

@@ -112,8 +112,13 @@ export function planAction(input: PlanInput): PlannedAction {
     // Every attempt counts, failed or not: a start command that cannot run (a missing workdir)
     // must not be retried on every probe; it reaches the limit and is escalated like a crash loop.
     const restarts = recent.filter((a) => a.action === 'restart');
-    if (input.cascade) {
-      return escalatedSince(recent, input.since, 'cascade')
+    // An agent escalated for a cascade in this death stays down for a human (within the restart
+    // window), even once the guard no longer trips: the operator's first restarts bring the dead
+    // below its fraction, and the supervisor must not then restart the rest behind the operator's
+    // back, racing them for the same sessions.
+    const heldForCascade = escalatedSince(recent, input.since, 'cascade');
+    if (input.cascade || heldForCascade) {
+      return heldForCascade
         ? { action: 'none', reason: 'cascade guard: escalated already; not restarting' }
         : { action: 'escalate', reason: 'cascade guard: most supervised agents are dead at once; not restarting' };
     }

@@ -296,6 +296,14 @@ export async function buildReport(input: BuildInput): Promise<SimReport> {
   }
   const cascades = simLog.filter((e) => e.kind === 'cascade');
   for (const e of cascades) if (e.escalated !== true) failures.push(`cascade at +${Math.round((e.at - t0) / 1000)} s: the supervisor did not escalate within 30 s`);
+  // Once escalated, a cascade's agents are the operator's: the supervisor restarting one of them
+  // before the operator is done (as the first hand restarts bring the dead below the guard's
+  // fraction) races the operator for the same session.
+  for (const k of kills.filter((x) => x.how === 'cascade kill -9')) {
+    const handed = simLog.find((e) => e.kind === 'operator_restart' && e.at >= k.at);
+    const early = actions.find((a) => a.agent === k.agent && a.action === 'restart' && num(a.at) >= k.at && (!handed || num(a.at) <= handed.at));
+    if (early) failures.push(`${k.agent} (cascade kill -9): restarted by the supervisor at +${Math.round((num(early.at) - t0) / 1000)} s, before the operator's restarts were done`);
+  }
   const operatorRestarts = simLog.filter((e) => e.kind === 'operator_restart').reduce((n, e) => n + (Array.isArray(e.agents) ? e.agents.length : 0), 0);
 
   // Recovery success: the lifecycle's recoveries, less each agent's first start. The daemon brings
