@@ -154,6 +154,21 @@ describe.skipIf(!TMUX_ADAPTER.available())('tmux control mode', () => {
     expect(controlClients(c.socket)).toEqual([]);
   });
 
+  it('keeps its process alive while a reply is pending, and not once it is in', async (ctx) => {
+    // The client's process and pipes never keep node alive; a command waiting for its reply must
+    // (as a spawned tmux does), or a daemon whose only work is that reply simply exits mid-command.
+    const s = await start(ctx);
+    control();
+    await untilControlReady(s);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const idle = timers();
+    const reply = runControl(s.socket, [['display-message', '-p', 'x']]);
+    expect(reply).not.toBeNull();
+    expect(timers()).toBe(idle + 1);
+    expect((await reply!).stdout).toBe('x\n');
+    expect(timers()).toBe(idle);
+  });
+
   it('ends every client when the last user releases control mode', async (ctx) => {
     const s = await start(ctx);
     const first = useTmuxControl();
