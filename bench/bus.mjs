@@ -8,6 +8,9 @@
 //   the two PUBLISHes (sos's wake, upstream's channel), pipelined by hand on a raw connection, one
 //   send at a time (latency) and 100 in one pipeline (throughput).
 //   (d) the same on the embedded SQL bus (SQLite), against raw better-sqlite3 INSERTs
+//   (e) the push wake the daemon waits on (Bus.onWake: send → the callback), on Redis (PSUBSCRIBE)
+//       vs raw PUBLISH → a subscriber, and on PostgreSQL (LISTEN/NOTIFY, fresh schema at
+//       SOS_BENCH_DATABASE_URL, dropped at the end) vs raw pg_notify → a listener
 // Usage: npm run build && node bench/bus.mjs [iterations]   (Redis at SOS_BENCH_REDIS_URL or 127.0.0.1:6379)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,6 +126,32 @@ async function wake(label, w, rawWake) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The push wake the daemon waits on (`Bus.onWake`, on the reader's own connection): send → the
+ * callback names the recipient. Each alternates with `rawWake` (the backend's bare notification
+ * → a listener on its own connection has it), which resolves when the raw listener has it.
+ */
+async function pushWake(label, w, rawWake) {
+  let got;
+  const stop = await w.reader.bus.onWake(project, (agent) => { if (agent === 'codex') got?.(); });
+  const delays = [], raws = [];
+  for (let i = 0; i < WAKES; i++) {
+    await sleep(3);
+    let t = now(); await rawWake(i); raws.push(now() - t);
+    await sleep(3);
+    t = now();
+    const woken = new Promise((resolve) => { got = resolve; });
+    const sent = sos.sendMessage(w.ctx, w.caller, { to: 'codex', text: `push ${i}` });
+    await woken;
+    delays.push(now() - t);
+    got = undefined;
+    await sent;
+  }
+  await stop();
+  row(`${label} push wake p50 (send → Bus.onWake)`, fmt(pct(delays, 50)), fmt(pct(raws, 50)), (pct(delays, 50) / pct(raws, 50)).toFixed(2));
+  row(`${label} push wake p99`, fmt(pct(delays, 99)), fmt(pct(raws, 99)), (pct(delays, 99) / pct(raws, 99)).toFixed(2));
+}
+
 async function drain(w) {
   for (;;) { const got = await w.reader.bus.takeUnread(project, 'codex', [{ kind: 'agent', name: 'codex' }], 5000, Date.now()); if (got.length === 0) return; }
 }
@@ -157,6 +186,10 @@ await wake('redis', r, (i) => new Promise((resolve) => {
   rawGot = resolve;
   raw.pipeline().xadd(rawKey, 'MAXLEN', '~', '100000', '*', ...wire(i)).publish(rawChannel, JSON.stringify(wire(i))).exec();
 }));
+await pushWake('redis', r, (i) => new Promise((resolve) => {
+  rawGot = resolve;
+  raw.publish(rawChannel, `push ${i}`);
+}));
 rawSub.disconnect();
 
 // ---- SQLite (embedded default)
@@ -172,6 +205,34 @@ await drain(s);
 await wake('sqlite', s);
 
 // ---- report and clean up
+// ---- PostgreSQL (Store and bus in a fresh schema, dropped at the end): the push wake only
+const pgUrl = process.env.SOS_BENCH_DATABASE_URL ?? 'postgres://sos_test:sos_test@127.0.0.1:5432/sos_test';
+const pgSchema = `bench_bus_${project}`;
+const { default: pg } = await import('pg');
+const pgStore = await sos.openStore({ target: sos.parseStoreTarget(pgUrl, dir), pgSchema, busyTimeoutMs: 5000, create: true });
+await pgStore.migrate();
+await pgStore.projects.create(project);
+for (const name of ['kasra', 'codex']) await pgStore.agents.add({ project, name, kind: 'custom', role: 'worker', capabilities: [], session: null });
+const pgValues = { redisUrl: undefined, busMaxLen: 100_000, maxMessageBytes: 65_536, presenceTtlMs: 90_000 };
+const pgReaderStore = await sos.openStore({ target: sos.parseStoreTarget(pgUrl, dir), pgSchema, busyTimeoutMs: 5000 });
+const p = { store: pgStore, ctx: await sos.openBusContext(pgValues, pgStore), reader: await sos.openBusContext(pgValues, pgReaderStore), caller: { project, agent: 'kasra', role: 'operator', via: 'local' } };
+const listener = new pg.Client({ connectionString: pgUrl });
+const notifier = new pg.Client({ connectionString: pgUrl });
+await listener.connect(); await notifier.connect();
+await listener.query('LISTEN sos_bench_raw');
+let pgGot;
+listener.on('notification', () => pgGot?.());
+await pushWake('postgres', p, (i) => new Promise((resolve) => {
+  pgGot = resolve;
+  notifier.query('SELECT pg_notify($1, $2)', ['sos_bench_raw', `push ${i}`]);
+}));
+await listener.end(); await notifier.end();
+await p.reader.bus.close(); await p.ctx.bus.close(); await pgReaderStore.close(); await pgStore.close();
+{
+  const admin = new pg.Client({ connectionString: pgUrl });
+  await admin.connect(); await admin.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`); await admin.end();
+}
+
 const widths = [0, 1, 2, 3].map((c) => Math.max(...[['measure', 'sos', 'raw primitive', 'ratio'], ...rows].map((x) => String(x[c]).length)));
 const line = (x) => x.map((v, c) => String(v).padEnd(widths[c])).join('  ');
 console.log(`bus benchmark: ${N} sequential sends, ${BATCHES}×${BATCH} in-flight batches, ${WAKES} wakes; Node ${process.version}`);
