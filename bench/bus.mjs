@@ -34,8 +34,13 @@ const fmt = (ms) => `${(ms * 1000).toFixed(0)} µs`;
 const rows = [];
 const row = (what, value, raw, ratio) => rows.push([what, value, raw, ratio]);
 
-async function world(redis) {
-  const store = await sos.openStore({ target: { dialect: 'sqlite', path: join(dir, `${redis ? 'r' : 's'}.db`) }, pgSchema: 'sos', busyTimeoutMs: 5000, create: true });
+/**
+ * A Store with the project and its two agents, a bus on it, and a reader's bus. Without Redis the
+ * reader gets a Store of its own, as another process would: its wake-ups then come from across
+ * connections (SQLite's change counter, PostgreSQL's NOTIFY), not from the in-process emitter.
+ */
+async function world(redis, target = { dialect: 'sqlite', path: join(dir, `${redis ? 'r' : 's'}.db`) }, pgSchema = 'sos') {
+  const store = await sos.openStore({ target, pgSchema, busyTimeoutMs: 5000, create: true });
   await store.migrate();
   await store.projects.create(project);
   for (const name of ['kasra', 'codex']) {
@@ -43,14 +48,9 @@ async function world(redis) {
   }
   const values = { redisUrl: redis ? redisUrl : undefined, busMaxLen: 100_000, maxMessageBytes: 65_536, presenceTtlMs: 90_000 };
   const ctx = await sos.openBusContext(values, store);
-  const reader = await sos.openBusContext(values, redis ? store : await secondStore(store));
-  return { store, ctx, reader, caller: { project, agent: 'kasra', role: 'operator', via: 'local' } };
-}
-
-// The SQLite reader gets its own connection, as another process would: its wake-ups then come
-// from the cross-connection change counter, not from the in-process emitter.
-async function secondStore() {
-  return sos.openStore({ target: { dialect: 'sqlite', path: join(dir, 's.db') }, pgSchema: 'sos', busyTimeoutMs: 5000 });
+  const readerStore = redis ? store : await sos.openStore({ target, pgSchema, busyTimeoutMs: 5000 });
+  const reader = await sos.openBusContext(values, readerStore);
+  return { store, readerStore, ctx, reader, caller: { project, agent: 'kasra', role: 'operator', via: 'local' } };
 }
 
 function envelope(i) {
@@ -209,13 +209,7 @@ await wake('sqlite', s);
 const pgUrl = process.env.SOS_BENCH_DATABASE_URL ?? 'postgres://sos_test:sos_test@127.0.0.1:5432/sos_test';
 const pgSchema = `bench_bus_${project}`;
 const { default: pg } = await import('pg');
-const pgStore = await sos.openStore({ target: sos.parseStoreTarget(pgUrl, dir), pgSchema, busyTimeoutMs: 5000, create: true });
-await pgStore.migrate();
-await pgStore.projects.create(project);
-for (const name of ['kasra', 'codex']) await pgStore.agents.add({ project, name, kind: 'custom', role: 'worker', capabilities: [], session: null });
-const pgValues = { redisUrl: undefined, busMaxLen: 100_000, maxMessageBytes: 65_536, presenceTtlMs: 90_000 };
-const pgReaderStore = await sos.openStore({ target: sos.parseStoreTarget(pgUrl, dir), pgSchema, busyTimeoutMs: 5000 });
-const p = { store: pgStore, ctx: await sos.openBusContext(pgValues, pgStore), reader: await sos.openBusContext(pgValues, pgReaderStore), caller: { project, agent: 'kasra', role: 'operator', via: 'local' } };
+const p = await world(false, sos.parseStoreTarget(pgUrl, dir), pgSchema);
 const listener = new pg.Client({ connectionString: pgUrl });
 const notifier = new pg.Client({ connectionString: pgUrl });
 await listener.connect(); await notifier.connect();
@@ -227,7 +221,7 @@ await pushWake('postgres', p, (i) => new Promise((resolve) => {
   notifier.query('SELECT pg_notify($1, $2)', ['sos_bench_raw', `push ${i}`]);
 }));
 await listener.end(); await notifier.end();
-await p.reader.bus.close(); await p.ctx.bus.close(); await pgReaderStore.close(); await pgStore.close();
+await p.reader.bus.close(); await p.ctx.bus.close(); await p.readerStore.close(); await p.store.close();
 {
   const admin = new pg.Client({ connectionString: pgUrl });
   await admin.connect(); await admin.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`); await admin.end();
@@ -240,7 +234,7 @@ console.log(line(['measure', 'sos', 'raw primitive', 'ratio']));
 for (const x of rows) console.log(line(x));
 
 for (const w of [r, s]) { await w.reader.bus.close(); await w.ctx.bus.close(); }
-await r.store.close(); await s.store.close();
+await r.store.close(); await s.readerStore.close(); await s.store.close();
 let cursor = '0';
 do { const [next, keys] = await raw.scan(cursor, 'MATCH', `sos:*:project:${project}*`, 'COUNT', 1000); cursor = next; if (keys.length) await raw.del(...keys); } while (cursor !== '0');
 raw.disconnect();
